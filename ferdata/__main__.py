@@ -1,0 +1,3 @@
+from ferdata.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""`ferdata align` (not yet built: registers no command)."""

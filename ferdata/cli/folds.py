@@ -1,0 +1,1 @@
+"""`ferdata folds` (not yet built: registers no command)."""

@@ -1,0 +1,1 @@
+"""`ferdata ingest` (being built)."""

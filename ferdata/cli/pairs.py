@@ -1,0 +1,1 @@
+"""`ferdata pairs` (not yet built: registers no command)."""

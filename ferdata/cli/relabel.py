@@ -1,0 +1,1 @@
+"""`ferdata relabel` (not yet built: registers no command)."""

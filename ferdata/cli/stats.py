@@ -1,0 +1,1 @@
+"""`ferdata stats` (being built)."""

@@ -1,0 +1,48 @@
+"""ferdata's exceptions.
+
+One root, :class:`FerdataError`, whose message is a single line for the user: what is wrong and
+what to do about it. The CLI catches the root once and exits 1 with that line; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FerdataError(Exception):
+    """A user-facing error: the message names the file and the fix."""
+
+
+class UsageError(FerdataError):
+    """Options that contradict each other or a value outside its range."""
+
+
+class WorkspaceError(FerdataError):
+    """The workspace is missing, locked, or holds no manifest for the dataset."""
+
+
+class WorkspaceLocked(WorkspaceError):
+    """Another ferdata process holds the workspace lock."""
+
+
+class SchemaError(FerdataError):
+    """A manifest that does not match the schema."""
+
+
+class ArchiveError(FerdataError):
+    """An archive that cannot be read: unsupported, corrupt or truncated."""
+
+
+class PasswordError(ArchiveError):
+    """A password is missing or wrong."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A member that would escape the output folder, or a decompression bomb."""
+
+
+class LayoutError(FerdataError):
+    """A tree that does not look like the dataset it was said to be."""
+
+
+class VotesError(FerdataError):
+    """A votes file that cannot be applied to the manifest."""

@@ -1,0 +1,63 @@
+"""Crash-safe file writes: a temporary file in the same folder, fsync, then ``os.replace``.
+
+A reader therefore sees either the old file or the whole new one, never half of it (the model is
+SQLite's atomic commit). Temporary names start with ``.tmp-`` so that a crash leaves only files
+that no reader ever opens and that :func:`remove_stale_temps` can clear.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some filesystems refuse to open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporary files a crashed writer left in ``folder`` (not recursive)."""
+    removed = 0
+    if folder.is_dir():
+        for leftover in folder.glob(TEMP_PREFIX + "*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,269 @@
+"""THE manifest: columns, types, vocabularies, validation and atomic Parquet reads and writes.
+
+Everything is derived from ``manifests/schema.toml``, the one description of the schema: the
+Arrow schema written to Parquet, the pandas dtypes used in memory, the checks in
+:func:`validate`, and (later) the published dataset's features. Other modules name columns only
+through the strings listed there; :func:`validate` rejects a frame that lacks one.
+
+In memory a manifest is a pandas DataFrame with nullable dtypes: strings are ``object`` columns of
+``str``/``None``, ``bool`` columns are ``boolean``, ``int64`` columns are ``Int64``, lists are
+Python lists (or ``None``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import SchemaError
+from .fsutil import atomic_path
+from .resources import load_toml
+
+_SPEC = load_toml("schema")
+
+SCHEMA_VERSION: int = _SPEC["version"]
+LABELS: tuple[str, ...] = tuple(_SPEC["labels"])
+BASIC_LABELS: tuple[str, ...] = tuple(x for x in LABELS if x != "contempt")
+DATASETS: tuple[str, ...] = tuple(_SPEC["datasets"])
+SPLITS: tuple[str, ...] = tuple(_SPEC["splits"])
+LABEL_STATUSES: tuple[str, ...] = tuple(_SPEC["label_statuses"])
+FACE_STATUSES: tuple[str, ...] = tuple(_SPEC["face_statuses"])
+OCCLUSION_TAGS: tuple[str, ...] = tuple(_SPEC["occlusion_tags"])
+
+_VOCABULARIES = {
+    "labels": LABELS,
+    "datasets": DATASETS,
+    "splits": SPLITS,
+    "label_statuses": LABEL_STATUSES,
+    "face_statuses": FACE_STATUSES,
+    "occlusion_tags": OCCLUSION_TAGS,
+}
+
+_SCALARS = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
+_PANDAS = {"string": object, "bool": "boolean", "int64": "Int64", "float64": "float64"}
+_LIST = re.compile(r"list<(\w+)>(?:\[(\d+)\])?$")
+
+PROVENANCE_KEY = b"ferdata.provenance"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_name: str
+    nullable: bool
+    doc: str
+    vocabulary: tuple[str, ...] | None = None
+    default: Any = None
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        if m := _LIST.match(self.type_name):
+            inner, size = _SCALARS[m.group(1)], m.group(2)
+            return pa.list_(inner, int(size)) if size else pa.list_(inner)
+        return _SCALARS[self.type_name]
+
+    @property
+    def is_list(self) -> bool:
+        return self.type_name.startswith("list<")
+
+    @property
+    def list_size(self) -> int | None:
+        m = _LIST.match(self.type_name)
+        return int(m.group(2)) if m and m.group(2) else None
+
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.arrow_type, nullable=self.nullable)
+
+
+COLUMNS: tuple[Column, ...] = tuple(
+    Column(
+        name=c["name"],
+        type_name=c["type"],
+        nullable=c["nullable"],
+        doc=c["doc"],
+        vocabulary=_VOCABULARIES[c["vocabulary"]] if "vocabulary" in c else None,
+        default=c.get("default"),
+    )
+    for c in _SPEC["columns"]
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+_BY_NAME = {c.name: c for c in COLUMNS}
+ARROW_SCHEMA = pa.schema([c.field() for c in COLUMNS])
+
+
+def column(name: str) -> Column:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a manifest column") from None
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def _default(col: Column) -> Any:
+    return list(col.default) if isinstance(col.default, list) else col.default
+
+
+def _to_list(value: Any) -> list | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+
+
+def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
+    """Schema dtypes for the schema's columns; extra columns are left as they are."""
+    out = frame.copy()
+    for col in COLUMNS:
+        if col.name not in out.columns:
+            continue
+        series = out[col.name]
+        if col.is_list:
+            out[col.name] = pd.Series([_to_list(v) for v in series], index=out.index, dtype=object)
+        elif col.type_name == "string":
+            out[col.name] = pd.Series(
+                [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v) for v in series],
+                index=out.index,
+                dtype=object,
+            )
+        else:
+            out[col.name] = series.astype(_PANDAS[col.type_name])
+    return out
+
+
+def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """A manifest frame from row dicts; columns a row leaves out get the schema's defaults."""
+    rows = rows or []
+    data = {
+        col.name: [row.get(col.name, _default(col)) for row in rows]
+        for col in COLUMNS
+    }
+    extras = sorted({k for row in rows for k in row} - set(COLUMN_NAMES))
+    for name in extras:
+        data[name] = [row.get(name) for row in rows]
+    return _coerce(pd.DataFrame(data, columns=[*COLUMN_NAMES, *extras]))
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table: schema columns first and exactly typed, extras after."""
+    missing = [c for c in COLUMN_NAMES if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"manifest lacks the columns {', '.join(missing)}")
+    frame = _coerce(frame)
+    arrays, fields = [], []
+    for col in COLUMNS:
+        values = frame[col.name]
+        if col.type_name in ("bool", "int64", "float64"):
+            values = values.astype(object).where(values.notna(), None)
+        arrays.append(pa.array(values.tolist(), type=col.arrow_type))
+        fields.append(col.field())
+    for name in frame.columns:
+        if name not in _BY_NAME:
+            arrays.append(pa.array(frame[name].astype(object).where(frame[name].notna(), None).tolist()))
+            fields.append(pa.field(name, arrays[-1].type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas(
+        types_mapper={pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}.get,
+    )
+    return _coerce(frame)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _offenders(mask: pd.Series, frame: pd.DataFrame, limit: int = 5) -> str:
+    ids = frame.loc[mask, "image_id"].astype(str).head(limit).tolist() if "image_id" in frame else []
+    more = int(mask.sum()) - len(ids)
+    return ", ".join(ids) + (f" and {more} more" if more > 0 else "")
+
+
+def validate(frame: pd.DataFrame) -> None:
+    """Raise :class:`SchemaError` naming the first offending rows if ``frame`` breaks the schema."""
+    missing = [c for c in COLUMN_NAMES if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"manifest lacks the columns {', '.join(missing)}")
+    problems: list[str] = []
+    dup = frame["image_id"].duplicated(keep=False)
+    if dup.any():
+        problems.append(f"duplicate image_id: {_offenders(dup, frame)}")
+    for col in COLUMNS:
+        series = frame[col.name]
+        isnull = series.isna() if not col.is_list else series.map(lambda v: v is None)
+        if not col.nullable and isnull.any():
+            problems.append(f"{col.name} is empty for {_offenders(isnull, frame)}")
+        if col.vocabulary and col.is_list:
+            bad = series.map(lambda v: v is not None and any(t not in col.vocabulary for t in v))
+            if bad.any():
+                problems.append(
+                    f"{col.name} holds tags outside {{{', '.join(col.vocabulary)}}} for {_offenders(bad, frame)}"
+                )
+        elif col.vocabulary:
+            bad = ~isnull & ~series.isin(col.vocabulary)
+            if bad.any():
+                problems.append(
+                    f"{col.name} holds values outside {{{', '.join(col.vocabulary)}}} for {_offenders(bad, frame)}"
+                )
+        if col.list_size:
+            bad = series.map(lambda v: v is not None and len(v) != col.list_size)
+            if bad.any():
+                problems.append(f"{col.name} must hold {col.list_size} numbers: {_offenders(bad, frame)}")
+    removed = frame["label_status"] == "removed"
+    incoherent = (removed & frame["label"].notna()) | (~removed & frame["label"].isna())
+    if incoherent.any():
+        problems.append(f"label must be empty exactly when label_status is removed: {_offenders(incoherent, frame)}")
+    if frame["fold"].notna().any() and (frame["fold"].dropna() < 0).any():
+        problems.append("fold must be 0 or more")
+    if problems:
+        raise SchemaError("invalid manifest: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass
+class Manifest:
+    """A dataset's manifest: the frame plus the provenance of every step that shaped it."""
+
+    dataset: str
+    frame: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Validate and write atomically: a crash leaves the previous manifest intact."""
+    validate(manifest.frame)
+    table = to_arrow(manifest.frame)
+    meta = dict(table.schema.metadata or {})
+    meta[PROVENANCE_KEY] = json.dumps(
+        {"schema_version": SCHEMA_VERSION, "dataset": manifest.dataset, "steps": manifest.provenance},
+        sort_keys=True,
+    ).encode()
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise SchemaError(f"cannot read manifest {path}: {exc}") from None
+    meta = json.loads((table.schema.metadata or {}).get(PROVENANCE_KEY, b"{}"))
+    dataset = meta.get("dataset") or path.stem
+    frame = from_arrow(table.replace_schema_metadata(None))
+    validate(frame)
+    return Manifest(dataset=dataset, frame=frame, provenance=meta.get("steps", {}))

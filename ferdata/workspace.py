@@ -1,0 +1,166 @@
+"""The workspace folder: where each dataset's manifest and files live, and its writer lock.
+
+Layout (every path recorded in a manifest is relative to the workspace root, so the folder can
+be moved or archived whole)::
+
+    WORKSPACE/
+      manifests/<dataset>.parquet    the manifest
+      originals/<dataset>/...        originals extracted from the archive
+      aligned/<dataset>/...          aligned faces
+      tables/<dataset>/...           votes, audit, pair and fold tables, reports
+      .ferdata/lock                  present while a command writes (holder's pid inside)
+      .ferdata/staging/<dataset>/    an ingest in progress (kept for resuming after a crash)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import WorkspaceError, WorkspaceLocked
+
+ENV_VAR = "FERDATA_WORKSPACE"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def resolve(cls, path: Path | str | None = None) -> Workspace:
+        """``path``, else ``$FERDATA_WORKSPACE``, else the current directory."""
+        chosen = path if path is not None else os.environ.get(ENV_VAR) or Path.cwd()
+        return cls(Path(chosen).expanduser().resolve())
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def internal(self) -> Path:
+        return self.root / ".ferdata"
+
+    def manifest_path(self, dataset: str) -> Path:
+        return self.root / "manifests" / f"{dataset}.parquet"
+
+    def originals_dir(self, dataset: str) -> Path:
+        return self.root / "originals" / dataset
+
+    def aligned_dir(self, dataset: str) -> Path:
+        return self.root / "aligned" / dataset
+
+    def tables_dir(self, dataset: str) -> Path:
+        return self.root / "tables" / dataset
+
+    def staging_dir(self, dataset: str) -> Path:
+        return self.internal / "staging" / dataset
+
+    def relative(self, path: Path) -> str:
+        """``path`` as the POSIX string stored in manifests."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def absolute(self, relative: str) -> Path:
+        return self.root / relative
+
+    # -- datasets ------------------------------------------------------------------------------
+    def datasets(self) -> list[str]:
+        folder = self.root / "manifests"
+        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def dataset_name(self, dataset: str | None) -> str:
+        """The dataset a command acts on: the one named, or the only one in the workspace."""
+        present = self.datasets()
+        if dataset is not None:
+            if dataset not in present:
+                have = ", ".join(present) if present else "none"
+                raise WorkspaceError(
+                    f"workspace {self.root} has no manifest for {dataset} (it has: {have}); "
+                    f"run ferdata ingest ... --dataset {dataset} first"
+                )
+            return dataset
+        if len(present) == 1:
+            return present[0]
+        if not present:
+            raise WorkspaceError(
+                f"workspace {self.root} holds no manifest: run ferdata ingest first, "
+                "or point --workspace/-w (or $FERDATA_WORKSPACE) at the right folder"
+            )
+        raise WorkspaceError(
+            f"workspace {self.root} holds several datasets ({', '.join(present)}): choose one with --dataset"
+        )
+
+    def load(self, dataset: str | None = None):
+        """The manifest of ``dataset`` (see :meth:`dataset_name`)."""
+        from .schema import read_manifest
+
+        return read_manifest(self.manifest_path(self.dataset_name(dataset)))
+
+    def save(self, manifest) -> None:
+        from .schema import write_manifest
+
+        write_manifest(self.manifest_path(manifest.dataset), manifest)
+
+    # -- lock ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, command: str, wait: float = 0.0) -> Iterator[None]:
+        """Hold the workspace's writer lock (git's ``index.lock`` pattern).
+
+        The lock file is created with O_EXCL and names its holder. A lock whose holder pid no
+        longer runs on this host is stale and is taken over. ``wait`` seconds are spent retrying
+        before :class:`WorkspaceLocked` is raised.
+        """
+        try:
+            self.internal.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot write to workspace {self.root}: {exc.strerror}") from None
+        path = self.internal / "lock"
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self._read_lock(path)
+                if other is not None and other.get("host") == holder["host"] and not _pid_alive(int(other.get("pid", -1))):
+                    path.unlink(missing_ok=True)  # stale: its holder died without cleaning up
+                    continue
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                who = f"pid {other.get('pid')} ({other.get('command')})" if other else "another process"
+                raise WorkspaceLocked(
+                    f"workspace {self.root} is in use by {who}: wait for it to finish, "
+                    f"or delete {path} if that process is gone"
+                ) from None
+            except OSError as exc:
+                if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise WorkspaceError(f"workspace {self.root} is read-only: choose a writable --workspace") from None
+                raise
+            with os.fdopen(fd, "w") as fh:
+                json.dump(holder, fh)
+            break
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_lock(path: Path) -> dict | None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
