@@ -1,1 +1,85 @@
-"""`ferdata ingest` (being built)."""
+"""``ferdata ingest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import WorkspaceOpt, command, err, out, progress_bar, warn
+
+
+def parse_label_map(value: str | None) -> dict[str, str] | None:
+    """``AN=angry,HA=happy`` or a file of ``folder,label`` lines."""
+    from ..errors import UsageError
+    from ..schema import LABELS
+
+    if not value:
+        return None
+    path = Path(value)
+    pairs = path.read_text().splitlines() if path.is_file() else value.split(",")
+    mapping = {}
+    for pair in filter(None, (p.strip() for p in pairs)):
+        folder, sep, label = pair.replace(",", "=", 1).partition("=") if path.is_file() else pair.partition("=")
+        if not sep or label.strip().lower() not in LABELS:
+            raise UsageError(f"--label-map entry {pair!r} must be FOLDER=LABEL with LABEL one of {', '.join(LABELS)}")
+        mapping[folder.strip()] = label.strip().lower()
+    return mapping
+
+
+@command("ingest")
+def ingest_command(
+    path: Annotated[Path, typer.Argument(help="The archive (zip, 7z, tar, tar.gz/bz2/xz) or folder you received.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="msd-e, occlu-fer, fer2013, ferplus, ferv39k or imagefolder (detected when left out)."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    password_env: Annotated[str | None, typer.Option("--password-env", help="Name of the environment variable holding the archive password.")] = None,
+    password_file: Annotated[Path | None, typer.Option("--password-file", help="File whose first line is the archive password.")] = None,
+    align: Annotated[bool, typer.Option("--align/--no-align", help="Detect and align faces after extracting.")] = True,
+    detector: Annotated[str, typer.Option(help="Face detector: retinaface (bundled) or scrfd (needs --model-dir).")] = "retinaface",
+    model_dir: Annotated[Path | None, typer.Option(help="Folder with insightface-style ONNX detector files (det_10g.onnx, det_500m.onnx).")] = None,
+    size: Annotated[int, typer.Option(help="Aligned face size in pixels (112 or 224).")] = 112,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (for the detector).")] = "auto",
+    label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
+    skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
+    max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
+    max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive in GB (zip-bomb guard).")] = 512.0,
+) -> None:
+    """Read an archive or folder, extract the originals safely, write the Parquet manifest, align faces.
+
+    The password is never taken as an option value: use --password-env, --password-file, or answer
+    the hidden prompt. Running the same command again resumes an interrupted ingest and gives the
+    same manifest.
+
+    Example: MSDE_PW=... ferdata ingest msd-e.zip --dataset msd-e --password-env MSDE_PW -w ws
+    """
+    from ..archives import Limits, password_provider
+    from ..ingest import ingest
+    from ..workspace import Workspace
+
+    ws = Workspace.resolve(workspace)
+    limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 1e9))
+    password = password_provider(env_var=password_env, file=password_file)
+    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device}
+    with progress_bar() as progress:
+        result = ingest(
+            path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
+            skip_unparsed=skip_unparsed, align=align, align_options=align_options, progress=progress,
+        )
+    from .stats import print_tables
+    from ..stats import summary
+
+    for notice in result.notices:
+        err.print(notice, highlight=False)
+    if result.unparsed:
+        warn(f"{len(result.unparsed)} files did not fit the layout and were skipped: see tables/{result.dataset}/unparsed-{result.dataset}.csv")
+    print_tables(summary(result.manifest))
+    for message in result.warnings:
+        warn(message)
+    out.print(
+        f"{result.dataset}: {result.rows:,} images in {ws.manifest_path(result.dataset)} "
+        f"({result.written:,} originals written, {result.kept:,} rows kept from the previous manifest) in {result.seconds:.1f}s"
+    )

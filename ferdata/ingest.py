@@ -1,0 +1,363 @@
+"""``ferdata ingest``: read an archive or folder, extract the originals, write the manifest.
+
+The workspace changes only at the end, all at once: originals are first written into a staging
+folder (``.ferdata/staging/<dataset>/``) with a journal, then moved into ``originals/<dataset>/``
+and the manifest is replaced atomically. An error before that point leaves the workspace as it
+was; a crash leaves the staging folder, which the next run of the same command reuses, so an
+interrupted ingest resumes instead of starting over.
+
+Re-ingesting the same source gives the same manifest: image ids come from the source, and the
+columns later steps wrote (labels after relabelling, pairs, folds, faces) are kept for every
+image whose bytes did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .archives import Limits, PasswordProvider, open_tree
+from .errors import FerdataError, LayoutError, UnsafeArchiveError
+from .fsutil import atomic_path, atomic_write_bytes
+from .progress import ProgressFn, null_progress
+from .schema import Manifest, new_frame
+from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
+from .workspace import Workspace
+
+# Columns that describe the image as the source gave it; everything else was written by later
+# steps and survives a re-ingest when the image's bytes are unchanged.
+SOURCE_COLUMNS = (
+    "image_id", "dataset", "source", "sha256", "split", "subject_id", "clip_id", "label_original",
+    "masked", "pair_key", "original_path", "width", "height",
+)
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    manifest: Manifest
+    rows: int
+    written: int  # originals written this run (the rest were already in place or staged)
+    kept: int  # rows whose curated columns came from the previous manifest
+    dropped: int  # rows of the previous manifest that the source no longer has
+    unparsed: list[Unparsed]
+    notices: list[str]
+    warnings: list[str]
+    seconds: float
+    align_report: Any = None
+    side_files: list[str] = field(default_factory=list)
+
+
+class UnparsedFilesError(LayoutError):
+    """Files the adapter could not understand; the full list is in a report file."""
+
+
+def _image_facts(data: bytes) -> tuple[int, int, str | None]:
+    """(width, height, error) as a viewer shows the image (EXIF rotation applied to the size)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if img.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+                width, height = height, width
+            return width, height, None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        return 0, 0, f"{type(exc).__name__}: {exc}"
+
+
+def _png_bytes(pixels) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+class _Staging:
+    """Originals written so far, with a journal that lets a crashed ingest resume."""
+
+    def __init__(self, folder: Path, source_key: str) -> None:
+        self.folder = folder
+        self.files = folder / "files"
+        self.journal_path = folder / "journal.jsonl"
+        self.done: dict[str, dict] = {}
+        marker = folder / "source.json"
+        if marker.exists() and json.loads(marker.read_text()).get("key") != source_key:
+            shutil.rmtree(folder)  # staged from another archive: not ours to reuse
+        folder.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            atomic_write_bytes(marker, json.dumps({"key": source_key}).encode())
+        if self.journal_path.exists():
+            for line in self.journal_path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # the last line of a crashed run may be cut short
+                    continue
+                if (self.files / entry["target"]).exists() or entry.get("in_place"):
+                    self.done[entry["target"]] = entry
+        self._journal = self.journal_path.open("a")
+
+    def record(self, entry: dict) -> None:
+        self.done[entry["target"]] = entry
+        self._journal.write(json.dumps(entry) + "\n")
+        self._journal.flush()
+
+    def close(self) -> None:
+        self._journal.close()
+
+
+def _source_key(path: Path, dataset: str) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{dataset}"
+
+
+def ingest(
+    path: Path | str,
+    ws: Workspace,
+    *,
+    dataset: str | None = None,
+    password: PasswordProvider | None = None,
+    limits: Limits | None = None,
+    label_map: dict[str, str] | None = None,
+    skip_unparsed: bool = False,
+    align: bool = True,
+    align_options: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Ingest ``path`` (archive or folder) into the workspace as dataset ``dataset``.
+
+    ``dataset`` is detected from the layout when None. Files the adapter cannot parse stop the
+    ingest (listed in ``.ferdata/reports/``) unless ``skip_unparsed``. With ``align`` the
+    faces are detected and aligned after the manifest is written (see :mod:`ferdata.align`).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FerdataError(f"{path} does not exist: give the path of the archive or folder you received")
+    progress = progress or null_progress
+    start = time.perf_counter()
+    with ws.lock("ingest"):
+        ws.internal.mkdir(parents=True, exist_ok=True)
+        scratch = ws.internal / "tmp"
+        scratch.mkdir(exist_ok=True)
+        with open_tree(path, password=password, limits=limits or Limits(), scratch=scratch) as tree:
+            names = [m.name for m in tree.members()]
+            source = get_source(dataset) if dataset else detect_source(names, str(path))
+            result = _ingest_tree(tree, names, path, source, ws, label_map, skip_unparsed, progress)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if align:
+            from .align import align_manifest
+
+            manifest, report = align_manifest(
+                ws, result.manifest, only_missing=True, progress=progress, **(align_options or {})
+            )
+            ws.save(manifest)
+            result.manifest, result.align_report = manifest, report
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip_unparsed, progress) -> IngestResult:
+    name = source.name
+    previous = ws.load(name) if name in ws.datasets() else None
+    old_rows = {}
+    if previous is not None:
+        old_rows = {row["image_id"]: row for row in previous.frame.to_dict("records")}
+
+    staging = _Staging(ws.staging_dir(name), _source_key(path, name))
+    originals = ws.originals_dir(name)
+    records: list[Record] = []
+    facts: dict[str, dict] = {}  # target -> sha256, width, height, error
+    unparsed: list[Unparsed] = []
+    notices: list[str] = []
+    side_files: list[SideFile] = []
+    written = 0
+
+    def store(record: Record, data: bytes, sha: str, width: int, height: int, error: str | None) -> None:
+        nonlocal written
+        entry = {"target": record.target, "sha256": sha, "width": width, "height": height, "error": error}
+        old = old_rows.get(record.image_id)
+        final = _inside(originals, record.target)
+        if old is not None and old["sha256"] == sha and final.exists():
+            entry["in_place"] = True  # unchanged since the last ingest: nothing to write
+        else:
+            atomic_write_bytes(staging.files / record.target, data)
+            written += 1
+        staging.record(entry)
+        facts[record.target] = entry
+
+    try:
+        # Pass 1: the adapter's records. CSV sources carry pixels, stored as they stream by.
+        for item in source.discover(tree, names, SourceOptions(label_map=label_map)):
+            if isinstance(item, Record):
+                records.append(item)
+                if item.pixels is not None:
+                    pixels, item.pixels = item.pixels, None  # records keep no pixels: memory stays flat
+                    if item.target in staging.done:
+                        facts[item.target] = staging.done[item.target]
+                    else:
+                        h, w = pixels.shape[:2]
+                        store(item, _png_bytes(pixels), hashlib.sha256(pixels.tobytes()).hexdigest(), w, h, None)
+                    if len(records) % 500 == 0:
+                        progress("reading", len(records), None)
+            elif isinstance(item, Unparsed):
+                unparsed.append(item)
+            elif isinstance(item, SideFile):
+                side_files.append(item)
+            elif isinstance(item, Notice):
+                notices.append(item.message)
+        if unparsed and not skip_unparsed:
+            report = _unparsed_report(ws, name, unparsed)
+            first = "; ".join(f"{u.member} ({u.reason})" for u in unparsed[:3])
+            raise UnparsedFilesError(
+                f"{len(unparsed)} files in {path.name} do not fit the {name} layout, e.g. {first}. "
+                f"Full list: {report}. Fix or remove them, or pass --skip-unparsed to ingest the rest"
+            )
+        if not records:
+            raise LayoutError(f"{path.name} holds no {name} images: check the archive, or pass the right --dataset")
+        _check_unique(records, name)
+
+        # Pass 2: image members, in the archive's own order (one pass for tar and 7z).
+        by_member = {r.member: r for r in records if r.member is not None}
+        wanted = [m for m, r in by_member.items() if r.target not in staging.done]
+        for r in by_member.values():
+            if r.target in staging.done:
+                facts[r.target] = staging.done[r.target]
+        total = len(by_member)
+        done = total - len(wanted)
+        for member, data in tree.iter_read(wanted):
+            record = by_member[member]
+            width, height, error = _image_facts(data)
+            store(record, data, hashlib.sha256(data).hexdigest(), width, height, error)
+            done += 1
+            if done % 50 == 0 or done == total:
+                progress("extracting", done, total)
+        side_data = {f.name: tree.read(f.member) for f in side_files}
+    finally:
+        staging.close()
+
+    # Commit: move staged originals into place, then write the manifest atomically.
+    frame, kept = _build_frame(name, records, facts, old_rows, ws)
+    for record in records:
+        staged = staging.files / record.target
+        if staged.exists():
+            final = originals / record.target
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+    for file_name, data in side_data.items():
+        atomic_write_bytes(ws.tables_dir(name) / file_name, data)
+    provenance = dict(previous.provenance) if previous is not None else {}
+    provenance["ingest"] = {
+        "archive": path.name,
+        "archive_bytes": path.stat().st_size if path.is_file() else None,
+        "adapter": name,
+        "ferdata_version": __version__,
+        "rows": len(frame),
+        "side_files": sorted(side_data),
+        "skipped_unparsed": len(unparsed),
+    }
+    manifest = Manifest(dataset=name, frame=frame, provenance=provenance)
+    ws.save(manifest)
+    shutil.rmtree(staging.folder, ignore_errors=True)
+    if unparsed:
+        _unparsed_report(ws, name, unparsed, folder=ws.tables_dir(name))
+    return IngestResult(
+        dataset=name,
+        manifest=manifest,
+        rows=len(frame),
+        written=written,
+        kept=kept,
+        dropped=len(set(old_rows) - set(frame["image_id"])),
+        unparsed=unparsed,
+        notices=notices,
+        warnings=check_expected_counts(manifest),
+        seconds=0.0,
+        side_files=sorted(side_data),
+    )
+
+
+def _inside(folder: Path, relative: str) -> Path:
+    """``folder/relative``, refusing any path that would land outside ``folder``."""
+    target = folder / relative
+    if relative.startswith("/") or ".." in relative.split("/") or not target.resolve().is_relative_to(folder.resolve()):
+        raise UnsafeArchiveError(f"refusing to write {relative!r} outside {folder}: the archive is unsafe")
+    return target
+
+
+def _check_unique(records: list[Record], dataset: str) -> None:
+    counts = Counter(r.image_id for r in records)
+    clashes = [i for i, n in counts.items() if n > 1]
+    if clashes:
+        raise LayoutError(
+            f"{len(clashes)} {dataset} images share an id with another file, e.g. {clashes[0]} "
+            "(same name with two image extensions?): remove the duplicates and ingest again"
+        )
+
+
+def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_rows: dict, ws: Workspace):
+    rows, kept = [], 0
+    prefix = ws.originals_dir(name).relative_to(ws.root).as_posix()
+    for record in records:
+        fact = facts[record.target]
+        row = record.manifest_fields()
+        row.update(
+            dataset=name,
+            sha256=fact["sha256"],
+            original_path=f"{prefix}/{record.target}",
+            width=fact["width"],
+            height=fact["height"],
+            label=record.label_original,
+        )
+        if fact.get("error"):
+            row.update(face_status="unreadable", face_error=fact["error"])
+        old = old_rows.get(record.image_id)
+        if old is not None and old["sha256"] == row["sha256"] and old["label_original"] == row["label_original"]:
+            row.update({k: v for k, v in old.items() if k not in SOURCE_COLUMNS})
+            kept += 1
+        rows.append(row)
+    rows.sort(key=lambda r: r["image_id"])
+    return new_frame(rows), kept
+
+
+def _unparsed_report(ws: Workspace, dataset: str, unparsed: list[Unparsed], folder: Path | None = None) -> Path:
+    """Write every unparsed file with its reason to a CSV; return its path."""
+    import csv
+
+    folder = folder or ws.internal / "reports"
+    path = folder / f"unparsed-{dataset}.csv"
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["member", "reason"])
+        writer.writerows((u.member, u.reason) for u in unparsed)
+    return path
+
+
+def check_expected_counts(manifest: Manifest) -> list[str]:
+    """Warnings where the manifest differs from the counts the dataset's authors published."""
+    from .resources import load_toml
+
+    expected = load_toml(manifest.dataset).get("expected", {})
+    frame = manifest.frame
+    observed = {
+        "images": len(frame),
+        "subjects": frame["subject_id"].nunique(),
+        "masked": int((frame["masked"] == True).sum()),  # noqa: E712 (nullable boolean)
+        "nonmasked": int((frame["masked"] == False).sum()),  # noqa: E712
+        "clips": frame["clip_id"].nunique(),
+        **{split: int((frame["split"] == split).sum()) for split in ("train", "val", "test")},
+    }
+    warnings = []
+    for key, want in expected.items():
+        have = observed.get(key)
+        if have is not None and have != want:
+            warnings.append(f"{manifest.dataset} has {have:,} {key} here; its authors published {want:,}")
+    return warnings

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ferdata import schema
+from ferdata.errors import SchemaError
+
+
+def row(i: int, **kw) -> dict:
+    base = dict(
+        image_id=f"img{i}", dataset="msd-e", source=f"MSD-E/{i}.jpg", sha256=f"{i:064x}",
+        label_original="happy", label="happy", original_path=f"originals/msd-e/{i}.jpg", width=10, height=12,
+    )
+    base.update(kw)
+    return base
+
+
+def test_columns_follow_the_contract():
+    contract = [
+        "image_id", "dataset", "source", "sha256", "split", "subject_id", "clip_id", "label_original", "label",
+        "label_status", "masked", "occlusion", "pair_id", "in_pe", "fold", "original_path", "width", "height",
+        "face_status", "det_score", "n_faces", "bbox", "landmarks", "aligned_path",
+    ]
+    assert set(contract) <= set(schema.COLUMN_NAMES)
+    assert str(schema.column("bbox").arrow_type) == "fixed_size_list<item: double>[4]"
+    assert schema.column("occlusion").vocabulary == schema.OCCLUSION_TAGS
+    assert schema.BASIC_LABELS == ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")
+
+
+def test_round_trip_keeps_values_types_and_provenance(tmp_path):
+    frame = schema.new_frame([
+        row(0, masked=True, occlusion=["mask"], bbox=[1, 2, 3, 4], landmarks=list(range(10)), fold=3, n_faces=1, det_score=0.9),
+        row(1, label=None, label_status="removed", extra_note="kept as an extra column"),
+    ])
+    path = tmp_path / "m.parquet"
+    schema.write_manifest(path, schema.Manifest("msd-e", frame, {"ingest": {"archive": "a.zip"}}))
+    back = schema.read_manifest(path)
+    assert back.dataset == "msd-e" and back.provenance == {"ingest": {"archive": "a.zip"}}
+    first, second = back.frame.iloc[0], back.frame.iloc[1]
+    assert first["masked"] is True or first["masked"] == True  # noqa: E712
+    assert first["occlusion"] == ["mask"] and first["bbox"] == [1.0, 2.0, 3.0, 4.0]
+    assert first["fold"] == 3 and back.frame["fold"].dtype == "Int64"
+    assert pd.isna(second["masked"]) and second["label"] is None and second["occlusion"] == []
+    assert second["extra_note"] == "kept as an extra column"
+    assert pq.read_schema(path).field("image_id").type == "string"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([row(0), row(0)], "duplicate image_id"),
+        ([row(0, label_original="joy")], "label_original holds values outside"),
+        ([row(0, label=None)], "label must be empty exactly when"),
+        ([row(0, label_status="removed")], "label must be empty exactly when"),
+        ([row(0, occlusion=["scarf"])], "occlusion holds tags outside"),
+        ([row(0, bbox=[1, 2, 3])], "bbox must hold 4 numbers"),
+        ([row(0, sha256=None)], "sha256 is empty"),
+    ],
+)
+def test_validation_names_the_problem_and_the_rows(bad, message):
+    with pytest.raises(SchemaError, match=message) as info:
+        schema.validate(schema.new_frame(bad))
+    assert "img0" in str(info.value)
+
+
+def test_a_failed_write_leaves_the_previous_manifest_intact(tmp_path):
+    path = tmp_path / "m.parquet"
+    schema.write_manifest(path, schema.Manifest("msd-e", schema.new_frame([row(0)])))
+    before = path.read_bytes()
+    with pytest.raises(SchemaError):
+        schema.write_manifest(path, schema.Manifest("msd-e", schema.new_frame([row(0), row(0)])))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.parquet"]  # no temporary file left behind
+
+
+def test_a_truncated_manifest_is_reported_not_read(tmp_path):
+    path = tmp_path / "m.parquet"
+    schema.write_manifest(path, schema.Manifest("msd-e", schema.new_frame([row(0)])))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(SchemaError, match="cannot read manifest"):
+        schema.read_manifest(path)

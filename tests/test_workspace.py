@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ferdata.errors import WorkspaceError, WorkspaceLocked
+from ferdata.schema import Manifest, new_frame
+from ferdata.workspace import Workspace
+
+
+def test_resolve_prefers_the_argument_then_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERDATA_WORKSPACE", str(tmp_path / "env"))
+    assert Workspace.resolve(tmp_path / "arg").root == (tmp_path / "arg").resolve()
+    assert Workspace.resolve().root == (tmp_path / "env").resolve()
+    monkeypatch.delenv("FERDATA_WORKSPACE")
+    monkeypatch.chdir(tmp_path)
+    assert Workspace.resolve().root == tmp_path.resolve()
+
+
+def _save(ws: Workspace, dataset: str) -> None:
+    ws.save(Manifest(dataset, new_frame([dict(
+        image_id="a", dataset=dataset, source="a.jpg", sha256="0" * 64, label_original="sad", label="sad",
+        original_path="originals/a.jpg", width=1, height=1,
+    )])))
+
+
+def test_dataset_name_is_optional_only_with_one_dataset(ws):
+    with pytest.raises(WorkspaceError, match="holds no manifest"):
+        ws.dataset_name(None)
+    _save(ws, "msd-e")
+    assert ws.dataset_name(None) == "msd-e"
+    _save(ws, "fer2013")
+    with pytest.raises(WorkspaceError, match="choose one with --dataset"):
+        ws.dataset_name(None)
+    with pytest.raises(WorkspaceError, match="has no manifest for ferv39k"):
+        ws.dataset_name("ferv39k")
+
+
+def test_second_writer_fails_clearly_and_names_the_holder(ws):
+    with ws.lock("relabel"):
+        with pytest.raises(WorkspaceLocked, match=rf"pid {os.getpid()} \(relabel\)"):
+            with ws.lock("folds"):
+                pass
+    with ws.lock("folds"):  # released on exit
+        pass
+    assert not (ws.internal / "lock").exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(ws):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    ws.internal.mkdir(parents=True)
+    import socket
+
+    (ws.internal / "lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "command": "ingest"}))
+    with ws.lock("stats"):
+        holder = json.loads((ws.internal / "lock").read_text())
+        assert holder["pid"] == os.getpid()
