@@ -267,3 +267,11 @@ def read_manifest(path: Path) -> Manifest:
     frame = from_arrow(table.replace_schema_metadata(None))
     validate(frame)
     return Manifest(dataset=dataset, frame=frame, provenance=meta.get("steps", {}))
+
+
+def markdown_table() -> str:
+    """The column table of ``docs/schema.md``, rendered from the schema (a test keeps them equal)."""
+    lines = ["| column | type | nullable | meaning |", "|---|---|---|---|"]
+    for col in COLUMNS:
+        lines.append(f"| `{col.name}` | {col.type_name} | {'yes' if col.nullable else 'no'} | {col.doc} |")
+    return "\n".join(lines)

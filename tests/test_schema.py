@@ -81,3 +81,10 @@ def test_a_truncated_manifest_is_reported_not_read(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(SchemaError, match="cannot read manifest"):
         schema.read_manifest(path)
+
+
+def test_docs_schema_page_matches_the_schema():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "schema.md").read_text()
+    assert schema.markdown_table() in page

@@ -38,7 +38,7 @@ class MsdE(Source):
     def discover(self, tree, names: list[str], options: SourceOptions) -> Iterator[Item]:
         nonmasked, masked, pairs_file = self._layout()
         roots = roots_with_children(names, {nonmasked, masked}) or roots_with_children(names, {nonmasked})
-        root = roots[0]
+        root = roots[0] if roots else ""
         pattern = re.compile(self.facts["layout"]["filename_pattern"])
         classes = self.facts["classes"]
         ignored = 0

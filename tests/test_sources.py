@@ -1,0 +1,175 @@
+"""Each adapter on a tiny imitation of its real layout, through the library's ingest (no alignment)."""
+
+from __future__ import annotations
+
+import pytest
+
+from builders import FER_CLASSES, fer2013_csv, fer_rows, ferplus_votes, image_bytes, msd_e_tree, write
+from ferdata.errors import LayoutError
+from ferdata.ingest import UnparsedFilesError, ingest
+
+
+def rows_by_id(result):
+    return {r["image_id"]: r for r in result.manifest.frame.to_dict("records")}
+
+
+def test_msd_e_subject_label_mask_and_twin_from_the_layout(tmp_path, ws):
+    src = msd_e_tree(tmp_path / "src", subjects=2)
+    result = ingest(src, ws, dataset="msd-e", align=False)
+    assert result.rows == 2 * 7 * 2
+    rows = rows_by_id(result)
+    twin_nm, twin_m = rows["MSD-E/002_3_dslr"], rows["MSD-ME/002_3_dslr"]
+    assert (twin_nm["subject_id"], twin_nm["label_original"], twin_nm["label"]) == ("002", "happy", "happy")
+    assert twin_nm["masked"] == False and twin_m["masked"] == True  # noqa: E712
+    assert twin_m["occlusion"] == ["mask"] and twin_nm["occlusion"] == []
+    assert twin_nm["pair_key"] == twin_m["pair_key"] == "002_3_dslr"
+    assert twin_nm["source"] == "delivery/MSD-E/002_3_dslr.jpg"  # wrapping folder kept in source, not in ids
+    assert twin_nm["original_path"] == "originals/msd-e/MSD-E/002_3_dslr.jpg"
+    assert (ws.root / twin_nm["original_path"]).read_bytes() == (src / twin_nm["source"]).read_bytes()
+    assert rows["MSD-E/001_0_dslr"]["label_original"] == "surprise"
+    assert rows["MSD-E/001_6_dslr"]["label_original"] == "neutral"
+    assert (twin_nm["width"], twin_nm["height"]) == (24, 20)
+    assert (ws.tables_dir("msd-e") / "Paired_files.txt").is_file()
+    assert any("has 28 images here; its authors published 1,960" in w for w in result.warnings)
+
+
+def test_msd_e_unparsable_names_stop_the_ingest_and_are_listed(tmp_path, ws):
+    src = msd_e_tree(tmp_path / "src", subjects=1)
+    write(src / "delivery/MSD-E/IMG_2041.jpg", image_bytes(99))
+    write(src / "delivery/MSD-ME/001_9_x.jpg", image_bytes(98))
+    with pytest.raises(UnparsedFilesError, match=r"2 files in src do not fit the msd-e layout.*--skip-unparsed") as info:
+        ingest(src, ws, dataset="msd-e", align=False)
+    report = ws.internal / "reports" / "unparsed-msd-e.csv"
+    assert str(report) in str(info.value)
+    text = report.read_text()
+    assert "IMG_2041.jpg" in text and "label index 9 is not in 0..6" in text
+    assert ws.datasets() == [] and not ws.originals_dir("msd-e").exists()
+
+    result = ingest(src, ws, dataset="msd-e", align=False, skip_unparsed=True)
+    assert result.rows == 14 and len(result.unparsed) == 2
+    assert "IMG_2041.jpg" in (ws.tables_dir("msd-e") / "unparsed-msd-e.csv").read_text()
+
+
+@pytest.mark.parametrize("variant", ["fer2013", "icml", "quoted"])
+def test_fer2013_csv_rows_become_pngs_with_ferplus_ids(tmp_path, ws, variant):
+    from PIL import Image
+    import numpy as np
+
+    name = "icml_face_data.csv" if variant == "icml" else "fer2013.csv"
+    data = fer2013_csv(fer_rows(10), seed=1 if variant == "quoted" else 0, icml=variant == "icml")
+    write(tmp_path / "src" / "data" / name, data)
+    result = ingest(tmp_path / "src", ws, align=False)  # detected
+    assert result.dataset == "fer2013"
+    frame = result.manifest.frame.set_index("image_id")
+    assert list(frame.index) == [f"fer{i:07d}" for i in range(10)]
+    assert frame.loc["fer0000003", "label_original"] == FER_CLASSES[3] == "happy"
+    assert frame.loc["fer0000005", "label_original"] == "surprise"
+    assert frame["split"].tolist() == ["train"] * 6 + ["val"] * 2 + ["test"] * 2
+    assert frame.loc["fer0000002", "source"] == f"data/{name}#row=2"
+    png = ws.root / frame.loc["fer0000007", "original_path"]
+    pixels = np.asarray(Image.open(png))
+    assert pixels.shape == (48, 48) and pixels.dtype == np.uint8
+    line = data.decode().splitlines()[8]
+    expected = np.array(line.replace('"', "").split(",")[2 if variant == "icml" else 1].split(), dtype=np.uint8)
+    assert (pixels.ravel() == expected).all()  # lossless
+    import hashlib
+
+    assert frame.loc["fer0000007", "sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
+
+
+def test_fer2013_train_test_csv_variant_skips_unlabelled_test(tmp_path, ws):
+    write(tmp_path / "src/train.csv", fer2013_csv(fer_rows(5), usage=False))
+    write(tmp_path / "src/test.csv", b"pixels\n" + b" ".join([b"1"] * 2304) + b"\n")
+    result = ingest(tmp_path / "src", ws, dataset="fer2013", align=False)
+    assert result.rows == 5 and set(result.manifest.frame["split"]) == {"train"}
+    assert result.manifest.frame["image_id"].iloc[0] == "train-0000000"
+    assert any("test.csv has no emotion column" in n for n in result.notices)
+
+
+def test_fer2013_bad_rows_are_reported(tmp_path, ws):
+    lines = fer2013_csv(fer_rows(3)).decode().splitlines()
+    lines.append("9," + " ".join(["0"] * 2304) + ",Training")
+    lines.append("1,1 2 3,Training")
+    write(tmp_path / "src/fer2013.csv", ("\n".join(lines) + "\n").encode())
+    with pytest.raises(UnparsedFilesError, match=r"2 files.*fer2013.csv#row=3 \(emotion 9 is not in 0..6\)"):
+        ingest(tmp_path / "src", ws, align=False)
+
+
+def test_fer2013_folder_variant_reads_usage_from_file_names(tmp_path, ws):
+    for split, emotion, file in [("train", "angry", "Training_10"), ("train", "happy", "Training_11"),
+                                 ("test", "sad", "PublicTest_5"), ("test", "fear", "PrivateTest_6")]:
+        write(tmp_path / "src" / split / emotion / f"{file}.jpg", image_bytes(hash(file) % 1000, (48, 48)))
+    result = ingest(tmp_path / "src", ws, align=False)
+    assert result.dataset == "fer2013"
+    rows = rows_by_id(result)
+    assert rows["test/sad/PublicTest_5"]["split"] == "val" and rows["test/fear/PrivateTest_6"]["split"] == "test"
+    assert rows["train/angry/Training_10"]["label_original"] == "angry"
+
+
+def test_ferplus_keeps_the_votes_and_fer2013_labels(tmp_path, ws):
+    write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(6)))
+    write(tmp_path / "src/FERPlus/fer2013new.csv", ferplus_votes(6))
+    result = ingest(tmp_path / "src", ws, align=False)
+    assert result.dataset == "ferplus"  # fer2013new.csv beside the pixels decides
+    assert result.rows == 6 and set(result.manifest.frame["dataset"]) == {"ferplus"}
+    assert (ws.tables_dir("ferplus") / "fer2013new.csv").read_bytes() == ferplus_votes(6)
+    assert result.manifest.frame.set_index("image_id").loc["fer0000002", "label_original"] == "fear"
+
+
+@pytest.mark.parametrize("codes", [["AN", "CO", "DI", "FE", "HA", "NE", "SA", "SU"], ["AN", "DI", "FE", "HA", "NE", "SA", "SU"]])
+def test_occlu_fer_accepts_seven_or_eight_classes(tmp_path, ws, codes):
+    seed = 0
+    for split in ("train", "valid"):
+        for code in codes:
+            seed += 1
+            write(tmp_path / "src/Occlu-FER" / split / code / f"{seed}.png", image_bytes(seed, fmt="PNG"))
+    result = ingest(tmp_path / "src", ws, align=False)
+    assert result.dataset == "occlu-fer" and result.rows == 2 * len(codes)
+    frame = result.manifest.frame
+    assert set(frame["split"]) == {"train", "val"}
+    assert ("contempt" in set(frame["label_original"])) == ("CO" in codes)
+    assert all(tags == ["other"] for tags in frame["occlusion"])
+    assert any("train here; its authors published 6,838" in w for w in result.warnings)
+
+
+def test_ferv39k_frames_carry_clip_and_split(tmp_path, ws):
+    root = tmp_path / "src/FERV39k"
+    clips = [("Daily", "Happy", "0001"), ("Daily", "Sad", "0002"), ("Talk", "Angry", "0100")]
+    for i, (scene, emotion, clip) in enumerate(clips):
+        for frame in range(3):
+            write(root / "2_ClipsforFaceCrop" / scene / emotion / clip / f"{frame:04d}.jpg", image_bytes(10 * i + frame))
+    write(root / "3_ClipsforScenImages/Daily/Happy/0001/0000.jpg", image_bytes(77))
+    write(root / "4_setups/All_scenes/train_All.csv", b"Daily/Happy/0001 3\nDaily/Sad/0002 5\n")
+    write(root / "4_setups/All_scenes/test_All.csv", b"Talk/Angry/0100 0\n")
+    result = ingest(tmp_path / "src", ws, align=False)
+    assert result.dataset == "ferv39k" and result.rows == 9
+    rows = rows_by_id(result)
+    row = rows["Talk/Angry/0100/0002"]
+    assert (row["clip_id"], row["split"], row["label_original"]) == ("Talk/Angry/0100", "test", "angry")
+    assert rows["Daily/Happy/0001/0000"]["split"] == "train"
+
+
+def test_imagefolder_with_synonyms_and_with_a_label_map(tmp_path, ws):
+    for split in ("training", "validation"):
+        for folder in ("Anger", "Happiness", "Q7"):
+            write(tmp_path / "src" / split / folder / "a.jpg", image_bytes(hash(split + folder) % 999))
+    with pytest.raises(UnparsedFilesError, match="pass --label-map Q7=<label>"):
+        ingest(tmp_path / "src", ws, dataset="imagefolder", align=False)
+    result = ingest(tmp_path / "src", ws, dataset="imagefolder", align=False,
+                    label_map={"Anger": "angry", "Happiness": "happy", "Q7": "neutral"})
+    rows = rows_by_id(result)
+    assert rows["validation/Q7/a"]["label_original"] == "neutral" and rows["validation/Q7/a"]["split"] == "val"
+    assert rows["training/Anger/a"]["label_original"] == "angry"
+
+
+def test_unknown_layout_asks_for_dataset(tmp_path, ws):
+    write(tmp_path / "src/notes/readme.txt", b"hello")
+    with pytest.raises(LayoutError, match="pass --dataset NAME"):
+        ingest(tmp_path / "src", ws, align=False)
+    assert ws.datasets() == []
+
+
+def test_a_named_dataset_with_no_images_says_so(tmp_path, ws):
+    write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(2)))
+    with pytest.raises(LayoutError, match="holds no msd-e images"):
+        ingest(tmp_path / "src", ws, dataset="msd-e", align=False)
