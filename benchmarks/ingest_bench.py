@@ -128,8 +128,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=35_887)
     parser.add_argument("--images", type=int, default=2_000)
+    parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where to write (default: here; /tmp can be slow to create files)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=".ingest-bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "csv").mkdir()
         make_csv(tmp / "csv" / "fer2013.csv", args.rows)

@@ -27,7 +27,7 @@ from typing import Any
 from . import __version__
 from .archives import Limits, PasswordProvider, open_tree
 from .errors import FerdataError, LayoutError, UnsafeArchiveError
-from .fsutil import atomic_path, atomic_write_bytes
+from .fsutil import atomic_path, atomic_write_bytes, sync
 from .progress import ProgressFn, null_progress
 from .schema import Manifest, new_frame
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
@@ -106,11 +106,26 @@ class _Staging:
                 if (self.files / entry["target"]).exists() or entry.get("in_place"):
                     self.done[entry["target"]] = entry
         self._journal = self.journal_path.open("a")
+        self._pending = 0
+        self._folders: set[Path] = set()
+
+    def write(self, target: str, data: bytes) -> None:
+        """Stage one original. No temporary file is needed: a file counts as staged only once its
+        journal line is written, after the data, so a half-written one is simply written again."""
+        path = self.files / target
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)
+        with open(path, "wb") as fh:
+            fh.write(data)
 
     def record(self, entry: dict) -> None:
         self.done[entry["target"]] = entry
         self._journal.write(json.dumps(entry) + "\n")
-        self._journal.flush()
+        self._pending += 1
+        if self._pending >= 64:  # a crash loses at most these entries: their files are staged again
+            self._journal.flush()
+            self._pending = 0
 
     def close(self) -> None:
         self._journal.close()
@@ -190,7 +205,7 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
         if old is not None and old["sha256"] == sha and final.exists():
             entry["in_place"] = True  # unchanged since the last ingest: nothing to write
         else:
-            atomic_write_bytes(staging.files / record.target, data)
+            staging.write(record.target, data)
             written += 1
         staging.record(entry)
         facts[record.target] = entry
@@ -245,7 +260,7 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
     finally:
         staging.close()
 
-    # Commit: move staged originals into place, then write the manifest atomically.
+    # Commit: move the staged files into place, flush them to disk, then replace the manifest.
     frame, kept = _build_frame(name, records, facts, old_rows, ws)
     for record in records:
         staged = staging.files / record.target
@@ -254,7 +269,8 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
     for file_name, data in side_data.items():
-        atomic_write_bytes(ws.tables_dir(name) / file_name, data)
+        atomic_write_bytes(ws.tables_dir(name) / file_name, data, durable=False)
+    sync()
     provenance = dict(previous.provenance) if previous is not None else {}
     provenance["ingest"] = {
         "archive": path.name,

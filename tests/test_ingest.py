@@ -86,11 +86,11 @@ def test_an_interrupted_ingest_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
     calls = {"n": 0}
     real = ingest_module.atomic_write_bytes
 
-    def dying_write(path, data):
+    def dying_write(path, data, **kwargs):
         calls["n"] += 1
         if calls["n"] == 25:
             raise KeyboardInterrupt  # stands in for a kill in the middle of extraction
-        return real(path, data)
+        return real(path, data, **kwargs)
 
     monkeypatch.setattr(ingest_module, "atomic_write_bytes", dying_write)
     with pytest.raises(KeyboardInterrupt):
