@@ -84,23 +84,23 @@ def test_an_interrupted_ingest_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
 
     crashed = Workspace.resolve(tmp_path / "crashed")
     calls = {"n": 0}
-    real = ingest_module.atomic_write_bytes
+    real = ingest_module._Staging.write
 
-    def dying_write(path, data, **kwargs):
+    def dying_write(self, target, data):
         calls["n"] += 1
         if calls["n"] == 25:
             raise KeyboardInterrupt  # stands in for a kill in the middle of extraction
-        return real(path, data, **kwargs)
+        return real(self, target, data)
 
-    monkeypatch.setattr(ingest_module, "atomic_write_bytes", dying_write)
+    monkeypatch.setattr(ingest_module._Staging, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
         ingest(src, crashed, align=False)
-    monkeypatch.setattr(ingest_module, "atomic_write_bytes", real)
+    monkeypatch.setattr(ingest_module._Staging, "write", real)
     assert crashed.datasets() == [] and not crashed.originals_dir("fer2013").exists()
     assert not (crashed.internal / "lock").exists()
 
     resumed = ingest(src, crashed, align=False)
-    assert resumed.written == 40 - 23  # 23 PNGs were staged before the crash (the marker file took one write)
+    assert resumed.written == 40 - 24  # the 24 PNGs staged before the crash are not written again
     assert tree_hash(crashed.root).keys() == tree_hash(clean.root).keys()
     assert {k: v for k, v in tree_hash(crashed.root).items() if not k.endswith(".parquet")} == \
            {k: v for k, v in tree_hash(clean.root).items() if not k.endswith(".parquet")}
