@@ -18,6 +18,8 @@ _API = {
     "read_manifest": "schema",
     "write_manifest": "schema",
     "FerdataError": "errors",
+    "ingest": "ingest",
+    "align_manifest": "align",
 }
 
 

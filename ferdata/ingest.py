@@ -371,9 +371,11 @@ def check_expected_counts(manifest: Manifest) -> list[str]:
         "clips": frame["clip_id"].nunique(),
         **{split: int((frame["split"] == split).sum()) for split in ("train", "val", "test")},
     }
-    warnings = []
-    for key, want in expected.items():
-        have = observed.get(key)
-        if have is not None and have != want:
-            warnings.append(f"{manifest.dataset} has {have:,} {key} here; its authors published {want:,}")
-    return warnings
+    differences = [
+        f"{observed[key]:,} {key} (published {want:,})"
+        for key, want in expected.items()
+        if observed.get(key) is not None and observed[key] != want
+    ]
+    if not differences:
+        return []
+    return [f"{manifest.dataset} differs from the counts its authors published: " + ", ".join(differences)]

@@ -181,3 +181,29 @@ def test_help_is_fast_and_loads_no_heavy_module():
     code = "import sys, ferdata.cli; heavy = [m for m in ('pandas', 'pyarrow', 'onnxruntime', 'torch', 'cv2', 'datasets') if m in sys.modules]; print(heavy)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_ingest_aligns_real_faces_and_a_rerun_does_not_redo_them(tmp_path, ws):
+    import insightface
+    from skimage import data as skdata
+    from PIL import Image
+
+    images = Path(insightface.__file__).parent / "data" / "images"
+    src = tmp_path / "src"
+    (src / "MSD-E").mkdir(parents=True)
+    (src / "MSD-ME").mkdir()
+    shutil.copy(images / "Tom_Hanks_54745.png", src / "MSD-E" / "001_3_a.png")
+    Image.fromarray(skdata.astronaut()).save(src / "MSD-E" / "002_6_a.jpg")
+    (src / "MSD-ME" / "001_3_a.jpg").write_bytes(b"not an image at all")
+    first = ingest(src, ws, dataset="msd-e", align_options={"device": "cpu"})
+    frame = first.manifest.frame.set_index("image_id")
+    assert frame.loc["MSD-E/001_3_a", "face_status"] == "aligned"
+    assert frame.loc["MSD-E/002_6_a", "face_status"] == "aligned"
+    assert frame.loc["MSD-ME/001_3_a", "face_status"] == "unreadable" and frame.loc["MSD-ME/001_3_a", "face_error"]
+    crop = ws.root / frame.loc["MSD-E/001_3_a", "aligned_path"]
+    assert Image.open(crop).size == (112, 112)
+    assert first.manifest.provenance["align"]["provider"] == "CPUExecutionProvider"
+
+    second = ingest(src, ws, dataset="msd-e", align_options={"device": "cpu"})
+    assert second.written == 0 and second.align_report.processed == 0
+    assert second.manifest.frame.equals(first.manifest.frame)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, SizeOpt
 from .common import WorkspaceOpt, command, err, out, progress_bar, warn
 
 
@@ -39,10 +40,11 @@ def ingest_command(
     password_env: Annotated[str | None, typer.Option("--password-env", help="Name of the environment variable holding the archive password.")] = None,
     password_file: Annotated[Path | None, typer.Option("--password-file", help="File whose first line is the archive password.")] = None,
     align: Annotated[bool, typer.Option("--align/--no-align", help="Detect and align faces after extracting.")] = True,
-    detector: Annotated[str, typer.Option(help="Face detector: retinaface (bundled) or scrfd (needs --model-dir).")] = "retinaface",
-    model_dir: Annotated[Path | None, typer.Option(help="Folder with insightface-style ONNX detector files (det_10g.onnx, det_500m.onnx).")] = None,
-    size: Annotated[int, typer.Option(help="Aligned face size in pixels (112 or 224).")] = 112,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (for the detector).")] = "auto",
+    detector: DetectorOpt = "retinaface",
+    model_dir: ModelDirOpt = None,
+    size: SizeOpt = 112,
+    device: DeviceOpt = "auto",
+    face: FaceOpt = "largest",
     label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
@@ -63,14 +65,14 @@ def ingest_command(
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 1e9))
     password = password_provider(env_var=password_env, file=password_file)
-    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device}
+    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face}
     with progress_bar() as progress:
         result = ingest(
             path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
             skip_unparsed=skip_unparsed, align=align, align_options=align_options, progress=progress,
         )
-    from .stats import print_tables
     from ..stats import summary
+    from .stats import print_tables
 
     for notice in result.notices:
         err.print(notice, highlight=False)
@@ -79,6 +81,9 @@ def ingest_command(
     print_tables(summary(result.manifest))
     for message in result.warnings:
         warn(message)
+    if result.align_report is not None:
+        report = result.align_report
+        out.print(f"aligned by {report.detector} on {report.provider} at {report.images_per_second:.1f} images/s")
     out.print(
         f"{result.dataset}: {result.rows:,} images in {ws.manifest_path(result.dataset)} "
         f"({result.written:,} originals written, {result.kept:,} rows kept from the previous manifest) in {result.seconds:.1f}s"
