@@ -20,6 +20,8 @@ _API = {
     "FerdataError": "errors",
     "ingest": "ingest",
     "align_manifest": "align",
+    "relabel": "relabel",
+    "make_pairs": "pairs",
 }
 
 

@@ -46,3 +46,20 @@ class LayoutError(FerdataError):
 
 class VotesError(FerdataError):
     """A votes file that cannot be applied to the manifest."""
+
+
+class DetectorError(FerdataError):
+    """A face detector that cannot be loaded, or an execution device that is not available."""
+
+
+class ImageUnreadable(FerdataError):
+    """An image file that is missing, truncated or in a format that cannot be decoded."""
+
+
+class LeakageFound(FerdataError):
+    """--strict and the leakage check found duplicates or identities across folds or splits.
+
+    ``report`` holds the :class:`ferdata.leakage.LeakageReport` (the report file is already written).
+    """
+
+    report = None

@@ -64,12 +64,12 @@ def test_fer2013_csv_rows_become_pngs_with_ferplus_ids(tmp_path, ws, variant):
     result = ingest(tmp_path / "src", ws, align=False)  # detected
     assert result.dataset == "fer2013"
     frame = result.manifest.frame.set_index("image_id")
-    assert list(frame.index) == [f"fer{i:07d}" for i in range(10)]
-    assert frame.loc["fer0000003", "label_original"] == FER_CLASSES[3] == "happy"
-    assert frame.loc["fer0000005", "label_original"] == "surprise"
+    assert list(frame.index) == [f"fer2013-{i:07d}" for i in range(10)]
+    assert frame.loc["fer2013-0000003", "label_original"] == FER_CLASSES[3] == "happy"
+    assert frame.loc["fer2013-0000005", "label_original"] == "surprise"
     assert frame["split"].tolist() == ["train"] * 6 + ["val"] * 2 + ["test"] * 2
-    assert frame.loc["fer0000002", "source"] == f"data/{name}#row=2"
-    png = ws.root / frame.loc["fer0000007", "original_path"]
+    assert frame.loc["fer2013-0000002", "source"] == f"data/{name}#row=2"
+    png = ws.root / frame.loc["fer2013-0000007", "original_path"]
     pixels = np.asarray(Image.open(png))
     assert pixels.shape == (48, 48) and pixels.dtype == np.uint8
     line = data.decode().splitlines()[8]
@@ -77,7 +77,7 @@ def test_fer2013_csv_rows_become_pngs_with_ferplus_ids(tmp_path, ws, variant):
     assert (pixels.ravel() == expected).all()  # lossless
     import hashlib
 
-    assert frame.loc["fer0000007", "sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
+    assert frame.loc["fer2013-0000007", "sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
 
 
 def test_fer2013_train_test_csv_variant_skips_unlabelled_test(tmp_path, ws):
@@ -116,7 +116,7 @@ def test_ferplus_keeps_the_votes_and_fer2013_labels(tmp_path, ws):
     assert result.dataset == "ferplus"  # fer2013new.csv beside the pixels decides
     assert result.rows == 6 and set(result.manifest.frame["dataset"]) == {"ferplus"}
     assert (ws.tables_dir("ferplus") / "fer2013new.csv").read_bytes() == ferplus_votes(6)
-    assert result.manifest.frame.set_index("image_id").loc["fer0000002", "label_original"] == "fear"
+    assert result.manifest.frame.set_index("image_id").loc["fer2013-0000002", "label_original"] == "fear"
 
 
 @pytest.mark.parametrize("codes", [["AN", "CO", "DI", "FE", "HA", "NE", "SA", "SU"], ["AN", "DI", "FE", "HA", "NE", "SA", "SU"]])

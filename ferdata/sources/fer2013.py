@@ -7,8 +7,11 @@ Accepted layouts (any wrapping folders are ignored; archives inside archives are
     train.csv, test.csv  emotion,pixels (test.csv may lack emotion: unlabelled, not ingested)
     train/<emotion>/<Usage>_<n>.jpg, test/<emotion>/<Usage>_<n>.jpg   the folder variant
 
-``emotion`` is 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral. Rows of
-``fer2013.csv`` get the ids FER+ uses (``fer0000000`` for row 0), so FER+ votes match by name.
+``emotion`` is 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral. A CSV row's id
+is its row number: ``fer2013-0000060`` for data row 60 of ``fer2013.csv`` (or of
+``icml_face_data.csv``, which holds the same rows), ``train-0000060`` for ``train.csv``. These are
+deliberately not FER+'s ``fer0000000.png`` names: FER+ numbers only the rows it kept, so from row
+60 on its names and the row numbers differ; FER+ votes are matched by row (``source``) instead.
 Pixels are stored as lossless PNGs; ``sha256`` is taken of the decoded pixels.
 """
 
@@ -25,7 +28,7 @@ from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, is_imag
 
 # Files in order of preference: one family is read, the others are reported and skipped.
 _FAMILIES = (("fer2013.csv",), ("icml_face_data.csv",), ("train.csv", "test.csv"))
-_FER_IDS = {"fer2013.csv", "icml_face_data.csv"}  # same rows as FER+'s fer2013new.csv
+_SAME_ROWS = {"fer2013.csv", "icml_face_data.csv"}  # the same 35,887 rows, so the same ids
 
 
 def find_csvs(names: list[str]) -> list[str]:
@@ -86,7 +89,7 @@ def read_pixel_csv(tree, member: str, dataset: str, classes: list[str], usage: d
                 if split is None:
                     yield Unparsed(where, f"unknown Usage {usage_value!r} (expected {', '.join(usage)})")
                     continue
-            image_id = f"fer{row_number:07d}" if base in _FER_IDS else f"{stem(base)}-{row_number:07d}"
+            image_id = f"{'fer2013' if base in _SAME_ROWS else stem(base)}-{row_number:07d}"
             yield Record(
                 image_id=image_id,
                 source=where,

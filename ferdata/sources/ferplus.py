@@ -7,7 +7,8 @@ anywhere in the archive or folder::
     fer2013new.csv    Usage,Image name,neutral,happiness,...,unknown,NF   (row-aligned with fer2013.csv)
 
 Rows keep FER2013's label as ``label_original``; ``ferdata relabel --scheme ferplus-majority``
-applies the votes, which ingest keeps as ``tables/ferplus/fer2013new.csv``.
+applies the votes, which ingest keeps as ``tables/ferplus/fer2013new.csv``; they are matched to
+images by row, since FER+'s image names skip the 173 rows it dropped.
 """
 
 from __future__ import annotations
