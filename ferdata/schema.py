@@ -127,13 +127,15 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         series = out[col.name]
         if col.is_list:
-            out[col.name] = pd.Series([_to_list(v) for v in series], index=out.index, dtype=object)
+            if not (series.dtype == object and series.map(type).isin((list, type(None))).all()):
+                series = pd.Series([_to_list(v) for v in series], index=out.index, dtype=object)
+            out[col.name] = series
         elif col.type_name == "string":
-            out[col.name] = pd.Series(
-                [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v) for v in series],
-                index=out.index,
-                dtype=object,
-            )
+            series = series.astype(object)
+            series = series.where(series.notna(), None)
+            if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
+                series = series.map(lambda v: v if v is None else str(v))
+            out[col.name] = series
         else:
             out[col.name] = series.astype(_PANDAS[col.type_name])
     return out

@@ -176,3 +176,10 @@ def test_a_named_dataset_with_no_images_says_so(tmp_path, ws):
     write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(2)))
     with pytest.raises(LayoutError, match="holds no msd-e images"):
         ingest(tmp_path / "src", ws, dataset="msd-e", align=False)
+
+
+def test_a_bare_fer2013_csv_can_be_given_directly(tmp_path, ws):
+    csv_path = write(tmp_path / "fer2013.csv", fer2013_csv(fer_rows(4)))
+    result = ingest(csv_path, ws, align=False)
+    assert result.dataset == "fer2013" and result.rows == 4
+    assert result.manifest.frame["source"].iloc[0] == "fer2013.csv#row=0"

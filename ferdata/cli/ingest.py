@@ -48,7 +48,7 @@ def ingest_command(
     label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
-    max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive in GB (zip-bomb guard).")] = 512.0,
+    max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")] = 512.0,
 ) -> None:
     """Read an archive or folder, extract the originals safely, write the Parquet manifest, align faces.
 
@@ -63,7 +63,7 @@ def ingest_command(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 1e9))
+    limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
     password = password_provider(env_var=password_env, file=password_file)
     align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face}
     with progress_bar() as progress:
