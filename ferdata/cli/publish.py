@@ -1,0 +1,1 @@
+"""`ferdata publish` (not yet built: registers no command)."""

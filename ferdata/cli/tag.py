@@ -1,0 +1,1 @@
+"""`ferdata tag` (not yet built: registers no command)."""

@@ -1,0 +1,1 @@
+"""`ferdata train` (not yet built: registers no command)."""
