@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, out
+from .common import DatasetOpt, WorkspaceOpt, command, err, out
 
 
 def print_tables(data: dict) -> None:
@@ -38,20 +39,32 @@ def stats_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")] = False,
+    contact_sheet: Annotated[
+        Path | None,
+        typer.Option("--contact-sheet", help="Also write a PNG grid of aligned faces by label and masked (failures shown as such).", show_default=False),
+    ] = None,
 ) -> None:
     """Count images by label × masked × split (× fold once folds exist), like the paper's tables.
 
     Removed images (after relabelling) are left out of the tables and counted separately.
 
-    Example: ferdata stats -w ws --dataset msd-e --json
+    Example: ferdata stats -w ws --dataset msd-e --contact-sheet faces.png
     """
     import json
 
     from ..stats import summary, to_json
     from ..workspace import Workspace
 
-    data = summary(Workspace.resolve(workspace).load(dataset))
+    ws = Workspace.resolve(workspace)
+    manifest = ws.load(dataset)
+    data = summary(manifest)
+    if contact_sheet is not None:
+        from ..vision.contact import write_contact_sheet
+
+        write_contact_sheet(ws, manifest, contact_sheet)
     if as_json:
         typer.echo(json.dumps(to_json(data), indent=2))
     else:
         print_tables(data)
+    if contact_sheet is not None:
+        (err if as_json else out).print(f"contact sheet: {contact_sheet}")
