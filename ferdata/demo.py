@@ -1,0 +1,187 @@
+"""``ferdata demo``: an embedded sample laid out like an MSD-E delivery, and the whole pipeline on it.
+
+The sample is made from real face photos that installed packages ship (insightface's group photo
+``t1.jpg`` and ``Tom_Hanks_54745.png``, scikit-image's astronaut): each face is one *subject*,
+photographed seven times (small changes of pose, scale and light stand in for the seven
+expressions) and again with a mask drawn over nose, mouth and chin from the detected landmarks.
+Everything lands in an AES-256 zip with the MSD-E layout, beside a votes file of 7 annotators
+who flag a few images, so the real commands run on it unchanged.
+
+**The expression labels are made up.** The faces do not show the expressions their names claim,
+so any accuracy the demo's training reports means nothing; it only shows that the steps run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fsutil import atomic_path
+
+DEMO_PASSWORD_ENV = "FERDATA_DEMO_PASSWORD"
+DEMO_PASSWORD = "ferdata-demo"  # a demo archive's password is no secret: it is printed in the docs
+ANNOTATORS = 7
+MSD_E_CLASSES = ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")
+# Mask colours (RGB) in the spirit of the paper's masks: surgical blue, white and black N95, cloth.
+MASK_COLOURS = ((150, 200, 230), (235, 235, 235), (40, 40, 45), (170, 60, 70), (70, 110, 80))
+
+
+@dataclass(frozen=True)
+class Sample:
+    archive: Path
+    votes: Path
+    subjects: int
+    images: int
+    flagged: int
+
+
+@dataclass(frozen=True)
+class _Subject:
+    rgb: np.ndarray  # square crop around the face
+    landmarks: np.ndarray  # (5, 2) in the crop
+
+
+def _photos() -> list[np.ndarray]:
+    import insightface
+    from PIL import Image
+    from skimage import data as skdata
+
+    images = Path(insightface.__file__).parent / "data" / "images"
+    photos = [np.asarray(Image.open(images / name).convert("RGB")) for name in ("t1.jpg", "Tom_Hanks_54745.png")]
+    photos.append(skdata.astronaut())
+    return photos
+
+
+def _subjects(size: int = 256) -> list[_Subject]:
+    """Every face in the photos, cropped square with a margin and its landmarks found."""
+    import cv2
+
+    from .align import find_faces
+    from .vision.detectors import load_detector
+
+    detector = load_detector("retinaface", None, "cpu")
+    subjects = []
+    for photo in _photos():
+        faces = sorted(find_faces(detector, photo), key=lambda f: (f.box[0], f.box[1]))
+        for face in faces:
+            x1, y1, x2, y2 = face.box
+            side = 1.7 * max(x2 - x1, y2 - y1)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            scale = size / side
+            matrix = np.array([[scale, 0, size / 2 - cx * scale], [0, scale, size / 2 - cy * scale]])
+            crop = cv2.warpAffine(photo, matrix, (size, size), flags=cv2.INTER_AREA, borderValue=(128, 128, 128))
+            points = face.landmarks @ matrix[:, :2].T + matrix[:, 2]
+            subjects.append(_Subject(crop, points))
+    return subjects
+
+
+def _pose(subject: _Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One 'expression': the subject turned, scaled and lit a little differently."""
+    import cv2
+
+    size = subject.rgb.shape[0]
+    angle, scale = rng.uniform(-10, 10), rng.uniform(0.92, 1.08)
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    rgb = cv2.warpAffine(subject.rgb, matrix, (size, size), borderValue=(128, 128, 128))
+    rgb = np.clip(rgb.astype(np.float32) * rng.uniform(0.85, 1.15) + rng.uniform(-12, 12), 0, 255).astype(np.uint8)
+    points = subject.landmarks @ matrix[:, :2].T + matrix[:, 2]
+    return rgb, points
+
+
+def draw_mask(rgb: np.ndarray, landmarks: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """A face mask over nose, mouth and chin, shaped from the 5 landmarks, with pleats."""
+    import cv2
+
+    left_eye, right_eye, nose, mouth_left, mouth_right = landmarks
+    across = right_eye - left_eye
+    eye_distance = float(np.hypot(*across))
+    unit = across / max(eye_distance, 1e-6)
+    down = np.array([-unit[1], unit[0]])
+    mouth = (mouth_left + mouth_right) / 2
+    top = nose - 0.45 * eye_distance * down
+    chin = mouth + 0.95 * eye_distance * down
+    half = 1.1 * eye_distance
+    outline = np.array([
+        top - half * unit, top - 0.3 * half * unit - 0.12 * eye_distance * down, top + 0.3 * half * unit - 0.12 * eye_distance * down,
+        top + half * unit, mouth + 1.05 * half * unit, chin + 0.45 * half * unit, chin, chin - 0.45 * half * unit,
+        mouth - 1.05 * half * unit,
+    ])
+    polygon = [np.round(outline).astype(np.int32)]
+    cloth = rgb.copy()
+    cv2.fillPoly(cloth, polygon, colour, lineType=cv2.LINE_AA)
+    shade = tuple(int(c * 0.8) for c in colour)
+    for t in (0.3, 0.55, 0.8):  # pleats, kept inside the outline below
+        a = top + t * (chin - top) - 1.2 * half * unit
+        b = top + t * (chin - top) + 1.2 * half * unit
+        cv2.line(cloth, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), shade, 2, cv2.LINE_AA)
+    inside = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.fillPoly(inside, polygon, 255, lineType=cv2.LINE_AA)
+    alpha = (inside.astype(np.float32) / 255)[..., None]
+    return (cloth * alpha + rgb * (1 - alpha)).astype(np.uint8)
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def _votes(image_ids: list[tuple[str, str]], rng: np.random.Generator) -> tuple[list[tuple[str, str, str]], int]:
+    """7 annotators' long-form votes; a few images are flagged the ways the paper describes."""
+    rows = []
+    flagged_ids = rng.choice(len(image_ids), size=min(8, len(image_ids)), replace=False)
+    plans = {}
+    for n, index in enumerate(flagged_ids):
+        image_id, label = image_ids[index]
+        others = [c for c in MSD_E_CLASSES if c != label]
+        new = others[int(rng.integers(len(others)))]
+        second = [c for c in others if c != new][0]
+        if n % 3 == 0:  # 5 of 7 name another class: relabelled
+            plans[image_id] = [new] * 5 + ["ok"] * 2
+        elif n % 3 == 1:  # 3 name X, 2 name Y: no class reaches half, removed
+            plans[image_id] = [new] * 3 + [second] * 2 + ["ok"] * 2
+        else:  # one annotator flags without a class: the original label stays (6 of 7 endorse it)
+            plans[image_id] = ["flag"] + ["ok"] * 6
+    for image_id, _ in image_ids:
+        votes = plans.get(image_id, ["ok"] * ANNOTATORS)
+        rows.extend((image_id, f"annotator{a + 1}", vote) for a, vote in enumerate(votes))
+    return rows, len(plans)
+
+
+def build_sample(out: Path, *, seed: int = 0) -> Sample:
+    """Write ``out/msd-e-demo.zip`` (AES-256, password :data:`DEMO_PASSWORD`) and ``out/votes.csv``."""
+    import pyzipper
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    subjects = _subjects()
+    archive = out / "msd-e-demo.zip"
+    labelled: list[tuple[str, str]] = []
+    pairs: list[str] = []
+    with atomic_path(archive) as tmp:
+        with pyzipper.AESZipFile(tmp, "w", compression=pyzipper.ZIP_STORED, encryption=pyzipper.WZ_AES) as zf:
+            zf.setpassword(DEMO_PASSWORD.encode())
+            for s, subject in enumerate(subjects, start=1):
+                colour = MASK_COLOURS[s % len(MASK_COLOURS)]
+                for index, label in enumerate(MSD_E_CLASSES):
+                    name = f"{s:03d}_{index}_demo.jpg"
+                    rgb, points = _pose(subject, rng)
+                    zf.writestr(f"MSD-E-demo/MSD-E/{name}", _jpeg(rgb))
+                    zf.writestr(f"MSD-E-demo/MSD-ME/{name}", _jpeg(draw_mask(rgb, points, colour)))
+                    pairs.append(name)
+                    stem = name.rsplit(".", 1)[0]
+                    labelled += [(f"MSD-E/{stem}", label), (f"MSD-ME/{stem}", label)]
+            zf.writestr("MSD-E-demo/Paired_files.txt", "\n".join(pairs) + "\n")
+    rows, flagged = _votes(labelled, rng)
+    votes = out / "votes.csv"
+    with atomic_path(votes) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "annotator", "vote"])
+        writer.writerows(rows)
+    return Sample(archive=archive, votes=votes, subjects=len(subjects), images=len(labelled), flagged=flagged)
