@@ -22,6 +22,10 @@ _API = {
     "align_manifest": "align",
     "relabel": "relabel",
     "make_pairs": "pairs",
+    "assign_folds": "folds",
+    "balance_table": "folds",
+    "make_folds": "folds",
+    "check_leakage": "leakage",
 }
 
 

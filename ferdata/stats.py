@@ -39,8 +39,12 @@ def summary(manifest: Manifest) -> dict[str, Any]:
     tables: dict[str, pd.DataFrame] = {"label × masked": count_table(frame, "masked")}
     if frame["split"].notna().any():
         tables["label × split"] = count_table(frame, "split")
+    fold_deviation = None
     if frame["fold"].notna().any():
+        from .folds import balance_table, max_deviation
+
         tables["label × fold"] = count_table(frame, "fold")
+        fold_deviation = max_deviation(balance_table(frame))
     return {
         "dataset": manifest.dataset,
         "images": len(frame),
@@ -51,6 +55,7 @@ def summary(manifest: Manifest) -> dict[str, Any]:
         "face_status": {k: int(v) for k, v in frame["face_status"].value_counts().sort_index().items()},
         "pairs": int(frame["pair_id"].nunique()),
         "pe_pairs": int(frame.loc[frame["in_pe"] == True, "pair_id"].nunique()),  # noqa: E712
+        "fold_deviation": fold_deviation,  # largest |fold size / mean - 1|
         "tables": tables,
     }
 

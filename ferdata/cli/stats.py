@@ -30,6 +30,8 @@ def print_tables(data: dict) -> None:
     if data["pairs"]:
         facts.append(f"{data['pairs']:,} pairs ({data['pe_pairs']:,} in MSD-PE)")
     out.print(", ".join(facts))
+    if data["fold_deviation"] is not None:
+        out.print(f"folds: largest deviation from the mean fold size {data['fold_deviation']:.1%}")
     out.print("labels: " + ", ".join(f"{k} {v:,}" for k, v in data["label_status"].items()))
     out.print("faces: " + ", ".join(f"{k} {v:,}" for k, v in data["face_status"].items()))
 
