@@ -30,7 +30,7 @@ import numpy as np
 from .errors import ImageUnreadable, UsageError
 from .fsutil import atomic_write_bytes
 from .progress import ProgressFn, null_progress
-from .schema import Manifest
+from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest
 from .vision.align import TEMPLATE_112, similarity_transform, template, warp
 from .vision.decode import Decoded, decode, pad
 from .vision.detectors import BUNDLED_MODEL, Detector, Face, load_detector
@@ -202,11 +202,15 @@ def _finish(job: _Job, ws_root: Path, out_dir: Path, size: int, choice: str) -> 
 
 
 def _rows_to_do(ws, frame, only_missing: bool) -> list[int]:
-    if not only_missing:
-        return list(range(len(frame)))
+    """Rows to (re-)align; synthetic rows are never realigned: their original is a crop already."""
     todo = []
-    for i, (status, aligned) in enumerate(zip(frame["face_status"], frame["aligned_path"])):
-        if status == "not_run" or (status == "aligned" and (aligned is None or not ws.absolute(aligned).is_file())):
+    rows = zip(frame["face_status"], frame["aligned_path"], frame["source"])
+    for i, (status, aligned, source) in enumerate(rows):
+        if source.startswith(SYNTHETIC_SOURCE_PREFIX):
+            continue
+        if not only_missing or status == "not_run" or (
+            status == "aligned" and (aligned is None or not ws.absolute(aligned).is_file())
+        ):
             todo.append(i)
     return todo
 

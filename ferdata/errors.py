@@ -63,3 +63,11 @@ class LeakageFound(FerdataError):
     """
 
     report = None
+
+
+class PublishError(FerdataError):
+    """A dataset folder that cannot be written, or a push to the Hub that cannot happen."""
+
+
+class TagError(FerdataError):
+    """An unknown occlusion tag, a selection that cannot be evaluated, or a tag file that cannot be read."""

@@ -19,17 +19,19 @@ import json
 import os
 import shutil
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from . import __version__
 from .archives import Limits, PasswordProvider, open_tree
 from .errors import FerdataError, LayoutError, UnsafeArchiveError
 from .fsutil import atomic_path, atomic_write_bytes, sync
 from .progress import ProgressFn, null_progress
-from .schema import Manifest, new_frame
+from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
 from .workspace import Workspace
 
@@ -39,6 +41,9 @@ SOURCE_COLUMNS = (
     "image_id", "dataset", "source", "sha256", "split", "subject_id", "clip_id", "label_original",
     "masked", "pair_key", "original_path", "width", "height",
 )
+# Source columns a later step may fill where the source says nothing (``mask-synth`` marks an
+# original as non-masked and gives it a pair key): the source's value wins only when it has one.
+FILLED_WHERE_SOURCE_IS_SILENT = ("masked", "pair_key")
 
 
 @dataclass
@@ -131,6 +136,40 @@ class _Staging:
         self._journal.close()
 
 
+class _Pipeline:
+    """Per-image work that releases the GIL (zlib for PNGs, SHA-256, file writes) on a few threads.
+
+    Results are handed back in submission order on the caller's thread, so the journal and the
+    manifest rows keep the archive's order. At most ``depth`` items or ``max_bytes`` of input are
+    in flight, so memory stays flat however many images there are.
+    """
+
+    def __init__(self, workers: int = 4, depth: int = 64, max_bytes: int = 256 * 2**20) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-ingest")
+        self._pending: deque = deque()
+        self._depth, self._max_bytes, self._bytes = depth, max_bytes, 0
+
+    def submit(self, work, size: int, then) -> None:
+        self._pending.append((self._pool.submit(work), size, then))
+        self._bytes += size
+        while len(self._pending) > self._depth or (self._bytes > self._max_bytes and len(self._pending) > 1):
+            self._finish_one()
+
+    def _finish_one(self) -> None:
+        future, size, then = self._pending.popleft()
+        self._bytes -= size
+        then(future.result())
+
+    def drain(self) -> None:
+        while self._pending:
+            self._finish_one()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _source_key(path: Path, dataset: str) -> str:
     stat = path.stat()
     return f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{dataset}"
@@ -197,19 +236,30 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
     side_files: list[SideFile] = []
     written = 0
 
-    def store(record: Record, data: bytes, sha: str, width: int, height: int, error: str | None) -> None:
-        nonlocal written
+    def put(record: Record, sha: str, width: int, height: int, error: str | None, payload) -> dict:
+        """Stage one original unless the workspace already holds these bytes (runs on a worker)."""
         entry = {"target": record.target, "sha256": sha, "width": width, "height": height, "error": error}
         old = old_rows.get(record.image_id)
-        final = _inside(originals, record.target)
-        if old is not None and old["sha256"] == sha and final.exists():
+        if old is not None and old["sha256"] == sha and _inside(originals, record.target).exists():
             entry["in_place"] = True  # unchanged since the last ingest: nothing to write
         else:
-            staging.write(record.target, data)
-            written += 1
-        staging.record(entry)
-        facts[record.target] = entry
+            staging.write(record.target, payload())
+        return entry
 
+    def from_pixels(record: Record, pixels) -> dict:
+        height, width = pixels.shape[:2]
+        return put(record, hashlib.sha256(pixels.tobytes()).hexdigest(), width, height, None, lambda: _png_bytes(pixels))
+
+    def from_bytes(record: Record, data: bytes) -> dict:
+        return put(record, hashlib.sha256(data).hexdigest(), *_image_facts(data), lambda: data)
+
+    def done(entry: dict) -> None:
+        nonlocal written
+        written += not entry.get("in_place", False)
+        staging.record(entry)
+        facts[entry["target"]] = entry
+
+    pipeline = _Pipeline()
     try:
         # Pass 1: the adapter's records. CSV sources carry pixels, stored as they stream by.
         for item in source.discover(tree, names, SourceOptions(label_map=label_map)):
@@ -220,8 +270,7 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
                     if item.target in staging.done:
                         facts[item.target] = staging.done[item.target]
                     else:
-                        h, w = pixels.shape[:2]
-                        store(item, _png_bytes(pixels), hashlib.sha256(pixels.tobytes()).hexdigest(), w, h, None)
+                        pipeline.submit(lambda r=item, p=pixels: from_pixels(r, p), pixels.nbytes, done)
                     if len(records) % 500 == 0:
                         progress("reading", len(records), None)
             elif isinstance(item, Unparsed):
@@ -230,6 +279,7 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
                 side_files.append(item)
             elif isinstance(item, Notice):
                 notices.append(item.message)
+        pipeline.drain()
         if unparsed and not skip_unparsed:
             report = _unparsed_report(ws, name, unparsed)
             first = "; ".join(f"{u.member} ({u.reason})" for u in unparsed[:3])
@@ -248,16 +298,16 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
             if r.target in staging.done:
                 facts[r.target] = staging.done[r.target]
         total = len(by_member)
-        done = total - len(wanted)
+        done_count = total - len(wanted)
         for member, data in tree.iter_read(wanted):
-            record = by_member[member]
-            width, height, error = _image_facts(data)
-            store(record, data, hashlib.sha256(data).hexdigest(), width, height, error)
-            done += 1
-            if done % 50 == 0 or done == total:
-                progress("extracting", done, total)
+            pipeline.submit(lambda r=by_member[member], d=data: from_bytes(r, d), len(data), done)
+            done_count += 1
+            if done_count % 50 == 0 or done_count == total:
+                progress("extracting", done_count, total)
+        pipeline.drain()
         side_data = {f.name: tree.read(f.member) for f in side_files}
     finally:
+        pipeline.close()
         staging.close()
 
     # Commit: move the staged files into place, flush them to disk, then replace the manifest.
@@ -320,7 +370,12 @@ def _check_unique(records: list[Record], dataset: str) -> None:
 
 
 def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_rows: dict, ws: Workspace):
-    rows, kept = [], 0
+    """The new manifest's rows; curated columns come from ``old_rows`` where the bytes are unchanged.
+
+    Rows ferdata made itself (``mask-synth``) are not in the source: they are kept as long as the
+    image they were made from is kept unchanged.
+    """
+    rows, kept_ids = [], set()
     prefix = ws.originals_dir(name).relative_to(ws.root).as_posix()
     for record in records:
         fact = facts[record.target]
@@ -338,10 +393,18 @@ def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_r
         old = old_rows.get(record.image_id)
         if old is not None and old["sha256"] == row["sha256"] and old["label_original"] == row["label_original"]:
             row.update({k: v for k, v in old.items() if k not in SOURCE_COLUMNS})
-            kept += 1
+            for column in FILLED_WHERE_SOURCE_IS_SILENT:
+                if row[column] is None and old[column] is not None and old[column] is not pd.NA:
+                    row[column] = old[column]
+            kept_ids.add(record.image_id)
         rows.append(row)
+    synthetic = [
+        old for old in old_rows.values()
+        if old["source"].startswith(SYNTHETIC_SOURCE_PREFIX) and old["source"][len(SYNTHETIC_SOURCE_PREFIX):] in kept_ids
+    ]
+    rows.extend(synthetic)
     rows.sort(key=lambda r: r["image_id"])
-    return new_frame(rows), kept
+    return new_frame(rows), len(kept_ids) + len(synthetic)
 
 
 def _unparsed_report(ws: Workspace, dataset: str, unparsed: list[Unparsed], folder: Path | None = None) -> Path:

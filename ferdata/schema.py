@@ -37,6 +37,7 @@ SPLITS: tuple[str, ...] = tuple(_SPEC["splits"])
 LABEL_STATUSES: tuple[str, ...] = tuple(_SPEC["label_statuses"])
 FACE_STATUSES: tuple[str, ...] = tuple(_SPEC["face_statuses"])
 OCCLUSION_TAGS: tuple[str, ...] = tuple(_SPEC["occlusion_tags"])
+TAG_ORIGINS: tuple[str, ...] = tuple(_SPEC["tag_origins"])
 
 _VOCABULARIES = {
     "labels": LABELS,
@@ -45,6 +46,7 @@ _VOCABULARIES = {
     "label_statuses": LABEL_STATUSES,
     "face_statuses": FACE_STATUSES,
     "occlusion_tags": OCCLUSION_TAGS,
+    "tag_origins": TAG_ORIGINS,
 }
 
 _SCALARS = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
@@ -52,6 +54,9 @@ _PANDAS = {"string": object, "bool": "boolean", "int64": "Int64", "float64": "fl
 _LIST = re.compile(r"list<(\w+)>(?:\[(\d+)\])?$")
 
 PROVENANCE_KEY = b"ferdata.provenance"
+# ``source`` of rows that ferdata made rather than read (``ferdata mask-synth``): prefix + the
+# original's image_id. Re-ingest keeps them; alignment leaves them alone (they are crops already).
+SYNTHETIC_SOURCE_PREFIX = "mask-synth:"
 
 
 @dataclass(frozen=True)

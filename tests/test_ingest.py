@@ -99,8 +99,11 @@ def test_an_interrupted_ingest_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
     assert crashed.datasets() == [] and not crashed.originals_dir("fer2013").exists()
     assert not (crashed.internal / "lock").exists()
 
+    journal = (crashed.staging_dir("fer2013") / "journal.jsonl").read_text().splitlines()
+    assert 0 < len(journal) < 40
+
     resumed = ingest(src, crashed, align=False)
-    assert resumed.written == 40 - 24  # the 24 PNGs staged before the crash are not written again
+    assert resumed.written == 40 - len(journal)  # what was staged before the crash is not written again
     assert tree_hash(crashed.root).keys() == tree_hash(clean.root).keys()
     assert {k: v for k, v in tree_hash(crashed.root).items() if not k.endswith(".parquet")} == \
            {k: v for k, v in tree_hash(clean.root).items() if not k.endswith(".parquet")}
@@ -207,3 +210,30 @@ def test_ingest_aligns_real_faces_and_a_rerun_does_not_redo_them(tmp_path, ws):
     second = ingest(src, ws, dataset="msd-e", align_options={"device": "cpu"})
     assert second.written == 0 and second.align_report.processed == 0
     assert second.manifest.frame.equals(first.manifest.frame)
+
+
+def test_reingest_keeps_synthetic_masks_and_align_leaves_them_alone(tmp_path, ws):
+    import insightface
+
+    from ferdata.align import align_manifest
+    from ferdata.masks import synthesize_masks
+
+    images = Path(insightface.__file__).parent / "data" / "images"
+    src = tmp_path / "src"
+    (src / "train" / "happy").mkdir(parents=True)
+    shutil.copy(images / "Tom_Hanks_54745.png", src / "train" / "happy" / "tom.png")
+    ingest(src, ws, dataset="imagefolder", align_options={"device": "cpu"})
+    with ws.lock("mask-synth"):
+        synthesize_masks(ws, seed=3)
+    before = ws.load("imagefolder").frame
+    synthetic = before[before["source"].str.startswith("mask-synth:")]
+    assert len(synthetic) == 1 and synthetic["masked"].iloc[0] == True  # noqa: E712
+
+    again = ingest(src, ws, dataset="imagefolder", align_options={"device": "cpu"})
+    assert again.rows == 2 and again.kept == 2
+    assert again.manifest.frame.equals(before)
+
+    realigned, report = align_manifest(ws, again.manifest, device="cpu")
+    assert report.processed == 1  # the original only
+    synthetic_after = realigned.frame.set_index("image_id").loc[synthetic["image_id"].iloc[0]]
+    assert list(synthetic_after["landmarks"]) == list(synthetic["landmarks"].iloc[0])

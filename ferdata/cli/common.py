@@ -7,7 +7,6 @@ Only the CLI layer imports typer and rich. Library imports happen inside the com
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,8 +45,9 @@ DatasetOpt = Annotated[
 ]
 
 
-def command(*args: Any, **kwargs: Any) -> Callable:
-    """``app.command`` that turns a :class:`FerdataError` into one line on stderr and exit 1."""
+def command(*args: Any, on: typer.Typer | None = None, **kwargs: Any) -> Callable:
+    """``app.command`` (or ``on.command`` for a sub-app such as ``tag``) that turns a
+    :class:`FerdataError` into one line on stderr and exit 1."""
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -61,7 +61,7 @@ def command(*args: Any, **kwargs: Any) -> Callable:
                 err.print("interrupted: nothing half-written was kept; run the same command again to resume")
                 raise typer.Exit(130) from None
 
-        return app.command(*args, **kwargs)(run)
+        return (on or app).command(*args, **kwargs)(run)
 
     return decorate
 
