@@ -26,6 +26,7 @@ _API = {
     "balance_table": "folds",
     "make_folds": "folds",
     "check_leakage": "leakage",
+    "publish": "publish",
 }
 
 
