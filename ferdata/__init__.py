@@ -27,6 +27,10 @@ _API = {
     "make_folds": "folds",
     "check_leakage": "leakage",
     "publish": "publish",
+    "train_baseline": "train.loop",
+    "TrainConfig": "train.loop",
+    "label_issues": "labelissues",
+    "run_demo": "demo",
 }
 
 

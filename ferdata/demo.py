@@ -47,9 +47,18 @@ class _Subject:
 
 
 def _photos() -> list[np.ndarray]:
-    import insightface
     from PIL import Image
-    from skimage import data as skdata
+
+    try:
+        import insightface
+        from skimage import data as skdata
+    except ImportError:
+        from .errors import FerdataError
+
+        raise FerdataError(
+            "ferdata demo builds its sample from photos that insightface and scikit-image ship: "
+            "pip install 'ferdata[demo]' (or -e \".[demo]\" in a checkout)"
+        ) from None
 
     images = Path(insightface.__file__).parent / "data" / "images"
     photos = [np.asarray(Image.open(images / name).convert("RGB")) for name in ("t1.jpg", "Tom_Hanks_54745.png")]
@@ -301,5 +310,24 @@ def run_demo(
             f"{config} ({sum(splits.values())} rows)" for config, splits in published.counts.items()
         ),
         f"load it with datasets.load_dataset({str(out / 'dataset')!r}, 'mix')",
+    ])
+
+    from .labelissues import label_issues
+    from .train.loop import TrainConfig, train_baseline
+
+    config = TrainConfig(subset="mix", epochs=epochs, folds=2, seed=seed, device=device, batch_size=32, milestones=())
+    run = train_baseline(out / "dataset", out / "run", config, progress=progress)
+    mean = run.summary["mean"]
+    done("train-baseline", [
+        f"ResNet-18 on Mix, 2 folds × {epochs} epochs from the published dataset (labels made up: the accuracy means nothing)",
+        f"accuracy {100 * mean['accuracy']:.1f}% (non-masked {100 * mean['accuracy_nm']:.1f}%, masked {100 * mean['accuracy_m']:.1f}%)",
+        f"{out.name}/run: results.md, results.json, oof.parquet, confusion matrices, t-SNE",
+    ])
+
+    with ws.lock("label-issues"):
+        issues = label_issues(out / "run", tag=True, ws=ws, dataset="msd-e")
+    done("label-issues", [
+        f"{len(issues.issues)} of {issues.n_checked} images look mislabelled to cleanlab; tagged label_issue for review",
+        f"ranked list: {issues.table_path.relative_to(out)}",
     ])
     return DemoResult(out=out, workspace=ws.root, steps=steps, seconds=time.perf_counter() - start)

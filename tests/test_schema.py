@@ -88,3 +88,14 @@ def test_docs_schema_page_matches_the_schema():
 
     page = (Path(__file__).parents[1] / "docs" / "schema.md").read_text()
     assert schema.markdown_table() in page
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "m.parquet"
+    schema.write_manifest(path, schema.Manifest("msd-e", schema.new_frame([row(0)])))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's owner-only 0600

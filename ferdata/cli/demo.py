@@ -18,7 +18,7 @@ On real data, the same steps are:
   ferdata folds --k 10 --seed 0 -w ws
   ferdata stats -w ws --contact-sheet faces.png
   ferdata publish -w ws --out msd-e-dataset
-  ferdata train-baseline msd-e-dataset --subset mix --folds 10 --out runs/mix"""
+  ferdata train-baseline --data msd-e-dataset --subset mix --folds 10 --out runs/mix"""
 
 
 @command("demo")
