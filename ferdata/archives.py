@@ -201,6 +201,8 @@ class Member:
 # Member names: normalisation, safety, junk
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_UNDECODED = re.compile("[\ud800-\udfff]")
+_REPACK_UTF8 = "re-pack the archive with UTF-8 file names (e.g. 7z a -tzip, or tar on a UTF-8 system)"
 _JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
@@ -232,6 +234,8 @@ def _normalise(raw: str, label: str) -> str:
     name = raw.replace("\\", "/")
     if "\x00" in name:
         raise _unsafe(label, raw, "has a NUL byte in its name; ferdata refuses such archives")
+    if _UNDECODED.search(name):  # bytes that were not UTF-8, kept as surrogates by the decoder
+        raise _unsafe(label, raw, f"has a name that is not UTF-8 text; {_REPACK_UTF8}")
     if name.startswith("/"):
         raise _unsafe(label, raw, f"has an absolute path; {_OUTSIDE}")
     if _DRIVE.match(name):
@@ -266,10 +270,17 @@ class _NameBook:
         self._label = label
         self._files: set[str] = set()
         self._folders: set[str] = set()
+        self._folded: dict[str, str] = {}  # case-folded name -> the name first seen
 
     def add(self, name: str, raw: str) -> None:
         if name in self._files:
             raise _unsafe(self._label, raw, "appears twice; ferdata refuses duplicate names (one hides the other)")
+        twin = self._folded.setdefault(name.casefold(), name)
+        if twin != name:  # on macOS and Windows one would overwrite the other in the workspace
+            raise _unsafe(
+                self._label, raw, f"differs from {twin!r} only in case; ferdata refuses names that clash on "
+                "case-insensitive file systems: rename one of them"
+            )
         if name in self._folders:
             raise _unsafe(self._label, raw, "is both a file and a folder; ferdata refuses such archives")
         parts = name.split("/")
@@ -767,6 +778,8 @@ class ZipTree(Tree):
         try:
             self._zip = pyzipper.AESZipFile(self._file)
             infos = self._zip.infolist()
+        except UnicodeDecodeError:  # a name flagged as UTF-8 that is not
+            raise ArchiveError(f"{label} has a member name marked UTF-8 that is not UTF-8 text; {_REPACK_UTF8}") from None
         except _library_errors() as exc:
             raise _not_complete(label, "zip", exc) from None
         self._archive_size = os.fstat(self._file.fileno()).st_size
@@ -776,9 +789,9 @@ class ZipTree(Tree):
         encrypted_member = None
         links = []
         for info in infos:
-            name = _normalise(info.filename, label)
+            name = _normalise(info.orig_filename, label)  # zipfile cuts .filename at a NUL byte
             mode = (info.external_attr >> 16) if info.create_system == 3 else 0
-            if info.is_dir() or not name or stat.S_ISDIR(mode):
+            if not name or info.is_dir() or stat.S_ISDIR(mode):  # is_dir() fails on an empty name
                 continue
             if stat.S_ISLNK(mode):
                 links.append((name, info))

@@ -71,3 +71,8 @@ class PublishError(FerdataError):
 
 class TagError(FerdataError):
     """An unknown occlusion tag, a selection that cannot be evaluated, or a tag file that cannot be read."""
+
+
+class WorkspaceWriteError(WorkspaceError):
+    """A file in the workspace could not be written: the disk is full, a quota or file-size limit
+    is reached, or the folder is read-only. What was there before is left intact."""

@@ -8,12 +8,42 @@ that no reader ever opens and that :func:`remove_stale_temps` can clear.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import WorkspaceWriteError
+
 TEMP_PREFIX = ".tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; a finished file gets the usual permissions.
+_FILE_MODE = 0o666 & ~_umask()
+# What a full or read-only disk looks like to a writer (as opposed to a bug)
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path | str) -> Iterator[None]:
+    """Turn a full disk, a quota or a read-only folder met while writing ``path`` into one line."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        reason = os.strerror(exc.errno)
+        raise WorkspaceWriteError(
+            f"cannot write {path} ({reason}): free some disk space or make the folder writable, then run the "
+            "same command again (the previous manifest is intact)"
+        ) from None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -37,16 +67,19 @@ def atomic_path(path: Path | str, durable: bool = True) -> Iterator[Path]:
     crash). Bulk writers pass False per file and call :func:`sync` once before they commit.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        if durable:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with disk_errors(path):
+            yield tmp
+            os.chmod(tmp, _FILE_MODE)
+            if durable:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
         if durable:
             _fsync_dir(path.parent)
     except BaseException:

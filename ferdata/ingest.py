@@ -13,6 +13,7 @@ image whose bytes did not change.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ import pandas as pd
 from . import __version__
 from .archives import Limits, PasswordProvider, open_tree
 from .errors import FerdataError, LayoutError, UnsafeArchiveError
-from .fsutil import atomic_path, atomic_write_bytes, sync
+from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
 from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
@@ -118,22 +119,25 @@ class _Staging:
         """Stage one original. No temporary file is needed: a file counts as staged only once its
         journal line is written, after the data, so a half-written one is simply written again."""
         path = self.files / target
-        if path.parent not in self._folders:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(path.parent)
-        with open(path, "wb") as fh:
-            fh.write(data)
+        with disk_errors(path):
+            if path.parent not in self._folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(path.parent)
+            with open(path, "wb") as fh:
+                fh.write(data)
 
     def record(self, entry: dict) -> None:
         self.done[entry["target"]] = entry
-        self._journal.write(json.dumps(entry) + "\n")
-        self._pending += 1
-        if self._pending >= 64:  # a crash loses at most these entries: their files are staged again
-            self._journal.flush()
-            self._pending = 0
+        with disk_errors(self.journal_path):
+            self._journal.write(json.dumps(entry) + "\n")
+            self._pending += 1
+            if self._pending >= 64:  # a crash loses at most these entries: their files are staged again
+                self._journal.flush()
+                self._pending = 0
 
     def close(self) -> None:
-        self._journal.close()
+        with contextlib.suppress(OSError):  # a full disk: the journal's tail is lost, its files are staged again
+            self._journal.close()
 
 
 class _Pipeline:
@@ -227,7 +231,8 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
     if previous is not None:
         old_rows = {row["image_id"]: row for row in previous.frame.to_dict("records")}
 
-    staging = _Staging(ws.staging_dir(name), _source_key(path, name))
+    with disk_errors(ws.staging_dir(name)):
+        staging = _Staging(ws.staging_dir(name), _source_key(path, name))
     originals = ws.originals_dir(name)
     records: list[Record] = []
     facts: dict[str, dict] = {}  # target -> sha256, width, height, error
@@ -316,8 +321,9 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
         staged = staging.files / record.target
         if staged.exists():
             final = originals / record.target
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, final)
+            with disk_errors(final):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
     for file_name, data in side_data.items():
         atomic_write_bytes(ws.tables_dir(name) / file_name, data, durable=False)
     sync()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkspaceError, WorkspaceLocked
+from .fsutil import TEMP_PREFIX, remove_stale_temps
 
 ENV_VAR = "FERDATA_WORKSPACE"
 
@@ -79,7 +80,10 @@ class Workspace:
     # -- datasets ------------------------------------------------------------------------------
     def datasets(self) -> list[str]:
         folder = self.root / "manifests"
-        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        # a writer killed mid-write leaves its temporary file: never a dataset
+        return sorted(p.stem for p in folder.glob("*.parquet") if not p.name.startswith(TEMP_PREFIX))
 
     def dataset_name(self, dataset: str | None) -> str:
         """The dataset a command acts on: the one named, or the only one in the workspace."""
@@ -121,7 +125,8 @@ class Workspace:
 
         The lock file is created with O_EXCL and names its holder. A lock whose holder pid no
         longer runs on this host is stale and is taken over. ``wait`` seconds are spent retrying
-        before :class:`WorkspaceLocked` is raised.
+        before :class:`WorkspaceLocked` is raised. Once held, temporary files that a killed writer
+        left in ``manifests/``, ``tables/*/`` and ``aligned/*/*/*/`` are removed.
         """
         try:
             self.internal.mkdir(parents=True, exist_ok=True)
@@ -153,6 +158,9 @@ class Workspace:
             with os.fdopen(fd, "w") as fh:
                 json.dump(holder, fh)
             break
+        # The one writer now: a temporary file left here was left by a writer that was killed.
+        for folder in (self.root / "manifests", *self.root.glob("tables/*/"), *self.root.glob("aligned/*/*/*/")):
+            remove_stale_temps(folder)
         try:
             yield
         finally:

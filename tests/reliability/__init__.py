@@ -1,0 +1,1 @@
+"""Reliability and security guarantees, each proven by a test (see docs/reliability.md)."""

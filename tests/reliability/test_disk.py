@@ -1,0 +1,171 @@
+"""A full disk or a read-only workspace: one clear line (exit 1), the previous manifest and files
+intact, and the same command succeeds once there is room again.
+
+How the failures are made real (no mock of the thing under test):
+
+* **Full disk:** the command runs in a child process whose ``RLIMIT_FSIZE`` is lowered below the
+  size of the files it must write (SIGXFSZ ignored), so the kernel refuses the write with EFBIG,
+  exactly where a full disk refuses it with ENOSPC (ENOSPC, EDQUOT and EROFS themselves are
+  raised by hand into the translation, see the test).
+* **Read-only workspace:** the workspace is ``chmod -R a-w``; when the tests run as root (who
+  ignores file modes) the command's process first drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+import random
+import resource
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from builders import msd_e_tree
+
+from ferdata.errors import WorkspaceWriteError
+from ferdata.fsutil import TEMP_PREFIX, disk_errors
+from ferdata.ingest import ingest
+from ferdata.workspace import Workspace
+
+from .helpers import (
+    clean_env,
+    ferdata_argv,
+    imagefolder,
+    one_line_error,
+    snapshot,
+    user_files,
+)
+
+
+def write_votes(path: Path, image_ids) -> Path:
+    rng = random.Random(5)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "annotator", "vote"])
+        for image_id in image_ids:
+            for k in range(7):
+                writer.writerow([image_id, f"a{k}", rng.choice(["ok", "ok", "happy", "sad"])])
+    return path
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):
+    yield tmp_path
+    for path in tmp_path.rglob("*"):  # give write permission back so that pytest can clean up
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+@pytest.fixture
+def relabel_ready(sandbox: Path) -> tuple[Workspace, Path]:
+    ws = Workspace.resolve(sandbox / "ws")
+    ingest(msd_e_tree(sandbox / "src", subjects=10), ws, dataset="msd-e", align=False)
+    votes = write_votes(sandbox / "votes.csv", ws.load("msd-e").frame["image_id"])
+    return ws, votes
+
+
+def file_size_limited(limit: int):
+    def limit_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited across exec: writes fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+def run(args: list[str], preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: PLW1510 - the exit status is what the tests check
+        ferdata_argv(*args), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env=clean_env(), preexec_fn=preexec_fn, cwd="/",
+    )
+
+
+def test_full_disk_during_relabel_keeps_the_previous_manifest(relabel_ready) -> None:
+    ws, votes = relabel_ready
+    before = snapshot(ws.root)
+    args = ["relabel", "-w", str(ws.root), "--votes", str(votes)]
+
+    full = run(args, preexec_fn=file_size_limited(4096))  # smaller than the audit table and the manifest
+
+    assert full.returncode == 1
+    line = one_line_error(full.stderr)
+    assert "cannot write" in line and "File too large" in line and "previous manifest is intact" in line
+    assert snapshot(ws.root) == before  # no temporary file, no torn table, the lock released
+    assert (ws.load("msd-e").frame["label_status"] == "original").all()
+
+    again = run(args)  # room again: the same command now succeeds
+    assert again.returncode == 0, again.stderr
+    assert (ws.load("msd-e").frame["label_status"] != "original").any()
+
+
+def test_full_disk_during_ingest_keeps_the_previous_manifest_and_originals(sandbox: Path) -> None:
+    ws = Workspace.resolve(sandbox / "ws")
+    ingest(imagefolder(sandbox / "first", n=6), ws, dataset="imagefolder", align=False)
+    before = user_files(ws.root)
+    changed = imagefolder(sandbox / "second", n=6, size=(160, 160))  # same names, new and bigger bytes
+    args = ["ingest", str(changed), "--dataset", "imagefolder", "--no-align", "-w", str(ws.root)]
+
+    full = run(args, preexec_fn=file_size_limited(8192))
+
+    assert full.returncode == 1
+    assert "cannot write" in one_line_error(full.stderr)
+    assert user_files(ws.root) == before
+    assert run(args).returncode == 0
+    assert user_files(ws.root) != before
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_no_space_quota_and_read_only_file_system_are_one_clear_line(tmp_path: Path, code: int) -> None:
+    """ENOSPC, EDQUOT and EROFS cannot be produced here without privileges (no tmpfs, no quota, no
+    /dev/full in every container): the OS error is raised by hand and goes through the same
+    translation every workspace write uses (atomic writes, ingest's staging and commit)."""
+    with pytest.raises(WorkspaceWriteError, match=os.strerror(code)) as caught, disk_errors(tmp_path / "manifest.parquet"):
+        raise OSError(code, os.strerror(code))
+    assert "\n" not in str(caught.value) and "manifest.parquet" in str(caught.value)
+
+
+def test_other_os_errors_are_not_disguised(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError), disk_errors(tmp_path / "x"):  # not a full disk: kept as is
+        raise FileNotFoundError(errno.ENOENT, "gone")
+
+
+def without_permission_override() -> None:
+    """Root ignores file modes through CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: drop them from
+    the bounding set, so that the command run next (still root) meets the modes like anyone."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "cannot drop the permission-override capabilities")
+
+
+def read_only(root: Path):
+    """(preexec_fn, undo): ``chmod -R a-w`` the workspace; root's child also loses the override."""
+    modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
+    for path, mode in modes.items():
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    preexec_fn = without_permission_override if os.geteuid() == 0 else None
+    return preexec_fn, lambda: [path.chmod(mode) for path, mode in modes.items()]
+
+
+@pytest.mark.parametrize("command", ["relabel", "ingest"])
+def test_read_only_workspace_is_refused_clearly_and_left_intact(relabel_ready, sandbox: Path, command: str) -> None:
+    ws, votes = relabel_ready
+    args = {
+        "relabel": ["relabel", "-w", str(ws.root), "--votes", str(votes)],
+        "ingest": ["ingest", str(sandbox / "src"), "--dataset", "msd-e", "--no-align", "-w", str(ws.root)],
+    }[command]
+    before = snapshot(ws.root)
+    preexec_fn, undo = read_only(ws.root)
+    try:
+        result = run(args, preexec_fn=preexec_fn)
+    finally:
+        undo()
+    assert result.returncode == 1, result.stdout
+    assert "read-only" in one_line_error(result.stderr)
+    assert snapshot(ws.root) == before
+    assert not any(p.name.startswith(TEMP_PREFIX) for p in ws.root.rglob("*"))
