@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ferdata.errors import ArchiveError, FerdataError, PasswordError, UnsafeArchiveError, UsageError
+from ferdata.fsutil import disk_errors
 
 if TYPE_CHECKING:
     import py7zr
@@ -531,7 +532,7 @@ class _Context:
         self.raw_read = _Counter()  # bytes read from disk by every tree in this context
         self._provider = password
         self._secret: Secret | None = None
-        self._scratch = scratch
+        self.scratch_dir = scratch
         self._spool_dir: Path | None = None
         self._trees: list[Tree] = []
         self.closed = False
@@ -550,9 +551,9 @@ class _Context:
 
     def spool_path(self) -> Path:
         if self._spool_dir is None:
-            if self._scratch is not None:
-                Path(self._scratch).mkdir(parents=True, exist_ok=True)
-            self._spool_dir = Path(tempfile.mkdtemp(prefix="ferdata-spool-", dir=self._scratch))
+            if self.scratch_dir is not None:
+                Path(self.scratch_dir).mkdir(parents=True, exist_ok=True)
+            self._spool_dir = Path(tempfile.mkdtemp(prefix="ferdata-spool-", dir=self.scratch_dir))
         fd, name = tempfile.mkstemp(prefix="nested-", dir=self._spool_dir)
         os.close(fd)
         return Path(name)
@@ -1452,10 +1453,13 @@ def _expand(tree: Tree, ctx: _Context, depth: int) -> Tree:
             if local is not None:
                 found[name] = local
                 continue
-            spool = ctx.spool_path()
-            with open(spool, "wb") as out:  # noqa: PTH123
-                out.write(head)
-                shutil.copyfileobj(stream, out, _CHUNK)
+            # a full disk or a read-only scratch folder is one line, not a traceback
+            scratch = ctx.scratch_dir if ctx.scratch_dir is not None else tempfile.gettempdir()
+            with disk_errors(f"{scratch} (a temporary copy of {tree.label}/{name})"):
+                spool = ctx.spool_path()
+                with open(spool, "wb") as out:  # noqa: PTH123
+                    out.write(head)
+                    shutil.copyfileobj(stream, out, _CHUNK)
             found[name] = spool
     if not found:
         return tree

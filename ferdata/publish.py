@@ -450,22 +450,48 @@ def _file_sizes(parts: Sequence[_Part], pool: ThreadPoolExecutor) -> dict[str, i
     return dict(zip(paths, (n for batch in pool.map(sizes, batches) for n in batch)))
 
 
+_SHARD_NAME = re.compile(r"(?:train|validation|test)-\d{5}-of-\d{5}\.parquet")  # the names _shards gives
+
+
+def _written_by_publish(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds only what publish writes: its card, or, when a publish was killed
+    before the card, nothing but shards and temporary files under publish's own names."""
+    card = out_dir / "README.md"
+    if card.is_file():
+        return CARD_MARKER in card.read_text(encoding="utf-8", errors="replace")
+
+    def shard_folder(folder: Path) -> bool:
+        return folder.name in CONFIGS and folder.is_dir() and not folder.is_symlink() and all(
+            f.is_file() and not f.is_symlink() and (f.name.startswith(TEMP_PREFIX) or _SHARD_NAME.fullmatch(f.name))
+            for f in folder.iterdir()
+        )
+
+    for entry in out_dir.iterdir():
+        if entry.name.startswith(TEMP_PREFIX) and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.name == "data" and entry.is_dir() and not entry.is_symlink() and all(map(shard_folder, entry.iterdir())):
+            continue
+        return False
+    return True
+
+
 def _prepare_out_dir(out_dir: Path) -> None:
-    """``out_dir`` may be new, empty, or a folder an earlier publish wrote; nothing else is touched."""
+    """``out_dir`` may be new, empty, or a folder an earlier publish wrote (even one killed before
+    its card); nothing else is touched."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file: choose a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        card = out_dir / "README.md"
-        ours = card.is_file() and CARD_MARKER in card.read_text(encoding="utf-8", errors="replace")
-        if not ours:
-            raise UsageError(
-                f"--out {out_dir} is not empty and was not written by ferdata publish: choose a new or empty folder"
-            )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not _written_by_publish(out_dir):
+        raise UsageError(
+            f"--out {out_dir} is not empty and was not written by ferdata publish: choose a new or empty folder"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _remove_stale(out_dir: Path, written: set[Path]) -> None:
-    """Shards of an earlier publish that this one did not write (another shard count or config)."""
+    """Shards of an earlier publish that this one did not write (another shard count or config),
+    and the temporary files of a publish that was killed."""
+    for path in sorted(out_dir.glob(f"{TEMP_PREFIX}*")):
+        path.unlink()
     data = out_dir / "data"
     for path in sorted(data.glob("*/*.parquet")) if data.is_dir() else []:
         if path not in written:

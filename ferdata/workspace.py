@@ -28,6 +28,9 @@ from .errors import WorkspaceError, WorkspaceLocked
 from .fsutil import TEMP_PREFIX, remove_stale_temps
 
 ENV_VAR = "FERDATA_WORKSPACE"
+# A lock file that is still empty (or unreadable) this many seconds after it was created was left
+# by a process killed between creating it and writing its holder: nobody can hold it any more.
+EMPTY_LOCK_STALE_S = 5.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,9 +127,11 @@ class Workspace:
         """Hold the workspace's writer lock (git's ``index.lock`` pattern).
 
         The lock file is created with O_EXCL and names its holder. A lock whose holder pid no
-        longer runs on this host is stale and is taken over. ``wait`` seconds are spent retrying
-        before :class:`WorkspaceLocked` is raised. Once held, temporary files that a killed writer
-        left in ``manifests/``, ``tables/*/`` and ``aligned/*/*/*/`` are removed.
+        longer runs on this host is stale and is taken over, and so is a lock still empty
+        ``EMPTY_LOCK_STALE_S`` after its creation (its creator was killed before naming itself).
+        ``wait`` seconds are spent retrying before :class:`WorkspaceLocked` is raised. Once held,
+        temporary files that a killed writer left in ``manifests/``, ``tables/*/`` and
+        ``aligned/*/*/*/`` are removed.
         """
         try:
             self.internal.mkdir(parents=True, exist_ok=True)
@@ -140,13 +145,12 @@ class Workspace:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 other = self._read_lock(path)
-                if other is not None and other.get("host") == holder["host"] and not _pid_alive(int(other.get("pid", -1))):
-                    path.unlink(missing_ok=True)  # stale: its holder died without cleaning up
+                if self._stale(path, other, holder["host"]):
                     continue
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
-                who = f"pid {other.get('pid')} ({other.get('command')})" if other else "another process"
+                who = f"pid {other['pid']} ({other.get('command')})" if other else "another process (its lock names no holder yet)"
                 raise WorkspaceLocked(
                     f"workspace {self.root} is in use by {who}: wait for it to finish, "
                     f"or delete {path} if that process is gone"
@@ -167,8 +171,32 @@ class Workspace:
             path.unlink(missing_ok=True)
 
     @staticmethod
-    def _read_lock(path: Path) -> dict | None:
+    def _stale(path: Path, other: dict | None, host: str) -> bool:
+        """Remove ``path`` if its holder is gone: a pid no longer running on this host, or a lock
+        still empty (or unreadable) ``EMPTY_LOCK_STALE_S`` after it was written. True if removed."""
         try:
-            return json.loads(path.read_text())
+            seen = path.stat()
+        except FileNotFoundError:
+            return True  # released meanwhile: try again
+        if other is None:
+            stale = time.time() - seen.st_mtime > EMPTY_LOCK_STALE_S
+        else:
+            stale = other.get("host") == host and not _pid_alive(other["pid"])
+        if not stale:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            now = path.stat()
+            if (now.st_ino, now.st_mtime_ns) == (seen.st_ino, seen.st_mtime_ns):  # still the lock judged
+                path.unlink()
+        return True
+
+    @staticmethod
+    def _read_lock(path: Path) -> dict | None:
+        """The holder a lock file names; None if it is empty or not a holder record."""
+        try:
+            holder = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int) or holder["pid"] < 1:
+            return None
+        return holder

@@ -20,7 +20,7 @@ from builders import image_bytes, msd_e_tree
 
 from ferdata.errors import WorkspaceLocked
 from ferdata.ingest import ingest
-from ferdata.workspace import Workspace
+from ferdata.workspace import EMPTY_LOCK_STALE_S, Workspace
 
 from .helpers import clean_env, one_line_error, run_ferdata, start_ferdata, wait_for
 
@@ -142,4 +142,62 @@ def test_waiting_writer_gets_the_lock_when_the_holder_ends(tmp_path: Path) -> No
         assert marker.exists()  # we got it only once the holder had finished its work
         assert json.loads((ws.internal / "lock").read_text())["pid"] == os.getpid()
     assert holder.wait(timeout=60) == 0
+    assert not (ws.internal / "lock").exists()
+
+
+def killed_before_naming_itself(lock: Path) -> None:
+    """A real process that creates the lock file as Workspace.lock does (O_EXCL) and is SIGKILLed
+    before it writes its holder: the empty lock such a kill leaves."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    code = "import os, signal, sys\nos.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)\nos.kill(os.getpid(), signal.SIGKILL)"
+    done = subprocess.run([sys.executable, "-c", code, str(lock)], check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert lock.exists() and lock.read_bytes() == b""
+
+
+def age(path: Path, seconds: float) -> None:
+    then = path.stat().st_mtime - seconds
+    os.utime(path, (then, then))
+
+
+def test_empty_lock_left_by_a_kill_is_stale_once_it_is_a_few_seconds_old(tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    ingest(msd_e_tree(tmp_path / "src", subjects=1), ws, dataset="msd-e", align=False)
+    lock = ws.internal / "lock"
+    killed_before_naming_itself(lock)
+
+    fresh = run_ferdata("pairs", "-w", str(ws.root), env=clean_env())  # its writer may still be naming itself
+    assert fresh.returncode == 1
+    assert "in use by another process" in one_line_error(fresh.stderr)
+    assert lock.exists()
+
+    age(lock, 2 * EMPTY_LOCK_STALE_S)
+    later = run_ferdata("pairs", "-w", str(ws.root), env=clean_env())
+    assert later.returncode == 0, later.stderr
+    assert not lock.exists()
+    assert ws.load("msd-e").frame["pair_id"].notna().all()
+
+
+@pytest.mark.parametrize("content", [b'{"pid": 4', b"not json", b'{"pid": "x"}', b'{"pid": 0}', b"[1, 2]", b"\xff\xfe"])
+def test_unreadable_lock_is_refused_while_fresh_and_taken_over_once_stale(tmp_path: Path, content: bytes) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    lock = ws.internal / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_bytes(content)
+    with pytest.raises(WorkspaceLocked, match="in use by another process"), ws.lock("relabel"):
+        pass
+    assert lock.read_bytes() == content
+
+    age(lock, 2 * EMPTY_LOCK_STALE_S)
+    with ws.lock("relabel"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+
+
+def test_waiting_writer_takes_over_an_empty_lock_once_it_is_stale(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("ferdata.workspace.EMPTY_LOCK_STALE_S", 0.5)
+    ws = Workspace.resolve(tmp_path / "ws")
+    killed_before_naming_itself(ws.internal / "lock")
+    with ws.lock("relabel", wait=30):
+        assert json.loads((ws.internal / "lock").read_text())["pid"] == os.getpid()
     assert not (ws.internal / "lock").exists()

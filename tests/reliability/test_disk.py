@@ -169,3 +169,34 @@ def test_read_only_workspace_is_refused_clearly_and_left_intact(relabel_ready, s
     assert "read-only" in one_line_error(result.stderr)
     assert snapshot(ws.root) == before
     assert not any(p.name.startswith(TEMP_PREFIX) for p in ws.root.rglob("*"))
+
+
+def test_full_disk_while_a_nested_archive_is_spooled_is_one_clear_line(sandbox: Path) -> None:
+    """A zip inside the delivery is copied alone to ``.ferdata/tmp/`` while it is read: a full disk
+    during that copy is the same one line as anywhere else, and the workspace keeps what it had."""
+    import archive_factory as af
+    from builders import image_bytes
+
+    ws = Workspace.resolve(sandbox / "ws")
+    ingest(imagefolder(sandbox / "first", n=6), ws, dataset="imagefolder", align=False)
+    before = user_files(ws.root)
+    images = {f"{('happy', 'sad')[k % 2]}/img{k:03d}.png": image_bytes(k, (64, 64), "PNG") for k in range(12)}
+    inner = af.zip_archive(sandbox / "inner.zip", images, compression="stored")
+    outer = af.zip_archive(sandbox / "delivery.zip", {"part1.zip": inner.read_bytes()})
+    biggest_image = max(len(data) for data in images.values())
+    limit = inner.stat().st_size // 2
+    assert limit > 2 * biggest_image  # only the spooled copy is too big to write
+    args = ["ingest", str(outer), "--dataset", "imagefolder", "--no-align", "-w", str(ws.root)]
+
+    full = run(args, preexec_fn=file_size_limited(limit))
+
+    assert full.returncode == 1, full.stderr
+    line = one_line_error(full.stderr)
+    assert "cannot write" in line and "File too large" in line and "temporary copy of" in line and "part1.zip" in line
+    assert user_files(ws.root) == before
+    assert not (ws.internal / "tmp").exists() or not any((ws.internal / "tmp").iterdir())  # the copy is gone
+    assert not (ws.internal / "lock").exists()
+
+    again = run(args)  # room again: the same command now ingests the nested images
+    assert again.returncode == 0, again.stderr
+    assert len(ws.load("imagefolder").frame) == 12

@@ -7,8 +7,8 @@ SIGKILL a random time after it took the workspace lock (the delays are drawn fro
 generator, spread over the uninterrupted run's duration), a few times in a row on the same
 workspace, then runs it to the end.
 
-``publish`` and ``train-baseline`` are not covered here yet: they were not committed when these
-tests were written (see docs/reliability.md).
+``publish`` and ``train-baseline`` take no workspace lock; their kills are in
+``test_interruptions_publish_train.py``.
 """
 
 from __future__ import annotations
