@@ -6,9 +6,12 @@ batch size, image size and number of steps, on the same aligned-face PNGs, in th
 - baseline: ``ImageFolder`` over ``<class>/<id>.png`` with RandomHorizontalFlip, ToTensor and
   Normalize, a ``DataLoader`` (``--workers`` processes; 0 and 2 are both measured by default),
   CE, NCHW tensors — the loop most FER training scripts (the MSD-E authors' among them) use;
-- ferdata: ``load_faces`` once (timed separately), then batches made the way
-  ``ferdata.train.loop.fit`` makes them: uint8 faces in memory, indexed, flip + affine jitter on
-  the whole batch (``Accelerator.inputs``), channels-last network.
+- ferdata: ``load_faces`` once (timed separately), then batches made and trained the way
+  ``ferdata.train.loop.fit`` does: uint8 faces in memory, indexed, flip + affine jitter on the
+  whole batch (``Accelerator.inputs``), channels-last network, and the step under
+  ``Accelerator.autocast``. Two ferdata pipelines run: ``--precision fp32`` (no autocast: the
+  same arithmetic as the baseline) and ``auto`` (bf16 autocast where the CPU has native bf16
+  instructions, which is what ``train-baseline`` does by default; fp32 elsewhere).
 
 The faces are crops of scikit-image's astronaut photo at random offsets and scales, resized to
 the aligned size, so that the PNGs compress like real faces. Images/s count training images
@@ -87,8 +90,8 @@ def ferdata_batches(data, batch: int, acc: Accelerator):
             yield acc.inputs(data.images[chosen], True, generator), labels[chosen]
 
 
-def stepper(model, acc: Accelerator | None):
-    """One training step (forward, CE, backward, Adam) of ``model``, with the protocol's two groups."""
+def baseline_stepper(model):
+    """The plain loop's training step: forward, CE, backward, Adam with the protocol's two groups."""
     optimizer, _ = make_optimizer(model, TrainConfig())
     model.train()
 
@@ -102,6 +105,20 @@ def stepper(model, acc: Accelerator | None):
     return step
 
 
+def ferdata_stepper(model, acc: Accelerator):
+    """ferdata's training step as ``fit`` runs it for method ce: its optimizer, autocast and backward."""
+    optimizer, _ = make_optimizer(model, TrainConfig())
+    model.train()
+
+    def step(x, y) -> None:
+        with acc.autocast():
+            logits, _ = model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        acc.backward(loss, optimizer)
+
+    return step
+
+
 def measure(ws: Workspace, folder: Path, size: int, batch: int, steps: int, workers: list[int]) -> dict[str, list[float]]:
     """Seconds per step (batch fetch + training step) of each pipeline, steps interleaved A, B, C, A, B, C...
 
@@ -110,14 +127,16 @@ def measure(ws: Workspace, folder: Path, size: int, batch: int, steps: int, work
     start = time.perf_counter()
     data = load_faces(ws, image_size=size)
     print(f"ferdata: {len(data)} faces decoded into memory in {time.perf_counter() - start:.2f} s (once per run)")
-    acc = Accelerator("cpu")
     pipelines = {}
     for w in workers:
         torch.manual_seed(0)
-        pipelines[f"ImageFolder + DataLoader(num_workers={w})"] = (baseline_batches(folder, size, batch, w), stepper(build_model(7), None))
-    torch.manual_seed(0)
-    pipelines["ferdata (uint8 in memory, batch augmentation, channels-last)"] = (
-        ferdata_batches(data, batch, acc), stepper(acc.prepare(build_model(7)), acc))
+        pipelines[f"ImageFolder + DataLoader(num_workers={w})"] = (
+            baseline_batches(folder, size, batch, w), baseline_stepper(build_model(7)))
+    for precision in ("fp32", "auto"):
+        acc = Accelerator("cpu", precision)
+        torch.manual_seed(0)
+        pipelines[f"ferdata --precision {precision} ({acc.precision})"] = (
+            ferdata_batches(data, batch, acc), ferdata_stepper(acc.prepare(build_model(7)), acc))
     times: dict[str, list[float]] = {name: [] for name in pipelines}
     for i in range(steps + 3):
         for name, (batches, step) in pipelines.items():
@@ -142,10 +161,12 @@ def main() -> None:
         ws = make_faces(Path(tmp), args.images, args.size)
         times = measure(ws, Path(tmp) / "imagefolder", args.size, args.batch, args.steps, args.workers)
     rates = {name: args.batch / float(np.median(t)) for name, t in times.items()}
-    ours = rates.popitem()
-    print(f"{ours[0]}: {ours[1]:.1f} img/s (median step)")
+    ours = {name: rate for name, rate in rates.items() if name.startswith("ferdata")}
     for name, rate in rates.items():
-        print(f"{name}: {rate:.1f} img/s (median step) -> ferdata is {ours[1] / rate:.2f}x")
+        line = f"{name}: {rate:.1f} img/s (median step)"
+        if name not in ours:
+            line += " -> ferdata is " + ", ".join(f"{r / rate:.2f}x ({n.split('(')[-1][:-1]})" for n, r in ours.items())
+        print(line)
 
 
 if __name__ == "__main__":

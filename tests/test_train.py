@@ -25,6 +25,7 @@ from ferdata.train.data import FaceData, load_faces, pe_pairs, subset_rows
 from ferdata.train.loop import (
     Accelerator,
     TrainConfig,
+    cpu_has_native_bf16,
     fit,
     predict,
     resolve_device,
@@ -175,6 +176,7 @@ def test_each_method_runs_two_folds_for_one_epoch(runs, method, images):
         assert (folder / "model.pt").is_file() and (folder / "predictions.parquet").is_file()
         assert len(json.loads((folder / "history.json").read_text())) == 1
         assert (folder / "teacher.pt").is_file() == (method == "kd")
+        assert json.loads((folder / "fold.json").read_text())["precision"] == Accelerator("cpu").precision
     assert (result.run_dir / "results.md").read_text().startswith("# ResNet-18")
     assert (result.run_dir / "confusion.png").stat().st_size > 0
 
@@ -257,7 +259,8 @@ def test_learning_rates_drop_tenfold_at_the_milestones(faces):
     assert [h.lr_head for h in history] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
 
 
-def test_the_pipeline_overfits_32_images():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_pipeline_overfits_32_images(precision):
     rng = np.random.default_rng(0)
     n = 32
     data = FaceData(
@@ -267,12 +270,30 @@ def test_the_pipeline_overfits_32_images():
         in_pe=np.zeros(n, bool), classes=BASIC_LABELS,
     )
     torch.manual_seed(0)
-    acc = Accelerator("cpu")
+    acc = Accelerator("cpu", precision)
     model = acc.prepare(build_model(7))
     config = TrainConfig(epochs=10, batch_size=8, image_size=SIZE, lr_backbone=1e-3, lr_head=1e-3, milestones=(), augment=False)
     fit(model, data, np.arange(n), config, acc)
     probs, _ = predict(model, data, np.arange(n), acc)
     assert (probs.argmax(1) == data.label).mean() >= 0.95
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights fp32
+
+
+def test_precision_decides_the_arithmetic_of_the_network():
+    x = torch.rand(2, 3, SIZE, SIZE)
+    dtypes = {}
+    for precision in ("fp32", "bf16", "auto"):
+        acc = Accelerator("cpu", precision)
+        with acc.autocast():
+            dtypes[precision] = build_model(7).net.conv1(x).dtype
+        assert acc.scaler is None
+    assert dtypes["fp32"] == torch.float32 and dtypes["bf16"] == torch.bfloat16
+    # auto: bf16 only where the CPU has bf16 instructions (emulated bf16 is slower than fp32)
+    assert dtypes["auto"] == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert Accelerator("cpu").precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    with pytest.raises(UsageError, match="precision"):
+        TrainConfig(precision="fp8").resolved()
+    assert "precision" not in TrainConfig().fingerprint()  # like the device: an execution detail
 
 
 def test_kd_teacher_stays_frozen(faces):

@@ -89,6 +89,10 @@ def train_baseline_command(
     milestones: Annotated[str, typer.Option(help="Epochs (counted from 0) where both rates are divided by 10.")] = "8,14,20",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda (auto: CUDA when available).")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(help="auto|fp32|bf16: autocast of the network (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."),
+    ] = "auto",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: WORKSPACE/runs/SUBSET-METHOD).")] = None,
     init: Annotated[Path | None, typer.Option(help="Face-recognition ResNet-18 state dict to start from "
                                               "(e.g. MS-Celeb-1M).", exists=True, dir_okay=False)] = None,
@@ -119,7 +123,7 @@ def train_baseline_command(
     config = TrainConfig(
         subset=subset, method=method, folds=folds, fold=fold, epochs=epochs, batch_size=batch_size,
         image_size=image_size, lr_backbone=lr_backbone, lr_head=lr_head, milestones=_milestones(milestones),
-        seed=seed, device=device, init=str(init) if init else None, teacher=str(teacher) if teacher else None,
+        seed=seed, device=device, precision=precision, init=str(init) if init else None, teacher=str(teacher) if teacher else None,
         cl_a=cl_a, cl_b=cl_b, kd_lambda=kd_lambda, kd_p=kd_p, augment=augment, tsne=tsne,
     ).resolved()
     ws = None if data is not None else Workspace.resolve(workspace)

@@ -26,8 +26,9 @@ Layout of ``RUN_DIR``::
 
 Speed: the faces sit in memory as one uint8 tensor (on the GPU when training there), batches are
 gathered by index and augmented as whole tensors (random flip and a small random affine warp),
-networks run channels-last, and on CUDA under autocast (bf16 where supported, else fp16 with a
-gradient scaler).
+networks run channels-last and under autocast (``precision``, see :class:`Accelerator`): on CUDA
+bf16 where supported, else fp16 with a gradient scaler; on a CPU with native bf16 instructions
+(AVX512-BF16 or AMX) bf16, elsewhere fp32. Weights, optimizer state and losses stay fp32.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
-from ..fsutil import atomic_path, atomic_write_bytes
+from ..fsutil import atomic_path, atomic_write_bytes, remove_stale_temps
 from ..progress import ProgressFn
 from .data import (
     MASKED,
@@ -57,6 +58,7 @@ from .data import (
 
 METHODS = ("ce", "cl", "kd")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 GAMMA = 0.1  # "reduced by a factor of 10" (paper, section 3.1)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,6 +82,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = (8, 14, 20)
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # autocast of the network: auto (see Accelerator), fp32 (none) or bf16
     init: str | None = None
     teacher: str | None = None
     cl_a: float = 0.2
@@ -102,6 +105,8 @@ class TrainConfig:
             raise UsageError("--teacher only applies to --method kd")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 32:
             raise UsageError("--epochs and --batch-size must be at least 1 and --image-size at least 32")
         if sorted(self.milestones) != list(self.milestones) or any(m < 1 for m in self.milestones):
@@ -115,7 +120,7 @@ class TrainConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The options that change a fold's result: a re-run into the same RUN_DIR must match them."""
         keep = asdict(self)
-        for name in ("folds", "fold", "device", "tsne"):
+        for name in ("folds", "fold", "device", "precision", "tsne"):
             keep.pop(name)
         keep["milestones"] = list(self.milestones)
         return keep
@@ -178,17 +183,37 @@ def resolve_device(name: str) -> str:
     return name
 
 
-class Accelerator:
-    """Where tensors live and how a step runs: channels-last always, autocast and scaling on CUDA."""
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16
+    convolutions beat fp32; elsewhere bf16 is emulated and slower than fp32."""
+    import torch
 
-    def __init__(self, device: str) -> None:
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+class Accelerator:
+    """Where tensors live and how a step runs: channels-last always, autocast per ``precision``.
+
+    ``precision`` ``auto``: on CUDA bf16 where supported, else fp16 with a gradient scaler; on the
+    CPU bf16 when it has native bf16 instructions, else fp32. ``fp32``: no autocast. ``bf16``: bf16
+    autocast on either device. Autocast runs convolutions and the classifier in the low precision;
+    weights, Adam's state, batch-norm statistics and the losses stay fp32.
+    """
+
+    def __init__(self, device: str, precision: str = "auto") -> None:
         import torch
 
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.dtype = None
-        if self.cuda:
+        if precision == "bf16" or (precision == "auto" and not self.cuda and cpu_has_native_bf16()):
+            self.dtype = torch.bfloat16
+        elif precision == "auto" and self.cuda:
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
@@ -198,7 +223,7 @@ class Accelerator:
 
         import torch
 
-        return torch.autocast("cuda", dtype=self.dtype) if self.cuda else contextlib.nullcontext()
+        return contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
 
     def prepare(self, model):
         import torch
@@ -458,7 +483,8 @@ def train_fold(data: FaceData, fold: int, config: TrainConfig, acc: Accelerator,
         raise UsageError(f"fold {fold} leaves {len(train)} training and {len(val_rows)} validation samples in subset {config.subset}")
     start = time.perf_counter()
     info: dict[str, Any] = {"fold": fold, "train_folds": sorted(int(f) for f in np.unique(data.fold[rows]) if f != fold),
-                            "n_train_images": int(n_train_images), "n_val_images": len(val_rows)}
+                            "n_train_images": int(n_train_images), "n_val_images": len(val_rows),
+                            "device": acc.device.type, "precision": acc.precision}
     teacher = None
     if config.method == "kd":
         nm = np.flatnonzero((data.masked == NON_MASKED) & (data.fold != fold))
@@ -516,7 +542,8 @@ def train_baseline(
     """Run the protocol on a workspace or published folder and write ``RUN_DIR`` (see the module doc).
 
     A fold whose ``predictions.parquet`` exists is not trained again, so an interrupted run
-    resumes where it stopped when the same command is repeated. ``data`` skips the loading step
+    resumes where it stopped when the same command is repeated (temporary files a killed run left
+    in ``RUN_DIR`` are deleted first; nothing ever read them). ``data`` skips the loading step
     (it must come from the same source).
     """
     from . import report
@@ -540,11 +567,15 @@ def train_baseline(
         raise UsageError(f"subset {config.subset} has {len(available)} fold: run ferdata folds --k 10 first")
     if config.fold is not None and config.fold not in available:
         raise UsageError(f"--fold {config.fold} is not one of the data's folds ({','.join(map(str, available))})")
-    acc = Accelerator(resolve_device(config.device))
+    acc = Accelerator(resolve_device(config.device), config.precision)
     _check_run_file(run_dir, {
         "options": config.fingerprint(), "classes": list(data.classes), "data": data.origin,
         "folds": available, "skipped": data.skipped,
     })
+    # A run killed while writing leaves temporary files (a torn checkpoint among them) that nothing
+    # reads: clear them. Two runs into one RUN_DIR at once are not supported.
+    for folder in (run_dir, *sorted(run_dir.glob("folds/fold-*/"))):
+        remove_stale_temps(folder)
     if config.init:  # fail before training if the file does not fit, and say what it fills
         from .models import build_model, load_init
 
