@@ -68,17 +68,14 @@ class UnparsedFilesError(LayoutError):
 
 
 def _image_facts(data: bytes) -> tuple[int, int, str | None]:
-    """(width, height, error) as a viewer shows the image (EXIF rotation applied to the size)."""
-    from PIL import Image, UnidentifiedImageError
+    """(width, height, error) as a viewer shows the image (the aligner's own header reader)."""
+    from .errors import ImageUnreadable
+    from .vision.decode import image_size
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if img.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
-                width, height = height, width
-            return width, height, None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        return 0, 0, f"{type(exc).__name__}: {exc}"
+        return (*image_size(data), None)
+    except ImageUnreadable as exc:
+        return 0, 0, str(exc)
 
 
 def _png_bytes(pixels) -> bytes:

@@ -163,15 +163,16 @@ def _decode_with_opencv(source: Path | bytes, name: str) -> Decoded:
 
 def image_size(source: Path | bytes) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
+    label = "image" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
     try:
         with _open(source) as image:
             return _oriented_size(image)
     except FileNotFoundError:
-        raise ImageUnreadable(f"{source}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageUnreadable(f"{source}: {exc}") from None
+        raise ImageUnreadable(f"{label}: file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageUnreadable(f"{label}: {type(exc).__name__}: {exc}") from None
 
 
 def pad(rgb: np.ndarray, fraction: float) -> tuple[np.ndarray, int, int]:
