@@ -3,7 +3,8 @@
 The sample is made from real face photos that installed packages ship (insightface's group photo
 ``t1.jpg`` and ``Tom_Hanks_54745.png``, scikit-image's astronaut): each face is one *subject*,
 photographed seven times (small changes of pose, scale and light stand in for the seven
-expressions) and again with a mask drawn over nose, mouth and chin from the detected landmarks.
+expressions) and again with a mask drawn over nose, mouth and chin from the detected landmarks
+(by :func:`ferdata.masks.draw_mask`, the drawer ``ferdata mask-synth`` uses).
 Everything lands in an AES-256 zip with the MSD-E layout, beside a votes file of 7 annotators
 who flag a few images, so the real commands run on it unchanged.
 
@@ -27,8 +28,6 @@ DEMO_PASSWORD_ENV = "FERDATA_DEMO_PASSWORD"
 DEMO_PASSWORD = "ferdata-demo"  # a demo archive's password is no secret: it is printed in the docs
 ANNOTATORS = 7
 MSD_E_CLASSES = ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")
-# Mask colours (RGB) in the spirit of the paper's masks: surgical blue, white and black N95, cloth.
-MASK_COLOURS = ((150, 200, 230), (235, 235, 235), (40, 40, 45), (170, 60, 70), (70, 110, 80))
 
 
 @dataclass(frozen=True)
@@ -102,38 +101,6 @@ def _pose(subject: _Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return rgb, points
 
 
-def draw_mask(rgb: np.ndarray, landmarks: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """A face mask over nose, mouth and chin, shaped from the 5 landmarks, with pleats."""
-    import cv2
-
-    left_eye, right_eye, nose, mouth_left, mouth_right = landmarks
-    across = right_eye - left_eye
-    eye_distance = float(np.hypot(*across))
-    unit = across / max(eye_distance, 1e-6)
-    down = np.array([-unit[1], unit[0]])
-    mouth = (mouth_left + mouth_right) / 2
-    top = nose - 0.45 * eye_distance * down
-    chin = mouth + 0.95 * eye_distance * down
-    half = 1.1 * eye_distance
-    outline = np.array([
-        top - half * unit, top - 0.3 * half * unit - 0.12 * eye_distance * down, top + 0.3 * half * unit - 0.12 * eye_distance * down,
-        top + half * unit, mouth + 1.05 * half * unit, chin + 0.45 * half * unit, chin, chin - 0.45 * half * unit,
-        mouth - 1.05 * half * unit,
-    ])
-    polygon = [np.round(outline).astype(np.int32)]
-    cloth = rgb.copy()
-    cv2.fillPoly(cloth, polygon, colour, lineType=cv2.LINE_AA)
-    shade = tuple(int(c * 0.8) for c in colour)
-    for t in (0.3, 0.55, 0.8):  # pleats, kept inside the outline below
-        a = top + t * (chin - top) - 1.2 * half * unit
-        b = top + t * (chin - top) + 1.2 * half * unit
-        cv2.line(cloth, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), shade, 2, cv2.LINE_AA)
-    inside = np.zeros(rgb.shape[:2], np.uint8)
-    cv2.fillPoly(inside, polygon, 255, lineType=cv2.LINE_AA)
-    alpha = (inside.astype(np.float32) / 255)[..., None]
-    return (cloth * alpha + rgb * (1 - alpha)).astype(np.uint8)
-
-
 def _jpeg(rgb: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -168,7 +135,10 @@ def build_sample(out: Path, *, seed: int = 0) -> Sample:
     """Write ``out/msd-e-demo.zip`` (AES-256, password :data:`DEMO_PASSWORD`) and ``out/votes.csv``."""
     import pyzipper
 
+    from .masks import builtin_textures, choose_style, draw_mask
+
     out.mkdir(parents=True, exist_ok=True)
+    textures = builtin_textures()
     rng = np.random.default_rng(seed)
     subjects = _subjects()
     archive = out / "msd-e-demo.zip"
@@ -178,12 +148,12 @@ def build_sample(out: Path, *, seed: int = 0) -> Sample:
         with pyzipper.AESZipFile(tmp, "w", compression=pyzipper.ZIP_STORED, encryption=pyzipper.WZ_AES) as zf:
             zf.setpassword(DEMO_PASSWORD.encode())
             for s, subject in enumerate(subjects, start=1):
-                colour = MASK_COLOURS[s % len(MASK_COLOURS)]
+                style = choose_style(seed, f"subject-{s}", len(textures))  # each subject keeps one mask
                 for index, label in enumerate(MSD_E_CLASSES):
                     name = f"{s:03d}_{index}_demo.jpg"
                     rgb, points = _pose(subject, rng)
                     zf.writestr(f"MSD-E-demo/MSD-E/{name}", _jpeg(rgb))
-                    zf.writestr(f"MSD-E-demo/MSD-ME/{name}", _jpeg(draw_mask(rgb, points, colour)))
+                    zf.writestr(f"MSD-E-demo/MSD-ME/{name}", _jpeg(draw_mask(rgb, points, textures[style.texture], style)))
                     pairs.append(name)
                     stem = name.rsplit(".", 1)[0]
                     labelled += [(f"MSD-E/{stem}", label), (f"MSD-ME/{stem}", label)]
