@@ -133,5 +133,18 @@ def roots_with_children(names: Iterable[str], children: set[str]) -> list[str]:
     return sorted((p for p, kids in seen.items() if children <= kids), key=len)
 
 
+def file_record(member: str, rel: str, label_original: str, **fields) -> Record:
+    """The Record of an image file in the tree: ``rel`` is its path below the dataset's root,
+    which is also where the original goes; its id is ``rel`` without the extension unless
+    ``image_id`` is given."""
+    image_id = fields.pop("image_id", None) or without_ext(rel)
+    return Record(image_id=image_id, source=member, label_original=label_original, target=rel, member=member, **fields)
+
+
+def class_folders(names: Iterable[str], root: str) -> set[str]:
+    """The folders at ``root/<split>/<class>/<file>``: what an ImageFolder layout's classes are."""
+    return {n[len(root):].split("/")[1] for n in names if n.startswith(root) and n[len(root):].count("/") == 2}
+
+
 def relative_to(name: str, root: str) -> str:
     return name[len(root):] if root and name.startswith(root) else name

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, is_image, roots_with_children, stem
+from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, class_folders, file_record, is_image, roots_with_children, stem
 
 # Files in order of preference: one family is read, the others are reported and skipped.
 _FAMILIES = (("fer2013.csv",), ("icml_face_data.csv",), ("train.csv", "test.csv"))
@@ -107,8 +107,7 @@ class Fer2013(Source):
         """The folder holding ``train/<emotion>/`` (and usually ``test/<emotion>/``), if any."""
         emotions = set(self.facts["layout"]["folder_classes"])
         for root in roots_with_children(names, {"train"}):
-            inner = {n[len(root):].split("/")[1] for n in names if n.startswith(root) and n[len(root):].count("/") == 2}
-            if inner & emotions:
+            if class_folders(names, root) & emotions:
                 return root
         return None
 
@@ -144,13 +143,6 @@ class Fer2013(Source):
                 continue
             prefix = stem(name).split("_", 1)[0].lower()
             split = usage_prefix.get(prefix, layout["folder_splits"][folder_split])
-            yield Record(
-                image_id=rel.rsplit(".", 1)[0],
-                source=name,
-                label_original=label,
-                target=rel,
-                member=name,
-                split=split,
-            )
+            yield file_record(name, rel, label, split=split)
         if ignored:
             yield Notice(f"{ignored} files outside train/<emotion>/ and test/<emotion>/ were ignored")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
-from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, is_image, without_ext
+from .base import Item, Notice, Source, SourceOptions, Unparsed, file_record, is_image, without_ext
 
 
 class Ferv39k(Source):
@@ -68,14 +68,8 @@ class Ferv39k(Source):
                 continue
             clip_id = f"{scene}/{emotion}/{clip}"
             rel = name[len(root):]
-            yield Record(
-                image_id=without_ext(name[len(frames):]),
-                source=name,
-                label_original=label,
-                target=rel,
-                member=name,
-                clip_id=clip_id,
-                split=clip_split.get(clip_id),
+            yield file_record(
+                name, rel, label, image_id=without_ext(name[len(frames):]), clip_id=clip_id, split=clip_split.get(clip_id)
             )
         if ignored:
             yield Notice(f"{ignored} files outside 2_ClipsforFaceCrop/ (or not frames) were ignored")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..schema import LABELS
-from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, is_image, without_ext
+from .base import Item, Notice, Source, SourceOptions, Unparsed, file_record, is_image
 
 
 class ImageFolder(Source):
@@ -70,13 +70,6 @@ class ImageFolder(Source):
             if label is None or label not in LABELS:
                 yield Unparsed(name, f"folder {parts[0]!r} names no known expression: pass --label-map {parts[0]}=<label>")
                 continue
-            yield Record(
-                image_id=without_ext(rel),
-                source=name,
-                label_original=label,
-                target=rel,
-                member=name,
-                split=split,
-            )
+            yield file_record(name, rel, label, split=split)
         if ignored:
             yield Notice(f"{ignored} files that are not images under <split>/<label>/ were ignored")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .base import Item, Notice, Record, SideFile, Source, SourceOptions, Unparsed, is_image, roots_with_children, without_ext
+from .base import Item, Notice, SideFile, Source, SourceOptions, Unparsed, file_record, is_image, roots_with_children, without_ext
 
 
 class MsdE(Source):
@@ -66,12 +66,10 @@ class MsdE(Source):
             if index >= len(classes):
                 yield Unparsed(name, f"label index {index} is not in 0..{len(classes) - 1}")
                 continue
-            yield Record(
-                image_id=f"{folder}/{without_ext(inner)}",
-                source=name,
-                label_original=classes[index],
-                target=rel,
-                member=name,
+            yield file_record(
+                name,
+                rel,
+                classes[index],
                 subject_id=m.group("subject"),
                 masked=folder == masked,
                 occlusion=("mask",) if folder == masked else (),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, is_image, roots_with_children, without_ext
+from .base import Item, Notice, Source, SourceOptions, Unparsed, class_folders, file_record, is_image, roots_with_children
 
 
 class OccluFer(Source):
@@ -23,8 +23,7 @@ class OccluFer(Source):
     def _root(self, names: list[str]) -> str | None:
         codes = set(self.facts["classes"])
         for root in roots_with_children(names, set(self.facts["layout"]["splits"])):
-            inner = {n[len(root):].split("/")[1] for n in names if n.startswith(root) and n[len(root):].count("/") == 2}
-            if len(inner & codes) >= 2:
+            if len(class_folders(names, root) & codes) >= 2:
                 return root
         return None
 
@@ -47,14 +46,6 @@ class OccluFer(Source):
             if label is None:
                 yield Unparsed(name, f"unknown class folder {parts[1]!r} (expected {', '.join(classes)})")
                 continue
-            yield Record(
-                image_id=without_ext(rel),
-                source=name,
-                label_original=label,
-                target=rel,
-                member=name,
-                split=splits[parts[0]],
-                occlusion=(tag,),
-            )
+            yield file_record(name, rel, label, split=splits[parts[0]], occlusion=(tag,))
         if ignored:
             yield Notice(f"{ignored} files outside train/<class>/ and valid/<class>/ were ignored")
