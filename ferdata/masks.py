@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 SHAPES = ("surgical", "cup", "cloth")
-SYNTH_SOURCE_PREFIX = SYNTHETIC_SOURCE_PREFIX  # ``source`` of a synthetic row: prefix + the original's image_id
 SYNTH_ID_SUFFIX = "#synthetic_mask"  # ``image_id`` of a synthetic row: the original's id + suffix
 
 # Outlines in face units: u across (eye distances, from the eye centre line), v down (eye-to-mouth
@@ -513,7 +512,7 @@ def _eligibility(frame: pd.DataFrame) -> pd.Series:
     reasons = []
     for row in frame.itertuples(index=False):
         tags = list(row.occlusion) if row.occlusion is not None else []
-        if str(row.source).startswith(SYNTH_SOURCE_PREFIX):
+        if str(row.source).startswith(SYNTHETIC_SOURCE_PREFIX):
             reasons.append("is synthetic")
         elif row.face_status != "aligned" or row.aligned_path is None:
             reasons.append("not aligned")
@@ -605,7 +604,7 @@ def synthesize_masks(
         new_rows.append({
             "image_id": row["image_id"] + SYNTH_ID_SUFFIX,
             "dataset": row["dataset"],
-            "source": SYNTH_SOURCE_PREFIX + row["image_id"],
+            "source": SYNTHETIC_SOURCE_PREFIX + row["image_id"],
             "sha256": digest,
             "split": row["split"],
             "subject_id": row["subject_id"],
