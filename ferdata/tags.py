@@ -5,8 +5,8 @@ them there, so that one kind of change never undoes another:
 
 - ``tag_origin`` (list of strings, parallel to ``occlusion``): the origin of each tag, one of
   ``source`` (the source adapter: MSD-E's ``MSD-ME/`` folder, Occlu-FER; or ``ferdata
-  mask-synth``, which made the image), ``user`` (``ferdata tag add`` / ``import``) or ``auto``
-  (``ferdata tag auto``).
+  mask-synth``, which made the image), ``user`` (``ferdata tag add`` / ``import``), ``auto``
+  (``ferdata tag auto``) or ``review`` (a person on ``ferdata review``'s page).
 - ``masked_origin`` (string): the origin of the ``masked`` value, with the same vocabulary.
 
 A manifest written before these columns existed is read as "every tag and every known ``masked``
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 TAG_ORIGIN_COLUMN = "tag_origin"
 MASKED_ORIGIN_COLUMN = "masked_origin"
 MASK_SCORE_COLUMN = "mask_score"
-SOURCE, USER, AUTO = "source", "user", "auto"
-ORIGINS = (SOURCE, USER, AUTO)
+SOURCE, USER, AUTO, REVIEW = "source", "user", "auto", "review"
+ORIGINS = (SOURCE, USER, AUTO, REVIEW)
 # Tags that mean "a mask covers the lower face": adding one fills an unknown ``masked``.
 MASK_TAGS = ("mask", "synthetic_mask")
 
@@ -242,7 +242,7 @@ def remove_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, force: bool =
             continue
         del maps[i][tag]
         changed += 1
-        if tag in MASK_TAGS and not any(t in maps[i] for t in MASK_TAGS) and masked_origin[i] in (USER, AUTO):
+        if tag in MASK_TAGS and not any(t in maps[i] for t in MASK_TAGS) and masked_origin[i] in (USER, AUTO, REVIEW):
             unset[i] = True
     out = _set_tags(frame, maps)
     out = _set_masked(out, unset, None, None)

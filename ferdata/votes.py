@@ -172,8 +172,11 @@ def _find(columns: dict[str, str], names: tuple[str, ...]) -> str | None:
 
 
 def read_votes(path: Path | str) -> RawVotes:
-    """Read a votes file in any of the three forms (see the module docstring)."""
+    """Read a votes file in any of the three forms (see the module docstring), or a folder of
+    long or wide files (see :func:`read_votes_folder`)."""
     path = Path(path)
+    if path.is_dir():
+        return read_votes_folder(path)
     if not path.is_file():
         raise VotesError(f"votes file {path} does not exist: check the --votes path")
     frame = _read_table(path)
@@ -218,6 +221,39 @@ def read_votes(path: Path | str) -> RawVotes:
         }
     )
     return RawVotes(path, "wide", table, sha, tuple(str(c) for c in annotators))
+
+
+_FOLDER_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def read_votes_folder(folder: Path | str) -> RawVotes:
+    """Every votes file directly in ``folder`` (e.g. ``votes/<annotator>.csv`` as ``ferdata review``
+    writes them), long or wide, read as one: the annotators of all files together.
+
+    Hidden files (a writer's temporary ``.tmp-*``) are skipped. A FER+ count matrix has no
+    annotators to combine, so it is refused here. Two files with a vote by the same annotator for
+    the same image are refused by :func:`tally`, as two such rows in one file are.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FOLDER_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise VotesError(
+            f"votes folder {folder} holds no votes files ({', '.join(_FOLDER_SUFFIXES)}): "
+            "pass the folder the annotators' files are in, or one file"
+        )
+    parts = [read_votes(p) for p in files]
+    ferplus = [p.path.name for p in parts if p.form == "ferplus"]
+    if ferplus:
+        raise VotesError(f"votes folder {folder} holds a FER+ count matrix ({ferplus[0]}): pass that file alone with --votes")
+    digest = hashlib.sha256("".join(f"{p.path.name}\0{p.sha256}\n" for p in parts).encode())
+    forms = "+".join(sorted({p.form for p in parts}))
+    return RawVotes(
+        folder,
+        forms,
+        pd.concat([p.table for p in parts], ignore_index=True),
+        digest.hexdigest(),
+        tuple(a for p in parts for a in p.annotator_columns),
+    )
 
 
 def _ferplus_table(path: Path, frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
