@@ -9,7 +9,7 @@ import sys
 from .common import app
 
 # Modules that register commands on ``app`` when imported, in the order --help lists them.
-COMMAND_MODULES = ("ingest", "align", "relabel", "pairs", "folds", "tag", "stats", "publish", "train", "demo")
+COMMAND_MODULES = ("ingest", "align", "relabel", "pairs", "folds", "tag", "stats", "publish", "train", "review", "demo")
 
 
 def load_commands() -> None:
