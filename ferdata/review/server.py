@@ -243,5 +243,7 @@ def serve_review(
         on_ready(url, session)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a review ends: uvicorn has shut down cleanly, then re-raised it
     finally:
         sock.close()

@@ -223,6 +223,7 @@ async function reload() {
   state.items = [];
   state.total = Infinity;
   state.cursor = -1;
+  $("#count").textContent = "loading…";
   const grid = $("#grid");
   grid.replaceChildren(el("div", { id: "sentinel" }));
   observer.observe($("#sentinel"));
@@ -351,9 +352,16 @@ function renderDetail(d) {
 
 // ------------------------------------------------------------------ writes
 
+// Writes that have not been answered yet, shown on <body data-pending> (0: everything is saved).
+let pending = 0;
 function write(task) {
+  pending += 1;
+  document.body.dataset.pending = pending;
   state.writes = state.writes.then(task).catch((error) => {
     banner(error.locked ? `Not saved: ${error.message}` : error.message);
+  }).finally(() => {
+    pending -= 1;
+    document.body.dataset.pending = pending;
   });
   return state.writes;
 }
@@ -366,18 +374,21 @@ function indexOf(id) {
   return state.items.findIndex((item) => item.id === id);
 }
 
+// Undo entries are pushed when the key is pressed, not when the server answers, so that a quick
+// "u" undoes the last key even while its write is still on its way. Writes set an explicit state
+// (a vote, or a tag on or off), so undoing a write that failed sets what is already there.
 function vote(value) {
   const index = state.cursor;
   const item = state.items[index];
   if (!item) return;
   const before = item.vote;
+  const id = item.id;
   item.vote = value;
   refreshTile(index);
-  const id = item.id;
+  state.undo.push({ kind: "vote", id, before, after: value });
   write(async () => {
     try {
       const answer = await api("/api/vote", { id, vote: value });
-      state.undo.push({ kind: "vote", id, before: answer.previous, after: value });
       updateMine(answer.votes);
       if (index === state.cursor) showDetail(id);
     } catch (error) {
@@ -390,15 +401,14 @@ function vote(value) {
 }
 
 function toggleTag(tag) {
-  const index = state.cursor;
-  const item = state.items[index];
+  const item = state.items[state.cursor];
   if (!item) return;
   const on = !item.tags.includes(tag);
   const id = item.id;
+  state.undo.push({ kind: "tag", id, tag, on });
   write(async () => {
     const answer = await api("/api/tag", { id, tag, on });
     applyTagAnswer(answer);
-    if (answer.changed) state.undo.push({ kind: "tag", id, tag, on });
     if (answer.kept_source) banner(`${tag} came with the dataset itself (origin source): kept. Use ferdata tag remove --force to remove it.`, "info");
     else banner(`${tag} ${answer.on ? "added to" : "removed from"} ${id}`, "info");
   });
@@ -421,19 +431,21 @@ function undo() {
     banner("nothing to undo", "info");
     return;
   }
-  write(async () => {
-    const index = indexOf(entry.id);
+  const index = indexOf(entry.id);
+  if (index >= 0) {
     if (entry.kind === "vote") {
-      const answer = await api("/api/vote", { id: entry.id, vote: entry.before });
-      updateMine(answer.votes);
-      if (index >= 0) {
-        state.items[index].vote = entry.before;
-        refreshTile(index);
-      }
+      state.items[index].vote = entry.before;
+      refreshTile(index);
+    }
+    select(index);
+  }
+  write(async () => {
+    if (entry.kind === "vote") {
+      updateMine((await api("/api/vote", { id: entry.id, vote: entry.before })).votes);
+      if (index === state.cursor) showDetail(entry.id);
     } else {
       applyTagAnswer(await api("/api/tag", { id: entry.id, tag: entry.tag, on: !entry.on }));
     }
-    if (index >= 0) select(index);
     banner(`undone: ${entry.kind === "vote" ? `vote on ${entry.id}` : `${entry.tag} on ${entry.id}`}`, "info");
   });
 }
@@ -492,6 +504,7 @@ async function start() {
   });
   form.addEventListener("submit", (event) => event.preventDefault());
   await reload();
+  document.body.dataset.pending = 0;
   document.body.dataset.ready = "1";
 }
 
