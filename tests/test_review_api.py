@@ -481,7 +481,7 @@ def test_page_latency_at_100000_rows_is_a_small_fraction_of_a_manifest_read(tmp_
     finally:
         sys.path.pop(0)
     ws = build(tmp_path, 100_000)
-    m = measure(ws, repeat=3)
+    m = measure(ws, repeat=2, tag_change=False)
     assert m["new"] < 0.2 * m["read"], m
     assert m["next"] < 0.2 * m["read"], m
     assert m["voted"] < 0.2 * m["read"], m

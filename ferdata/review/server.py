@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FerdataError, ImageUnreadable, UsageError, WorkspaceLocked
-from .session import ReviewSession
+from .session import ReviewSession, UnknownImage
 from .thumbs import SIZES, rendering
 
 HOST = "127.0.0.1"
@@ -142,8 +142,8 @@ def create_app(session: ReviewSession, token: str):
                 result = await run_in_threadpool(fn, request, data)
             except WorkspaceLocked as exc:
                 return JSONResponse({"error": str(exc), "locked": True}, status_code=409)
-            except KeyError as exc:
-                return JSONResponse({"error": exc.args[0] if exc.args else "not found"}, status_code=404)
+            except UnknownImage as exc:
+                return JSONResponse({"error": exc.args[0]}, status_code=404)
             except ImageUnreadable as exc:
                 return JSONResponse({"error": str(exc)}, status_code=404)
             except FerdataError as exc:

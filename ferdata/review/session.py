@@ -30,6 +30,11 @@ from .evidence import find_scores, jsonable, read_leak_pairs, read_scores
 from .votebook import VOTES_FOLDER, VoteBook, stamp_of, votes_files
 
 FLAG = "flag"  # flagged without naming a class (MSD-E: endorses nothing)
+
+
+class UnknownImage(KeyError):
+    """An image id that the manifest does not hold (the server answers 404)."""
+
 AUTO_MASK = "auto_mask"  # tag filter: a mask tag that `ferdata tag auto` set
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 120
@@ -143,13 +148,13 @@ class ReviewSession:
 
     def _row(self, loaded: _Loaded, image_id: str) -> int:
         if not isinstance(image_id, str) or not image_id:
-            raise KeyError("no image id given")
+            raise UnknownImage("no image id given")
         try:
             row = loaded.position.get_loc(image_id)
         except KeyError:
-            raise KeyError(f"no image {image_id!r} in the {self.dataset} manifest") from None
+            raise UnknownImage(f"no image {image_id!r} in the {self.dataset} manifest") from None
         if not isinstance(row, (int, np.integer)):  # validate() keeps ids unique; be safe anyway
-            raise KeyError(f"image id {image_id!r} is not unique")
+            raise UnknownImage(f"image id {image_id!r} is not unique")
         return int(row)
 
     # ------------------------------------------------------------------------- what the page asks
@@ -179,8 +184,8 @@ class ReviewSession:
         facets["tag"] = [{"value": t, "count": int(m.sum())} for t, m in loaded.tags.items()]
         facets["leak"] = [{"value": "yes", "count": int(loaded.has_leak.sum())},
                           {"value": "no", "count": int((~loaded.has_leak).sum())}]
-        mine = len(self.votes)
-        facets["vote"] = [{"value": "voted", "count": mine}, {"value": "not_voted", "count": max(len(loaded.ids) - mine, 0)}]
+        mine = int(self._mask(loaded, "vote", "voted").sum())
+        facets["vote"] = [{"value": "voted", "count": mine}, {"value": "not_voted", "count": len(loaded.ids) - mine}]
         classes = self.classes()
         keys = [{"key": str(i + 1), "vote": c, "name": c} for i, c in enumerate(classes[:9])]
         keys += [{"key": "x", "vote": NOT_FACE, "name": "not a face"}, {"key": "f", "vote": FLAG, "name": "flag, no class"}]
@@ -341,7 +346,7 @@ class ReviewSession:
                 other = loaded.manifest.frame.iloc[self._row(loaded, partner.partner)]
                 entry |= {"label": other["label"], "label_original": other["label_original"], "fold": jsonable(other["fold"]),
                           "split": other["split"], "crop": other["aligned_path"] is not None}
-            except KeyError:
+            except UnknownImage:
                 entry["missing"] = True
             out["leaks"].append(entry)
         return out

@@ -252,7 +252,9 @@ function columns() {
 async function move(step) {
   let target = state.cursor + step;
   while (target >= state.items.length && state.items.length < state.total && !state.loading) {
+    const before = state.items.length;
     await loadMore();
+    if (state.items.length === before) break; // the request failed: the banner says why
   }
   target = Math.max(0, Math.min(target, state.items.length - 1));
   if (target !== state.cursor && state.items.length) select(target);
