@@ -424,6 +424,8 @@ def test_bad_annotator_and_busy_port_are_user_errors(ws):
         port = busy.getsockname()[1]
         result = CliRunner().invoke(cli, ["review", "-w", str(ws.root), "-a", "alice", "--port", str(port)])
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+    result = CliRunner().invoke(cli, ["review", "-w", str(ws.root), "-a", "alice", "--scores", str(ws.root / "nope.csv")])
+    assert result.exit_code == 1 and "nope.csv does not exist" in result.output
     assert not (ws.root / "votes").exists()
 
 

@@ -78,6 +78,8 @@ def read_scores(path: Path | None, manifest_columns: list[str]) -> pd.DataFrame:
     ``path`` is None; a file without ``image_id`` raises ValueError naming the file."""
     if path is None:
         return pd.DataFrame(index=pd.Index([], name="image_id"))
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: pass the label_issues.csv that ferdata label-issues wrote")
     table = _read_table(path)
     if table is None or "image_id" not in table.columns:
         raise ValueError(f"{path} is not a table with an image_id column (such as RUN_DIR/{LABEL_ISSUES})")

@@ -123,7 +123,7 @@ class ReviewSession:
             try:
                 self._scores_table = read_scores(self._scores_path, list(manifest.frame.columns))
             except ValueError as exc:
-                raise UsageError(f"scores={exc}") from None
+                raise UsageError(f"scores: {exc}") from None
         frame = manifest.frame.reset_index(drop=True)
         manifest = Manifest(manifest.dataset, frame, manifest.provenance)
         ids = frame["image_id"].to_numpy(dtype=object)
