@@ -63,7 +63,7 @@ def read_leak_pairs(tables_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(columns=LEAK_COLUMNS)
 
 
-def find_scores(ws, dataset: str, path: Path | None = None) -> Path | None:
+def find_scores(ws, dataset: str, path: Path | str | None = None) -> Path | None:
     """The label-issues table to sort by: ``path`` if given (read once, at start), else
     ``tables/<dataset>/label_issues.csv`` when the workspace holds one."""
     if path is not None:

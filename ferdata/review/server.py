@@ -222,7 +222,7 @@ def serve_review(
     dataset: str | None = None,
     annotator: str = "annotator",
     port: int = 0,
-    scores: Path | None = None,
+    scores: Path | str | None = None,
     on_ready: Callable[[str, ReviewSession], None] | None = None,
 ) -> None:
     """Serve the review page for ``ws`` on 127.0.0.1 until interrupted (Ctrl-C).

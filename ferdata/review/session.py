@@ -90,7 +90,7 @@ class _Loaded:
 class ReviewSession:
     """The state behind one review server: a workspace, a dataset and an annotator."""
 
-    def __init__(self, ws, *, dataset: str | None = None, annotator: str = "annotator", scores: Path | None = None):
+    def __init__(self, ws, *, dataset: str | None = None, annotator: str = "annotator", scores: Path | str | None = None):
         self.ws = ws
         self.dataset = ws.dataset_name(dataset)
         self.votes = VoteBook(ws.root / VOTES_FOLDER, annotator)
