@@ -40,7 +40,7 @@ def test_msd_e_unparsable_names_stop_the_ingest_and_are_listed(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=1)
     write(src / "delivery/MSD-E/IMG_2041.jpg", image_bytes(99))
     write(src / "delivery/MSD-ME/001_9_x.jpg", image_bytes(98))
-    with pytest.raises(UnparsedFilesError, match=r"2 files in src do not fit the msd-e layout.*--skip-unparsed") as info:
+    with pytest.raises(UnparsedFilesError, match=r"2 files in src do not fit the msd-e layout.*skip_unparsed=True") as info:
         ingest(src, ws, dataset="msd-e", align=False)
     report = ws.internal / "reports" / "unparsed-msd-e.csv"
     assert str(report) in str(info.value)
@@ -94,7 +94,7 @@ def test_fer2013_bad_rows_are_reported(tmp_path, ws):
     lines.append("9," + " ".join(["0"] * 2304) + ",Training")
     lines.append("1,1 2 3,Training")
     write(tmp_path / "src/fer2013.csv", ("\n".join(lines) + "\n").encode())
-    with pytest.raises(UnparsedFilesError, match=r"2 files.*fer2013.csv#row=3 \(emotion 9 is not in 0..6\)"):
+    with pytest.raises(UnparsedFilesError, match=r"2 rows in src do not fit.*fer2013.csv#row=3 \(emotion 9 is not in 0..6\)"):
         ingest(tmp_path / "src", ws, align=False)
 
 
