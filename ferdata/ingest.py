@@ -294,10 +294,12 @@ def _ingest_tree(
     if previous is not None:
         old_rows = {row["image_id"]: row for row in previous.frame.to_dict("records")}
 
+    inside = _InsideWorkspace(ws.root)
+    for folder in (ws.manifest_path(name).parent, ws.tables_dir(name), ws.originals_dir(name)):
+        inside(folder / "-")  # before anything is staged: a link planted there is refused at once
     with disk_errors(ws.staging_dir(name)):
         staging = _Staging(ws.staging_dir(name), _source_key(path, name), ws.root)
     originals = ws.originals_dir(name)
-    inside = _InsideWorkspace(ws.root)
     records: list[Record] = []
     facts: dict[str, dict] = {}  # target -> sha256, width, height, error
     unparsed: list[Unparsed] = []
@@ -550,7 +552,7 @@ def _unparsed_report(ws: Workspace, dataset: str, unparsed: list[Unparsed], fold
     import csv
 
     folder = folder or ws.internal / "reports"
-    path = folder / f"unparsed-{dataset}.csv"
+    path = _InsideWorkspace(ws.root)(folder / f"unparsed-{dataset}.csv")
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["member", "reason"])

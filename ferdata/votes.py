@@ -236,7 +236,10 @@ def _check_columns(path: Path, columns: dict[str, str], image_col, annotator_col
             f"votes file {path} looks like FER+'s fer2013new.csv but lacks the columns {missing}: pass the file as published"
         )
     if image_col is None:
-        raise VotesError(f"votes file {path} has no image column (its columns: {have}): {_FORMS}")
+        raise VotesError(
+            f"votes file {path} has no image column (its columns: {have}): call the column of image names image "
+            f"(or image_id, file, path); {_FORMS}"
+        )
     if (annotator_col is None) != (vote_col is None):
         lacking = "vote" if vote_col is None else "annotator"
         raise VotesError(

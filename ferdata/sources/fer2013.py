@@ -180,7 +180,7 @@ def _row_record(
 ) -> Item:
     """One CSV row as a Record, or an Unparsed saying what is wrong with it."""
     if max(col_emotion, col_pixels, col_usage or 0) >= len(row):
-        return Unparsed(where, f"the row has {len(row)} columns, fewer than the header")
+        return Unparsed(where, f"the row has only {len(row)} of the header's columns")
     try:
         emotion = int(row[col_emotion])
     except ValueError:
