@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import __version__
 from .archives import Limits, PasswordProvider, open_tree
-from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError
+from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError, shown
 from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
 from .schema import SPLITS, SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame, write_manifest
@@ -353,7 +353,7 @@ def _ingest_tree(
         pipeline.drain()
         if unparsed and not skip_unparsed:
             report = _unparsed_report(ws, name, unparsed)
-            first = "; ".join(f"{shown_member(u.member)} ({u.reason})" for u in unparsed[:3])
+            first = "; ".join(f"{u.member if len(u.member) <= 120 else shown(u.member, 120)} ({u.reason})" for u in unparsed[:3])
             raise UnparsedFilesError(
                 f"{_count_unparsed(unparsed)} in {path.name} {'does' if len(unparsed) == 1 else 'do'} not fit the "
                 f"{name} layout, e.g. {first}. "
@@ -429,12 +429,6 @@ def _ingest_tree(
         side_files=sorted(side_data),
         pruned_table=pruned_table,
     )
-
-
-def shown_member(member: str) -> str:
-    from .errors import shown
-
-    return member if len(member) <= 120 else shown(member, 120)
 
 
 def _count_unparsed(unparsed: list[Unparsed]) -> str:

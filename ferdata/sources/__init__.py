@@ -1,7 +1,9 @@
 """Dataset source adapters: one module per dataset, registered in :data:`SOURCES`.
 
 Each adapter implements :class:`~ferdata.sources.base.Source`: ``match(names)`` says how well a
-tree's member names fit its layout (for auto-detection) and ``discover(tree, names, options)``
+tree's member names fit its layout (for auto-detection), ``match_contents(tree, names)`` the same
+from what files hold (a CSV's header, asked only when no name is certain), and
+``discover(tree, names, options)``
 yields a :class:`Record` per image plus :class:`Unparsed` files, :class:`SideFile` tables and
 :class:`Notice` messages. The declarative facts (class maps, layout names, expected counts,
 terms) live in ``manifests/<dataset>.toml``.
