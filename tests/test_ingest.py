@@ -398,3 +398,13 @@ def test_an_empty_zip_is_one_line(tmp_path, ws):
 
     with pytest.raises(ingest_module.LayoutError, match="empty.zip holds no files"):
         ingest(af.zip_archive(tmp_path / "empty.zip", {}), ws, align=False)
+
+
+def test_cli_split_that_cannot_apply_names_the_option(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fer2013.csv").write_bytes(fer2013_csv(fer_rows(4)))
+    result = run_cli("ingest", str(src), "--split", "train", "-w", str(tmp_path / "ws"), "--no-align")
+    assert result.exit_code == 1
+    assert "--split train is for CSVs without a Usage column" in result.stderr and "leave --split out" in result.stderr
+    assert run_cli("ingest", str(src), "--split", "training", "-w", str(tmp_path / "ws"), "--no-align").exit_code == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -59,8 +60,9 @@ def command(
     """``app.command`` (or ``on.command`` for a sub-app such as ``tag``) that turns a
     :class:`FerdataError` into one line on stderr and exit 1.
 
-    Library messages name the library's arguments; ``flags`` maps each such spelling to the
-    command's option (``{"prune=True": "--prune"}``), so that the user reads the flag to pass.
+    Library messages name the library's arguments; ``flags`` maps each such spelling (a regular
+    expression) to the command's option (``{r"\bprune=True": "--prune"}``), so that the user
+    reads the flag to pass.
     """
 
     def decorate(fn: Callable) -> Callable:
@@ -112,7 +114,7 @@ def fail(message: str, flags: dict[str, str] | None = None) -> NoReturn:
     from ..errors import one_line
 
     for argument, flag in (flags or {}).items():
-        message = message.replace(argument, flag)
+        message = re.sub(argument, flag, message)
     # escaped: a message may quote brackets ("[1, 2]") that rich would read as markup
     err.print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(1)

@@ -30,7 +30,21 @@ def parse_label_map(value: str | None) -> dict[str, str] | None:
 
 
 # library arguments named in ingest's errors -> the options a user passes
-INGEST_FLAGS = {"prune=True": "--prune", "skip_unparsed=True": "--skip-unparsed", "split=NAME": "--split NAME"}
+INGEST_FLAGS = {
+    r"\bprune=True": "--prune",
+    r"\bskip_unparsed=True": "--skip-unparsed",
+    r"\bsplit=NAME": "--split NAME",
+    r"\bsplit='(\w+)'": r"--split \1",
+    r"\bleave split out": "leave --split out",
+}
+
+
+def _check_split(value: str | None) -> str | None:
+    from ..schema import SPLITS
+
+    if value is not None and value not in SPLITS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SPLITS)}")
+    return value
 
 
 @command("ingest", flags=INGEST_FLAGS)
@@ -53,7 +67,10 @@ def ingest_command(
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
     split: Annotated[
         str | None,
-        typer.Option("--split", help="train, val or test: the split of the rows of a FER2013-style CSV that has no Usage column."),
+        typer.Option(
+            "--split", callback=_check_split,
+            help="train, val or test: the split of the rows of a FER2013-style CSV that has no Usage column.",
+        ),
     ] = None,
     prune: Annotated[
         bool,

@@ -281,3 +281,12 @@ def test_every_writing_command_on_a_disk_with_0_bytes_free_is_one_line(full_disk
         assert "free some disk space" in line, (command, line)
         assert result["unchanged"] and not result["lock_left"] and result["temporary_files"] == [], (command, result)
     assert report["retry"]["rc"] == 0, report["retry"]["stderr"]  # room again: the same command succeeds
+
+
+def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path: Path) -> None:
+    """ENAMETOOLONG (a path over PATH_MAX; names over 255 bytes are refused when the archive is
+    opened) is the user's problem too: one line, not a traceback."""
+    with pytest.raises(WorkspaceWriteError, match="the path is too long for this file system") as caught:
+        with disk_errors(tmp_path / "x"):
+            os.open(str(tmp_path) + ("/" + "a" * 200) * 25 + "/x", os.O_CREAT | os.O_WRONLY)
+    assert "\n" not in str(caught.value)
