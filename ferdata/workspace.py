@@ -157,11 +157,14 @@ class Workspace:
                 ) from None
             except OSError as exc:
                 raise self._cannot_lock(exc) from None
+            ours = os.fstat(fd).st_ino
             try:
                 with os.fdopen(fd, "w") as fh:
                     json.dump(holder, fh)
             except OSError as exc:  # a full disk: the holder cannot be written, so no lock is left behind
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_ino == ours:
+                        path.unlink()
                 raise self._cannot_lock(exc) from None
             break
         # The one writer now: a temporary file left here was left by a writer that was killed.

@@ -27,6 +27,7 @@ number of pixels is reported on its own and does not change how the other rows a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import posixpath
@@ -79,8 +80,6 @@ def csv_headers(tree, names: list[str]) -> dict[str, list[str]]:
     seen = _headers.setdefault(tree, {})
     todo = [m for m in members if m not in seen]
     if todo:
-        import contextlib
-
         with contextlib.closing(tree.iter_open(todo)) as streams:
             for member, stream in streams:
                 text = _text(stream)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import archive_factory as af
@@ -170,14 +171,12 @@ member = st.lists(name_part, min_size=1, max_size=3).map("/".join)
 
 @SETTINGS
 @given(names=st.lists(member, min_size=1, max_size=4), container=st.sampled_from(["zip", "tar"]))
-def test_any_member_names_end_in_exit_0_or_one_line(bases, names, container, tmp_path) -> None:
+def test_any_member_names_end_in_exit_0_or_one_line(bases, names, container) -> None:
     members = ["happy/ok.jpg", *names]
     ok = image_bytes(1)  # the image the workspace already holds: never dropped
     if container == "zip":
         with tempfile.TemporaryDirectory() as folder:
             path = af.zip_raw_names(Path(folder) / "n.zip", members[1:])
-            import zipfile
-
             with zipfile.ZipFile(path, "a") as archive:
                 archive.writestr("happy/ok.jpg", ok)
             data = path.read_bytes()
