@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ferdata.errors import ArchiveError, FerdataError, PasswordError, UnsafeArchiveError, UsageError
+from ferdata.errors import ArchiveError, FerdataError, PasswordError, UnsafeArchiveError, UsageError, shown
 from ferdata.fsutil import disk_errors
 
 if TYPE_CHECKING:
@@ -202,6 +202,10 @@ class Member:
 # Member names: normalisation, safety, junk
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile("[\x01-\x1f\x7f]")  # NUL has its own message
+# The longest file or folder name (one path component, in bytes) that common file systems hold:
+# ext4, XFS, Btrfs, tmpfs, APFS and NTFS all stop at 255.
+NAME_MAX = 255
 _UNDECODED = re.compile("[\ud800-\udfff]")
 _REPACK_UTF8 = "re-pack the archive with UTF-8 file names (e.g. 7z a -tzip, or tar on a UTF-8 system)"
 _JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -212,8 +216,12 @@ _OUTSIDE = "ferdata refuses archives that write outside their folder"
 _LINKS = "ferdata refuses links that leave the archive"
 
 
+def _shown(raw: str) -> str:
+    return shown(raw, 120)
+
+
 def _unsafe(label: str, raw: str, why: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"{label}: member {raw!r} {why}")
+    return UnsafeArchiveError(f"{label}: member {_shown(raw)} {why}")
 
 
 def _wrong_password(label: str, what: str) -> PasswordError:
@@ -231,10 +239,15 @@ def _not_complete(label: str, kind: str, exc: BaseException) -> ArchiveError:
 
 
 def _normalise(raw: str, label: str) -> str:
-    """The member's name as a clean relative POSIX path ('' for the root); refuse escaping names."""
+    """The member's name as a clean relative POSIX path ('' for the root); refuse escaping names,
+    control characters, and names no file system can hold."""
     name = raw.replace("\\", "/")
     if "\x00" in name:
         raise _unsafe(label, raw, "has a NUL byte in its name; ferdata refuses such archives")
+    control = _CONTROL.search(name)
+    if control:  # a newline or tab in a name breaks every list, log and CSV that shows it
+        what = f"control character {control.group()!r}"
+        raise _unsafe(label, raw, f"has a {what} in its name; ferdata refuses such archives: rename the file")
     if _UNDECODED.search(name):  # bytes that were not UTF-8, kept as surrogates by the decoder
         raise _unsafe(label, raw, f"has a name that is not UTF-8 text; {_REPACK_UTF8}")
     if name.startswith("/"):
@@ -244,6 +257,13 @@ def _normalise(raw: str, label: str) -> str:
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise _unsafe(label, raw, f"has a '..' component; {_OUTSIDE}")
+    for part in parts:
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > NAME_MAX:
+            raise ArchiveError(
+                f"{label}: member {_shown(raw)} has a name part of {size} bytes, over the {NAME_MAX} that file "
+                "systems allow: rename it (or re-pack the archive with shorter names)"
+            )
     return "/".join(parts)
 
 
@@ -618,6 +638,14 @@ class Tree:
         self._require(wanted)
         return self._iter_read(wanted)
 
+    def iter_open(self, names: Iterable[str]) -> Iterator[tuple[str, BinaryIO]]:
+        """The named members as guarded streams in the cheapest order (one pass for tar and 7z);
+        each stream is valid until the next one is handed out. For peeking at many members'
+        first bytes without reading them whole."""
+        wanted = list(dict.fromkeys(names))
+        self._require(wanted)
+        return self._iter_open(wanted) if wanted else iter(())
+
     def _iter_read(self, wanted: list[str]) -> Iterator[tuple[str, bytes]]:
         if not wanted:
             return
@@ -815,6 +843,8 @@ class ZipTree(Tree):
 
     def _check_overlaps(self, infos: list) -> None:
         """Entries sharing compressed bytes are the trick of overlapping zip bombs: refuse them."""
+        if not infos:
+            return
         ordered = sorted(infos, key=lambda info: info.header_offset)
         ends = [info.header_offset for info in ordered[1:]] + [getattr(self._zip, "start_dir", self._archive_size)]
         for info, next_start in zip(ordered, ends, strict=True):
@@ -854,9 +884,7 @@ class ZipTree(Tree):
             raise _wrong_password(self.label, repr(name)) from None
         except _library_errors() as exc:
             raise _damaged(self.label, name, exc) from None
-        # zipfile feeds the decompressor at most compress_size bytes (and the file has no more)
-        compressed = max(1, min(info.compress_size, self._archive_size))
-        guard = self._guard(name, lambda: compressed)
+        guard = self._guard(name, lambda: _zip_consumed(raw, info.compress_size))
         encrypted = bool(info.flag_bits & 0x1)
 
         def on_error(exc: BaseException) -> FerdataError:
@@ -879,6 +907,23 @@ class ZipTree(Tree):
         if hasattr(self, "_zip"):
             self._zip.close()
         self._file.close()
+
+
+def _zip_consumed(member, whole: int) -> int:
+    """Compressed bytes of a zip member that its decompressor has consumed so far.
+
+    The ratio guard divides by this (as the tar and 7z readers divide by the bytes they read), so
+    a deflate bomb is stopped after ``Limits.min_ratio_bytes`` of output, not after ``max_ratio``
+    times its whole compressed size. zipfile (and pyzipper, its fork) read ahead of the
+    decompressor and keep the excess as ``unconsumed_tail``: that part is not counted. A reader
+    without these fields is held to the member's whole compressed size ``whole``.
+    """
+    total = getattr(member, "_orig_compress_left", None)
+    left = getattr(member, "_compress_left", None)
+    if total is None or left is None:
+        return max(1, whole)
+    tail = getattr(getattr(member, "_decompressor", None), "unconsumed_tail", b"")
+    return total - left - len(tail)
 
 
 class TarTree(Tree):

@@ -7,9 +7,47 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
+
+# The longest message a user is shown: a huge value (a 200 KB CSV field, a member name of
+# thousands of characters) is cut in its middle, so the line keeps its start and its advice.
+MAX_MESSAGE = 1000
+# ``<_io.BytesIO object at 0x7f...>`` and the like: an address differs from run to run, so a message
+# holding one would make two runs over the same input write different manifests (``face_error``).
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
+def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` as one line: line breaks become spaces, object addresses are dropped, and
+    anything beyond ``limit`` characters is cut from the middle."""
+    text = " ".join(_OBJECT_REPR.sub("", str(message)).split())
+    if len(text) <= limit:
+        return text
+    kept = limit - 40  # room for the marker, which is at most 35 characters
+    head = kept * 2 // 3
+    return f"{text[:head]} …[{len(text) - kept:,} characters cut]… {text[len(text) - (kept - head):]}"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value echoed in a message: its repr, cut to ``limit`` characters with its full length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes)) else len(text)
+    return f"{text[: limit - 1]}… ({size:,} characters)"
+
 
 class FerdataError(Exception):
-    """A user-facing error: the message names the file and the fix."""
+    """A user-facing error: the message names the file and the fix.
+
+    The message is always one line of at most :data:`MAX_MESSAGE` characters without object
+    addresses (see :func:`one_line`), whoever raised it and whatever value it echoes.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
 
 
 class UsageError(FerdataError):

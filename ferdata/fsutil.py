@@ -37,6 +37,11 @@ def disk_errors(path: Path | str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise WorkspaceWriteError(
+                f"cannot write {path}: the path is too long for this file system; use a workspace with a "
+                "shorter path, or shorten the names in the source (the previous manifest is intact)"
+            ) from None
         if exc.errno not in _CANNOT_WRITE:
             raise
         reason = os.strerror(exc.errno)

@@ -8,7 +8,9 @@ interrupted ingest resumes instead of starting over.
 
 Re-ingesting the same source gives the same manifest: image ids come from the source, and the
 columns later steps wrote (labels after relabelling, pairs, folds, faces) are kept for every
-image whose bytes did not change.
+image whose bytes did not change. A re-ingest never drops work silently: when the source no
+longer has rows that hold work (see :func:`work_held`), it is refused unless ``prune=True``; rows
+it does drop are kept in ``tables/<dataset>/pruned-<UTC time>.parquet``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import pandas as pd
 
 from . import __version__
 from .archives import Limits, PasswordProvider, open_tree
-from .errors import FerdataError, LayoutError, UnsafeArchiveError
+from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError, shown
 from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
-from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame
+from .schema import SPLITS, SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame, write_manifest
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
 from .workspace import Workspace
 
@@ -61,10 +63,54 @@ class IngestResult:
     seconds: float
     align_report: Any = None
     side_files: list[str] = field(default_factory=list)
+    pruned_table: str | None = None  # the dropped rows, relative to the workspace (None: none dropped)
 
 
 class UnparsedFilesError(LayoutError):
     """Files the adapter could not understand; the full list is in a report file."""
+
+
+class WorkWouldBeLost(FerdataError):
+    """A re-ingest would drop rows that hold work later steps did; ``prune=True`` accepts it."""
+
+
+def work_held(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """For each kind of work later steps write into rows (relabel, folds, pairs, tags, align,
+    mask-synth), which rows of the manifest ``frame`` hold it; the keys read as counts ("3 paired")."""
+
+    def has_origin(values, origins=("user", "auto")) -> bool:
+        return values is not None and any(v in origins for v in values)
+
+    masked_origin = frame["masked_origin"].astype(object)
+    return {
+        "relabelled": frame["label_status"] != "original",
+        "in folds": frame["fold"].notna(),
+        "paired": frame["pair_id"].notna(),
+        "tagged": frame["tag_origin"].map(has_origin).astype(bool)
+        | masked_origin.isin(("user", "auto"))
+        | frame["mask_score"].notna(),
+        "with alignment results": frame["face_status"].isin(("aligned", "registered", "no_face")),
+        "made by mask-synth": frame["source"].astype(str).str.startswith(SYNTHETIC_SOURCE_PREFIX),
+    }
+
+
+def _check_lost_work(previous: pd.DataFrame, kept_ids: set[str], path: Path, dataset: str, prune: bool) -> pd.DataFrame:
+    """The previous manifest's rows that are not kept; refused (one line, counted by kind of work)
+    when some hold work and not ``prune``."""
+    dropped = previous[~previous["image_id"].isin(kept_ids)]
+    if prune or dropped.empty:
+        return dropped
+    work = work_held(dropped)
+    held = {kind: int(rows.sum()) for kind, rows in work.items()}
+    holding = int(pd.concat(list(work.values()), axis=1).any(axis=1).sum())
+    if not holding:
+        return dropped
+    kinds = ", ".join(f"{n:,} {kind}" for kind, n in held.items() if n)
+    raise WorkWouldBeLost(
+        f"re-ingesting {path.name} would drop {len(dropped):,} of the {len(previous):,} {dataset} rows, because the "
+        f"source no longer has them, and {holding:,} of those hold work ({kinds}); the manifest is unchanged. Ingest the complete "
+        f"delivery, or pass prune=True to drop them (they are kept in tables/{dataset}/pruned-<time>.parquet)"
+    )
 
 
 def _image_facts(data: bytes) -> tuple[int, int, str | None]:
@@ -89,8 +135,10 @@ def _png_bytes(pixels) -> bytes:
 class _Staging:
     """Originals written so far, with a journal that lets a crashed ingest resume."""
 
-    def __init__(self, folder: Path, source_key: str) -> None:
+    def __init__(self, folder: Path, source_key: str, root: Path) -> None:
         self.folder = folder
+        self._inside = _InsideWorkspace(root)
+        self._inside(folder / "source.json")
         self.files = folder / "files"
         self.journal_path = folder / "journal.jsonl"
         self.done: dict[str, dict] = {}
@@ -118,6 +166,7 @@ class _Staging:
         path = self.files / target
         with disk_errors(path):
             if path.parent not in self._folders:
+                self._inside(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._folders.add(path.parent)
             with open(path, "wb") as fh:
@@ -185,6 +234,8 @@ def ingest(
     limits: Limits | None = None,
     label_map: dict[str, str] | None = None,
     skip_unparsed: bool = False,
+    split: str | None = None,
+    prune: bool = False,
     align: bool = True,
     align_options: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
@@ -192,22 +243,35 @@ def ingest(
     """Ingest ``path`` (archive or folder) into the workspace as dataset ``dataset``.
 
     ``dataset`` is detected from the layout when None. Files the adapter cannot parse stop the
-    ingest (listed in ``.ferdata/reports/``) unless ``skip_unparsed``. With ``align`` the
-    faces are detected and aligned after the manifest is written (see :mod:`ferdata.align`).
+    ingest (listed in ``.ferdata/reports/``) unless ``skip_unparsed``. ``split`` (``train``,
+    ``val`` or ``test``) is the split of the rows of a FER2013-style CSV without a Usage column,
+    which is refused without it. A re-ingest that would drop rows holding work (relabelling,
+    folds, pairs, tags, faces) is refused unless ``prune``. With ``align`` the faces are detected
+    and aligned after the manifest is written (see :mod:`ferdata.align`).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise FerdataError(f"{path} does not exist: give the path of the archive or folder you received")
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     progress = progress or null_progress
     start = time.perf_counter()
     with ws.lock("ingest"):
-        ws.internal.mkdir(parents=True, exist_ok=True)
         scratch = ws.internal / "tmp"
-        scratch.mkdir(exist_ok=True)
+        with disk_errors(scratch):
+            scratch.mkdir(parents=True, exist_ok=True)
         with open_tree(path, password=password, limits=limits or Limits(), scratch=scratch) as tree:
             names = [m.name for m in tree.members()]
-            source = get_source(dataset) if dataset else detect_source(names, str(path))
-            result = _ingest_tree(tree, names, path, source, ws, label_map, skip_unparsed, progress)
+            if not names:
+                raise LayoutError(f"{path.name} holds no files: check that it is the archive or folder you received")
+            source = get_source(dataset) if dataset else detect_source(names, str(path), tree)
+            if split is not None and not source.takes_split:
+                raise UsageError(
+                    f"split={split!r} is for FER2013-style CSVs without a Usage column; {source.name} takes its "
+                    "splits from its layout: leave split out"
+                )
+            options = SourceOptions(label_map=label_map, split=split)
+            result = _ingest_tree(tree, names, path, source, ws, options, skip_unparsed, prune, progress)
         shutil.rmtree(scratch, ignore_errors=True)
         if align:
             from .align import align_manifest
@@ -221,15 +285,20 @@ def ingest(
     return result
 
 
-def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip_unparsed, progress) -> IngestResult:
+def _ingest_tree(
+    tree, names, path: Path, source, ws: Workspace, options: SourceOptions, skip_unparsed: bool, prune: bool, progress
+) -> IngestResult:
     name = source.name
     previous = ws.load(name) if name in ws.datasets() else None
     old_rows = {}
     if previous is not None:
         old_rows = {row["image_id"]: row for row in previous.frame.to_dict("records")}
 
+    inside = _InsideWorkspace(ws.root)
+    for folder in (ws.manifest_path(name).parent, ws.tables_dir(name), ws.originals_dir(name)):
+        inside(folder / "-")  # before anything is staged: a link planted there is refused at once
     with disk_errors(ws.staging_dir(name)):
-        staging = _Staging(ws.staging_dir(name), _source_key(path, name))
+        staging = _Staging(ws.staging_dir(name), _source_key(path, name), ws.root)
     originals = ws.originals_dir(name)
     records: list[Record] = []
     facts: dict[str, dict] = {}  # target -> sha256, width, height, error
@@ -242,7 +311,7 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
         """Stage one original unless the workspace already holds these bytes (runs on a worker)."""
         entry = {"target": record.target, "sha256": sha, "width": width, "height": height, "error": error}
         old = old_rows.get(record.image_id)
-        if old is not None and old["sha256"] == sha and _inside(originals, record.target).exists():
+        if old is not None and old["sha256"] == sha and inside(_inside(originals, record.target)).exists():
             entry["in_place"] = True  # unchanged since the last ingest: nothing to write
         else:
             staging.write(record.target, payload())
@@ -264,7 +333,7 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
     pipeline = _Pipeline()
     try:
         # Pass 1: the adapter's records. CSV sources carry pixels, stored as they stream by.
-        for item in source.discover(tree, names, SourceOptions(label_map=label_map)):
+        for item in source.discover(tree, names, options):
             if isinstance(item, Record):
                 records.append(item)
                 if item.pixels is not None:
@@ -284,14 +353,17 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
         pipeline.drain()
         if unparsed and not skip_unparsed:
             report = _unparsed_report(ws, name, unparsed)
-            first = "; ".join(f"{u.member} ({u.reason})" for u in unparsed[:3])
+            first = "; ".join(f"{u.member if len(u.member) <= 120 else shown(u.member, 120)} ({u.reason})" for u in unparsed[:3])
             raise UnparsedFilesError(
-                f"{len(unparsed)} files in {path.name} do not fit the {name} layout, e.g. {first}. "
-                f"Full list: {report}. Fix or remove them, or pass --skip-unparsed to ingest the rest"
+                f"{_count_unparsed(unparsed)} in {path.name} {'does' if len(unparsed) == 1 else 'do'} not fit the "
+                f"{name} layout, e.g. {first}. "
+                f"Full list: {report}. Fix or remove them, or pass skip_unparsed=True to ingest the rest"
             )
         if not records:
             raise LayoutError(f"{path.name} holds no {name} images: check the archive, or pass the right --dataset")
         _check_unique(records, name)
+        if previous is not None:  # before extracting anything: the ids alone tell which rows go
+            _check_lost_work(previous.frame, _kept_ids(records, old_rows), path, name, prune)
 
         # Pass 2: image members, in the archive's own order (one pass for tar and 7z).
         by_member = {r.member: r for r in records if r.member is not None}
@@ -314,15 +386,19 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
 
     # Commit: move the staged files into place, flush them to disk, then replace the manifest.
     frame, kept = _build_frame(name, records, facts, old_rows, ws)
+    dropped = _check_lost_work(previous.frame, set(frame["image_id"]), path, name, prune) if previous is not None else None
     for record in records:
         staged = staging.files / record.target
         if staged.exists():
-            final = originals / record.target
+            final = inside(_inside(originals, record.target))
             with disk_errors(final):
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, final)
     for file_name, data in side_data.items():
-        atomic_write_bytes(ws.tables_dir(name) / file_name, data, durable=False)
+        atomic_write_bytes(inside(ws.tables_dir(name) / file_name), data, durable=False)
+    pruned_table = None
+    if dropped is not None and not dropped.empty:
+        pruned_table = _keep_dropped(ws, name, dropped, path, inside)
     sync()
     provenance = dict(previous.provenance) if previous is not None else {}
     provenance["ingest"] = {
@@ -345,21 +421,76 @@ def _ingest_tree(tree, names, path: Path, source, ws: Workspace, label_map, skip
         rows=len(frame),
         written=written,
         kept=kept,
-        dropped=len(set(old_rows) - set(frame["image_id"])),
+        dropped=0 if dropped is None else len(dropped),
         unparsed=unparsed,
         notices=notices,
         warnings=check_expected_counts(manifest),
         seconds=0.0,
         side_files=sorted(side_data),
+        pruned_table=pruned_table,
     )
 
 
+def _count_unparsed(unparsed: list[Unparsed]) -> str:
+    """'2 rows', '3 files' or '3 files and 2 rows': CSV rows are rows, not files."""
+    rows = sum("#row=" in u.member for u in unparsed)
+    files = len(unparsed) - rows
+    parts = [f"{files} file{'s' * (files != 1)}" if files else "", f"{rows} row{'s' * (rows != 1)}" if rows else ""]
+    return " and ".join(p for p in parts if p)
+
+
+def _kept_ids(records: list[Record], old_rows: dict) -> set[str]:
+    """Ids a new manifest from ``records`` keeps: the source's, and the mask-synth rows made from them."""
+    ids = {r.image_id for r in records}
+    synthetic = {
+        image_id for image_id, old in old_rows.items()
+        if old["source"].startswith(SYNTHETIC_SOURCE_PREFIX) and old["source"][len(SYNTHETIC_SOURCE_PREFIX):] in ids
+    }
+    return ids | synthetic
+
+
+def _keep_dropped(ws: Workspace, dataset: str, dropped: pd.DataFrame, path: Path, inside) -> str:
+    """Write the rows a re-ingest drops to ``tables/<dataset>/pruned-<UTC time>.parquet`` (a
+    manifest-shaped table: :func:`ferdata.schema.read_manifest` reads it); its relative path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = ws.tables_dir(dataset)
+    target = folder / f"pruned-{stamp}.parquet"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"pruned-{stamp}-{n}.parquet"
+    provenance = {"pruned_by": {"archive": path.name, "ferdata_version": __version__, "rows": len(dropped)}}
+    write_manifest(inside(target), Manifest(dataset=dataset, frame=dropped.reset_index(drop=True), provenance=provenance))
+    return ws.relative(target)
+
+
+class _InsideWorkspace:
+    """Refuses a path whose folder resolves outside the workspace (a symlink planted in it), so
+    that nothing is ever moved or written through such a link. Folders are checked once."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root).resolve()
+        self._checked: set[Path] = set()
+
+    def __call__(self, path: Path) -> Path:
+        folder = path.parent
+        if folder not in self._checked:
+            resolved = folder.resolve()  # follows every link on the way, even for folders not made yet
+            if not resolved.is_relative_to(self._root):
+                raise WorkspaceError(
+                    f"refusing to write {path}: its folder leads to {resolved}, outside the workspace {self._root} "
+                    "(a symbolic link inside the workspace?); remove the link and run the same command again"
+                )
+            self._checked.add(folder)
+        return path
+
+
 def _inside(folder: Path, relative: str) -> Path:
-    """``folder/relative``, refusing any path that would land outside ``folder``."""
-    target = folder / relative
-    if relative.startswith("/") or ".." in relative.split("/") or not target.resolve().is_relative_to(folder.resolve()):
+    """``folder/relative``, refusing a ``relative`` that climbs out of ``folder`` by its spelling
+    (links on the way are :class:`_InsideWorkspace`'s concern)."""
+    if relative.startswith("/") or ".." in relative.split("/"):
         raise UnsafeArchiveError(f"refusing to write {relative!r} outside {folder}: the archive is unsafe")
-    return target
+    return folder / relative
 
 
 def _check_unique(records: list[Record], dataset: str) -> None:
@@ -415,7 +546,7 @@ def _unparsed_report(ws: Workspace, dataset: str, unparsed: list[Unparsed], fold
     import csv
 
     folder = folder or ws.internal / "reports"
-    path = folder / f"unparsed-{dataset}.csv"
+    path = _InsideWorkspace(ws.root)(folder / f"unparsed-{dataset}.csv")
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["member", "reason"])

@@ -381,12 +381,16 @@ class _ShardWriter:
         self.shard = shard
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_path(shard.path, durable=False))
-        self._writer = self._stack.enter_context(
-            pq.ParquetWriter(
-                tmp, schema, compression=compression, use_dictionary=plain,
-                write_statistics=plain, write_page_index=False, store_schema=True,
+        try:
+            self._writer = self._stack.enter_context(
+                pq.ParquetWriter(
+                    tmp, schema, compression=compression, use_dictionary=plain,
+                    write_statistics=plain, write_page_index=False, store_schema=True,
+                )
             )
-        )
+        except BaseException as exc:  # a full disk fails here already: drop the temporary file, say it in one line
+            self.close(exc)
+            raise
 
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import VotesError
+from .errors import VotesError, shown
 from .schema import LABELS
 
 UNKNOWN = "unknown"
@@ -114,9 +114,9 @@ class Tally:
 
 
 def _offenders(items: list[str]) -> str:
-    """The first few offenders, and how many more there are."""
-    shown = ", ".join(items[:_SHOW])
-    return shown + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
+    """The first few offenders (each cut to a readable length), and how many more there are."""
+    listed = ", ".join(item if len(item) <= 80 else shown(item, 80) for item in items[:_SHOW])
+    return listed + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
 
 
 def _file_sha256(path: Path) -> str:
@@ -201,7 +201,7 @@ def read_votes(path: Path | str) -> RawVotes:
         )
         return RawVotes(path, "long", table, sha)
 
-    image_col = image_col if image_col is not None else frame.columns[0]
+    _check_columns(path, columns, image_col, annotator_col, vote_col)
     annotators = tuple(c for c in frame.columns if c != image_col)
     if not annotators:
         raise VotesError(
@@ -254,6 +254,33 @@ def read_votes_folder(folder: Path | str) -> RawVotes:
         digest.hexdigest(),
         tuple(a for p in parts for a in p.annotator_columns),
     )
+
+_FORMS = (
+    "give either image, annotator, vote columns (long form), an image column and one column per annotator "
+    "(wide form), or FER+'s fer2013new.csv as published"
+)
+
+
+def _check_columns(path: Path, columns: dict[str, str], image_col, annotator_col, vote_col) -> None:
+    """Refuse a file whose columns fit no form, rather than read some other column as image names."""
+    have = _offenders([repr(c) for c in columns.values()])
+    ferplus = [c for c in FERPLUS_COLUMNS if c in columns]
+    if len(ferplus) >= 3:  # most of FER+'s count columns: a damaged or edited fer2013new.csv
+        missing = ", ".join(c for c in FERPLUS_COLUMNS if c not in columns)
+        raise VotesError(
+            f"votes file {path} looks like FER+'s fer2013new.csv but lacks the columns {missing}: pass the file as published"
+        )
+    if image_col is None:
+        raise VotesError(
+            f"votes file {path} has no image column (its columns: {have}): call the column of image names image "
+            f"(or image_id, file, path); {_FORMS}"
+        )
+    if (annotator_col is None) != (vote_col is None):
+        lacking = "vote" if vote_col is None else "annotator"
+        raise VotesError(
+            f"votes file {path} has image and {'annotator' if vote_col is None else 'vote'} columns but no {lacking} "
+            f"column (its columns: {have}): {_FORMS}"
+        )
 
 
 def _ferplus_table(path: Path, frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WorkspaceError, WorkspaceLocked
+from .errors import WorkspaceError, WorkspaceLocked, WorkspaceWriteError
 from .fsutil import TEMP_PREFIX, remove_stale_temps
 
 ENV_VAR = "FERDATA_WORKSPACE"
@@ -136,7 +136,7 @@ class Workspace:
         try:
             self.internal.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise WorkspaceError(f"cannot write to workspace {self.root}: {exc.strerror}") from None
+            raise self._cannot_lock(exc) from None
         path = self.internal / "lock"
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
         deadline = time.monotonic() + wait
@@ -156,11 +156,16 @@ class Workspace:
                     f"or delete {path} if that process is gone"
                 ) from None
             except OSError as exc:
-                if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                    raise WorkspaceError(f"workspace {self.root} is read-only: choose a writable --workspace") from None
-                raise
-            with os.fdopen(fd, "w") as fh:
-                json.dump(holder, fh)
+                raise self._cannot_lock(exc) from None
+            ours = os.fstat(fd).st_ino
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(holder, fh)
+            except OSError as exc:  # a full disk: the holder cannot be written, so no lock is left behind
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_ino == ours:
+                        path.unlink()
+                raise self._cannot_lock(exc) from None
             break
         # The one writer now: a temporary file left here was left by a writer that was killed.
         for folder in (self.root / "manifests", *self.root.glob("tables/*/"), *self.root.glob("aligned/*/*/*/")):
@@ -169,6 +174,17 @@ class Workspace:
             yield
         finally:
             path.unlink(missing_ok=True)
+
+    def _cannot_lock(self, exc: OSError) -> WorkspaceError:
+        """The one line for a workspace whose lock cannot be written (nothing has changed yet)."""
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return WorkspaceError(f"workspace {self.root} is read-only: choose a writable --workspace")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return WorkspaceWriteError(
+                f"cannot write the lock of workspace {self.root} ({os.strerror(exc.errno)}): free some disk space, "
+                "then run the same command again (nothing was changed)"
+            )
+        return WorkspaceError(f"cannot write to workspace {self.root} ({exc.strerror or exc}): check the folder")
 
     @staticmethod
     def _stale(path: Path, other: dict | None, host: str) -> bool:

@@ -192,3 +192,40 @@ def truncated(path: Path, keep: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def deflate_bomb(path: Path, name: str, size: int) -> Path:
+    """A zip of one deflated member of ``size`` zeros (a multiple of 16 MiB, under 4 GiB), about
+    1000 times smaller, written in a fraction of a second.
+
+    Deflating gigabytes takes seconds, so one 16 MiB block is compressed and closed with a full
+    flush (the compressor forgets everything before it, so the same input gives the same bytes),
+    and the stream is that block repeated, then an empty final block. The CRC is right, so the
+    archive is valid to its end.
+    """
+    import struct
+    import zlib
+
+    block = 16 * MiB
+    assert size % block == 0 and size < 2**32
+    zeros = bytes(block)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    piece = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.flush(zlib.Z_FINISH)
+    count = size // block
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(zeros, crc)
+    packed = len(piece) * count + len(tail)
+    raw = name.encode()
+    fields = (20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, packed, size, len(raw), 0)  # version, flags, method, time, date
+    with open(path, "wb") as out:
+        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", *fields) + raw)
+        for _ in range(count):
+            out.write(piece)
+        out.write(tail)
+        directory = out.tell()
+        out.write(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, 0) + raw)
+        end = out.tell()
+        out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, end - directory, directory, 0))
+    return path

@@ -348,7 +348,10 @@ def hostile(kind: str, path: Path) -> tuple[Path, str]:
 HOSTILE = ["zip-name:../x", "zip-name:/etc/x", "zip-name:C:\\x", "zip-name:a/../../x", "tar-name:../x",
            "tar-name:/etc/x", "tar-name:C:/x", "tar-symlink-absolute", "tar-symlink-up", "tar-hardlink-outside",
            "tar-device", "tar-fifo", "tar-duplicate", "zip-symlink-outside", "zip-symlink-absolute",
-           "zip-duplicate", "zip-file-and-folder", "7z-dotdot", "7z-symlink-absolute"]  # fmt: skip
+           "zip-duplicate", "zip-file-and-folder", "7z-dotdot", "7z-symlink-absolute",
+           # control characters: a newline or tab in a name breaks every list, log and CSV that shows it
+           "zip-name:happy/a\nb.jpg", "zip-name:happy/a\tb.jpg", "zip-name:a\x1b[31mred.jpg", "zip-name:a\x7fb.jpg",
+           "tar-name:happy/a\nb.jpg", "tar-name:a\rb.jpg"]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", HOSTILE)
@@ -582,3 +585,67 @@ def test_gzip_magic_inside_a_zip_member_named_csv_is_not_expanded(tmp_path: Path
     packed = gzip.compress(b"data")
     with open_tree(af.zip_archive(tmp_path / "p.zip", {"weird.csv": packed})) as tree:
         assert [m.name for m in tree.members()] == ["weird.csv"]  # images and tables are never opened as archives
+
+
+# -- names and archives that used to escape as tracebacks -----------------------------------
+
+
+def test_a_valid_zip_with_no_members_opens_empty(tmp_path: Path) -> None:
+    path = af.zip_archive(tmp_path / "empty.zip", {})
+    with open_tree(path) as tree:
+        assert tree.members() == []
+
+
+@pytest.mark.parametrize("name", ["happy/" + "a" * 252 + ".jpg", "happy/" + "é" * 126 + ".jpg"])
+def test_a_name_part_longer_than_file_systems_allow_is_refused_when_opened(name: str, tmp_path: Path) -> None:
+    """256 and 257 bytes (UTF-8): no common file system holds such a name (Errno 36 otherwise)."""
+    path = af.zip_archive(tmp_path / "long.zip", {"happy/ok.jpg": b"x", name: b"y"})
+    with pytest.raises(ArchiveError, match=r"has a name part of 25[67] bytes, over the 255 that file systems allow") as caught:
+        open_tree(path)
+    assert len(str(caught.value)) < 400  # the name is shown cut, not whole
+
+
+def test_a_name_part_of_255_bytes_is_fine(tmp_path: Path) -> None:
+    name = "happy/" + "a" * 251 + ".jpg"
+    with open_tree(af.zip_archive(tmp_path / "ok.zip", {name: b"y"})) as tree:
+        assert tree.read(name) == b"y"
+
+
+@pytest.fixture(scope="session")
+def big_deflate_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 GiB of zeros in a 1 MB zip: 100 times its compressed size is 100 MB, more than the promise."""
+    return af.deflate_bomb(tmp_path_factory.mktemp("big-bomb") / "bomb.zip", "happy/bomb.jpg", 1024 * af.MiB)
+
+
+def test_deflate_bomb_stops_within_64_mib_of_output_and_little_memory(big_deflate_bomb: Path) -> None:
+    """The ratio is taken over the compressed bytes consumed so far, as for tar and 7z: a member
+    that has made 16 MiB out of 16 KB is refused there, not after 100 times its whole size."""
+    assert big_deflate_bomb.stat().st_size < 1_100_000
+    produced = 0
+    with open_tree(big_deflate_bomb) as tree:
+        with pytest.raises(UnsafeArchiveError, match="'happy/bomb.jpg' expands more than 100 times"):
+            with tree.open("happy/bomb.jpg") as stream:
+                while chunk := stream.read(af.MiB):
+                    produced += len(chunk)
+        assert produced <= 64 * af.MiB
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnsafeArchiveError):
+                tree.read("happy/bomb.jpg")  # what ingest does: the member whole in memory
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 100 * 10**6
+
+
+def test_a_member_that_compresses_well_but_not_like_a_bomb_is_read_whole(tmp_path: Path) -> None:
+    text = b"".join(b"%d,happy,train\n" % i for i in range(2_000_000))  # 30 MB of CSV, about 5:1
+    with open_tree(af.zip_archive(tmp_path / "t.zip", {"labels.csv": text})) as tree:
+        assert tree.read("labels.csv") == text
+
+
+def test_iter_open_streams_the_named_members_in_one_pass(tmp_path: Path) -> None:
+    path = af.tar_archive(tmp_path / "a.tar.gz", FILES, compression="gz")
+    with open_tree(path) as tree:
+        heads = {name: stream.read(4) for name, stream in tree.iter_open(["Paired_files.txt", NAMES[0]])}
+    assert heads == {NAMES[0]: FILES[NAMES[0]][:4], "Paired_files.txt": b"s01_"}

@@ -237,3 +237,174 @@ def test_reingest_keeps_synthetic_masks_and_align_leaves_them_alone(tmp_path, ws
     assert report.processed == 1  # the original only
     synthetic_after = realigned.frame.set_index("image_id").loc[synthetic["image_id"].iloc[0]]
     assert list(synthetic_after["landmarks"]) == list(synthetic["landmarks"].iloc[0])
+
+
+# -- re-ingest never drops work silently ------------------------------------------------------
+
+
+def _drop_subjects(src: Path, subjects: tuple[str, ...]) -> Path:
+    for folder in ("MSD-E", "MSD-ME"):
+        for path in (src / "delivery" / folder).glob("*.jpg"):
+            if path.name.split("_")[0] in subjects:
+                path.unlink()
+    return src
+
+
+WORK = {
+    "relabelled": {"label": "fear", "label_status": "relabelled"},
+    "in folds": {"fold": 2},
+    "paired": {"pair_id": "p-001"},
+    "tagged": {"occlusion": ["glasses"], "tag_origin": ["user"]},
+    "with alignment results": {"face_status": "no_face", "n_faces": 0},
+}
+
+
+@pytest.mark.parametrize("kind", list(WORK))
+def test_reingest_that_would_drop_rows_holding_work_is_refused_and_changes_nothing(tmp_path, ws, kind):
+    import pandas as pd
+
+    src = msd_e_tree(tmp_path / "src", subjects=4)
+    ingest(src, ws, dataset="msd-e", align=False)
+    manifest = ws.load("msd-e")
+    frame = manifest.frame
+    chosen = frame["subject_id"].isin(["003", "004"]) & (frame["masked"] == False)  # noqa: E712 - 14 rows
+    for column, value in WORK[kind].items():
+        frame[column] = frame[column].astype(object)
+        frame.loc[chosen, column] = pd.Series([value] * int(chosen.sum()), index=frame.index[chosen], dtype=object)
+    ws.save(manifest)
+    before = tree_hash(ws.root)
+    incomplete = _drop_subjects(src, ("003", "004"))  # an incomplete delivery: 28 of 56 rows gone
+
+    with pytest.raises(ingest_module.WorkWouldBeLost) as caught:
+        ingest(incomplete, ws, dataset="msd-e", align=False)
+
+    message = str(caught.value)
+    assert f"would drop 28 of the 56 msd-e rows" in message and f"14 of those hold work (14 {kind})" in message
+    assert "prune=True" in message and "\n" not in message
+    assert tree_hash(ws.root) == before  # manifest, originals and tables byte for byte
+    assert not (ws.internal / "lock").exists()
+
+
+def test_with_prune_the_dropped_rows_are_kept_in_a_table(tmp_path, ws):
+    from ferdata.schema import read_manifest
+
+    src = msd_e_tree(tmp_path / "src", subjects=4)
+    ingest(src, ws, dataset="msd-e", align=False)
+    manifest = ws.load("msd-e")
+    manifest.frame["fold"] = [k % 3 for k in range(len(manifest.frame))]
+    ws.save(manifest)
+    previous = manifest.frame
+
+    result = ingest(_drop_subjects(src, ("004",)), ws, dataset="msd-e", align=False, prune=True)
+
+    assert result.rows == 42 and result.dropped == 14
+    assert result.pruned_table.startswith("tables/msd-e/pruned-") and result.pruned_table.endswith(".parquet")
+    pruned = read_manifest(ws.root / result.pruned_table)
+    assert sorted(pruned.frame["image_id"]) == sorted(previous.loc[previous["subject_id"] == "004", "image_id"])
+    expected = previous.set_index("image_id").loc[pruned.frame["image_id"], "fold"].tolist()
+    assert pruned.frame["fold"].tolist() == expected  # the work is in the table, not lost
+    assert pruned.provenance["pruned_by"]["rows"] == 14
+    kept = ws.load("msd-e").frame
+    assert len(kept) == 42 and kept["fold"].notna().all()  # the rows kept keep their folds
+
+
+def test_rows_without_work_are_dropped_without_asking_but_still_listed(tmp_path, ws):
+    src = msd_e_tree(tmp_path / "src", subjects=3)
+    ingest(src, ws, dataset="msd-e", align=False)
+    result = ingest(_drop_subjects(src, ("003",)), ws, dataset="msd-e", align=False)
+    assert result.rows == 28 and result.dropped == 14 and result.pruned_table is not None
+    assert (ws.root / result.pruned_table).is_file()
+
+
+def test_an_additive_reingest_keeps_every_row_and_its_work(tmp_path, ws):
+    src = msd_e_tree(tmp_path / "src", subjects=3)
+    small = msd_e_tree(tmp_path / "small", subjects=2)
+    ingest(small, ws, dataset="msd-e", align=False)
+    manifest = ws.load("msd-e")
+    manifest.frame["fold"] = 1
+    ws.save(manifest)
+    result = ingest(src, ws, dataset="msd-e", align=False)  # the same 28 images and 14 more
+    frame = ws.load("msd-e").frame
+    assert result.rows == 42 and result.kept == 28 and result.dropped == 0 and result.pruned_table is None
+    assert int(frame["fold"].notna().sum()) == 28
+
+
+def test_cli_names_the_prune_option_and_accepts_it(tmp_path):
+    src = msd_e_tree(tmp_path / "src", subjects=3)
+    ws = tmp_path / "ws"
+    assert run_cli("ingest", str(src), "-w", str(ws), "--no-align").exit_code == 0
+    assert run_cli("pairs", "-w", str(ws)).exit_code == 0
+    _drop_subjects(src, ("003",))
+
+    refused = run_cli("ingest", str(src), "-w", str(ws), "--no-align")
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+    [line] = refused.stderr.strip().splitlines()
+    assert "14 of those hold work (14 paired)" in line and "pass --prune to drop them" in line and "prune=True" not in line
+
+    accepted = run_cli("ingest", str(src), "-w", str(ws), "--no-align", "--prune")
+    assert accepted.exit_code == 0, accepted.output
+    assert "14 rows the source no longer has were dropped; they are kept in tables/msd-e/pruned-" in accepted.stderr
+
+
+def test_cli_split_option_and_the_flag_named_in_the_refusal(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data.csv").write_bytes(fer2013_csv(fer_rows(4), usage=False))
+    ws = tmp_path / "ws"
+    refused = run_cli("ingest", str(src), "--dataset", "fer2013", "-w", str(ws), "--no-align")
+    assert refused.exit_code == 1 and "name their split with --split NAME (train, val or test)" in refused.stderr
+    accepted = run_cli("ingest", str(src), "--dataset", "fer2013", "--split", "test", "-w", str(ws), "--no-align")
+    assert accepted.exit_code == 0, accepted.output
+    assert set(Workspace.resolve(ws).load("fer2013").frame["split"]) == {"test"}
+
+
+# -- nothing is written through a link planted in the workspace --------------------------------
+
+
+@pytest.mark.parametrize("planted", ["originals/msd-e/MSD-E", "originals/msd-e", "tables/msd-e", "manifests"])
+def test_a_symlink_planted_in_the_workspace_is_never_written_through(tmp_path, ws, planted):
+    src = msd_e_tree(tmp_path / "src", subjects=1)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = ws.root / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(ingest_module.WorkspaceError, match="outside the workspace .*remove the link"):
+        ingest(src, ws, dataset="msd-e", align=False)
+    assert list(outside.iterdir()) == []
+    if not planted.startswith("originals"):
+        assert not (ws.root / "originals").exists()  # refused before anything was moved into place
+
+
+def test_a_symlink_planted_before_a_reingest_is_refused_too(tmp_path, ws):
+    src = msd_e_tree(tmp_path / "src", subjects=1)
+    ingest(src, ws, dataset="msd-e", align=False)
+    before = ws.manifest_path("msd-e").read_bytes()
+    outside = tmp_path / "outside"
+    shutil.move(ws.originals_dir("msd-e") / "MSD-ME", outside)
+    (ws.originals_dir("msd-e") / "MSD-ME").symlink_to(outside, target_is_directory=True)
+    changed = src / "delivery/MSD-ME/001_0_dslr.jpg"
+    changed.write_bytes(changed.read_bytes() + b"\0")  # its new bytes would be moved through the link
+
+    with pytest.raises(ingest_module.WorkspaceError, match="outside the workspace"):
+        ingest(src, ws, dataset="msd-e", align=False)
+    assert ws.manifest_path("msd-e").read_bytes() == before
+    assert not (outside / "001_0_dslr.jpg").read_bytes().endswith(b"\0")
+
+
+def test_an_empty_zip_is_one_line(tmp_path, ws):
+    import archive_factory as af
+
+    with pytest.raises(ingest_module.LayoutError, match="empty.zip holds no files"):
+        ingest(af.zip_archive(tmp_path / "empty.zip", {}), ws, align=False)
+
+
+def test_cli_split_that_cannot_apply_names_the_option(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fer2013.csv").write_bytes(fer2013_csv(fer_rows(4)))
+    result = run_cli("ingest", str(src), "--split", "train", "-w", str(tmp_path / "ws"), "--no-align")
+    assert result.exit_code == 1
+    assert "--split train is for CSVs without a Usage column" in result.stderr and "leave --split out" in result.stderr
+    assert run_cli("ingest", str(src), "--split", "training", "-w", str(tmp_path / "ws"), "--no-align").exit_code == 2

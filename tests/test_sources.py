@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from builders import FER_CLASSES, fer2013_csv, fer_rows, ferplus_votes, image_bytes, msd_e_tree, write
-from ferdata.errors import LayoutError
+from ferdata.errors import LayoutError, UsageError
 from ferdata.ingest import UnparsedFilesError, ingest
+from ferdata.workspace import Workspace
 
 
 def rows_by_id(result):
@@ -40,7 +41,7 @@ def test_msd_e_unparsable_names_stop_the_ingest_and_are_listed(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=1)
     write(src / "delivery/MSD-E/IMG_2041.jpg", image_bytes(99))
     write(src / "delivery/MSD-ME/001_9_x.jpg", image_bytes(98))
-    with pytest.raises(UnparsedFilesError, match=r"2 files in src do not fit the msd-e layout.*--skip-unparsed") as info:
+    with pytest.raises(UnparsedFilesError, match=r"2 files in src do not fit the msd-e layout.*skip_unparsed=True") as info:
         ingest(src, ws, dataset="msd-e", align=False)
     report = ws.internal / "reports" / "unparsed-msd-e.csv"
     assert str(report) in str(info.value)
@@ -94,7 +95,7 @@ def test_fer2013_bad_rows_are_reported(tmp_path, ws):
     lines.append("9," + " ".join(["0"] * 2304) + ",Training")
     lines.append("1,1 2 3,Training")
     write(tmp_path / "src/fer2013.csv", ("\n".join(lines) + "\n").encode())
-    with pytest.raises(UnparsedFilesError, match=r"2 files.*fer2013.csv#row=3 \(emotion 9 is not in 0..6\)"):
+    with pytest.raises(UnparsedFilesError, match=r"2 rows in src do not fit.*fer2013.csv#row=3 \(emotion 9 is not in 0..6\)"):
         ingest(tmp_path / "src", ws, align=False)
 
 
@@ -183,3 +184,138 @@ def test_a_bare_fer2013_csv_can_be_given_directly(tmp_path, ws):
     result = ingest(csv_path, ws, align=False)
     assert result.dataset == "fer2013" and result.rows == 4
     assert result.manifest.frame["source"].iloc[0] == "fer2013.csv#row=0"
+
+
+# -- FER2013 CSVs recognised by their header; their rows checked one by one ---------------------
+
+
+def _source_free(frame):
+    """The manifest without the columns that name the file (the rest must not depend on it)."""
+    return frame.drop(columns=["source"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("fer2013 (1).csv", fer2013_csv(fer_rows(10))),
+        ("data.csv", fer2013_csv(fer_rows(10))),
+        ("fer2013.csv", b"\xef\xbb\xbf" + fer2013_csv(fer_rows(10))),  # UTF-8 byte-order mark
+        ("export.csv", b"\xef\xbb\xbf" + fer2013_csv(fer_rows(10), icml=True)),  # icml columns, leading spaces
+        ("fer2013_utf16.csv", fer2013_csv(fer_rows(10)).decode().encode("utf-16")),  # with its byte-order mark
+    ],
+)
+def test_a_fer2013_csv_is_recognised_by_its_header_whatever_its_name(tmp_path, name, data):
+    write(tmp_path / "plain/fer2013.csv", fer2013_csv(fer_rows(10)))
+    reference = ingest(tmp_path / "plain", Workspace.resolve(tmp_path / "ref"), align=False).manifest.frame
+    write(tmp_path / "src/download" / name, data)
+
+    result = ingest(tmp_path / "src", Workspace.resolve(tmp_path / "ws"), align=False)  # detected, no dataset named
+
+    assert result.dataset == "fer2013" and result.rows == 10
+    assert _source_free(result.manifest.frame).equals(_source_free(reference))
+    assert result.manifest.frame["source"].iloc[2] == f"download/{name}#row=2"
+
+
+def test_a_renamed_csv_given_directly_and_zipped_ingests_like_fer2013_csv(tmp_path):
+    import archive_factory as af
+
+    data = b"\xef\xbb\xbf" + fer2013_csv(fer_rows(6))
+    bare = write(tmp_path / "data.csv", data)
+    zipped = af.zip_archive(tmp_path / "delivery.zip", {"fer2013 (1).csv": data})
+    frames = [ingest(src, Workspace.resolve(tmp_path / f"ws{i}"), align=False).manifest.frame for i, src in enumerate((bare, zipped))]
+    assert _source_free(frames[0]).equals(_source_free(frames[1]))
+    assert list(frames[0]["image_id"]) == [f"fer2013-{i:07d}" for i in range(6)]
+
+
+def test_ferplus_votes_are_recognised_by_their_header_too(tmp_path, ws):
+    write(tmp_path / "src/data.csv", fer2013_csv(fer_rows(6)))
+    write(tmp_path / "src/FERPlus/fer2013new (2).csv", b"\xef\xbb\xbf" + ferplus_votes(6))
+    result = ingest(tmp_path / "src", ws, align=False)
+    assert result.dataset == "ferplus" and result.rows == 6
+    assert (ws.tables_dir("ferplus") / "fer2013new.csv").read_bytes().endswith(ferplus_votes(6))
+
+
+def test_of_two_csvs_holding_the_whole_dataset_one_is_read_and_the_other_named(tmp_path, ws):
+    write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(8)))
+    write(tmp_path / "src/icml_face_data.csv", fer2013_csv(fer_rows(8), icml=True))
+    write(tmp_path / "src/train.csv", fer2013_csv(fer_rows(3), usage=False))
+    result = ingest(tmp_path / "src", ws, align=False)
+    assert result.rows == 8 and set(result.manifest.frame["source"].str.split("#").str[0]) == {"fer2013.csv"}
+    assert sum("was not read: fer2013.csv holds the whole dataset" in n for n in result.notices) == 2
+
+
+def test_a_csv_without_usage_is_refused_unless_a_split_is_named(tmp_path, ws):
+    write(tmp_path / "src/data.csv", fer2013_csv(fer_rows(5), usage=False))
+    with pytest.raises(LayoutError, match=r"data.csv has no Usage column, so its rows would have no split: .*split=NAME"):
+        ingest(tmp_path / "src", ws, dataset="fer2013", align=False)
+    assert ws.datasets() == []
+
+    result = ingest(tmp_path / "src", ws, dataset="fer2013", split="val", align=False)
+    frame = result.manifest.frame
+    assert set(frame["split"]) == {"val"} and frame["image_id"].iloc[0] == "data-0000000"
+
+
+@pytest.mark.parametrize(
+    ("files", "split", "message"),
+    [
+        ({"fer2013.csv": fer2013_csv(fer_rows(3))}, "train", "fer2013.csv has one, which gives each row its split"),
+        ({"happy/a.jpg": image_bytes(1)}, "train", "imagefolder takes its splits from its layout"),
+        ({"fer2013.csv": fer2013_csv(fer_rows(3))}, "training", "split='training' is not one of train, val, test"),
+    ],
+)
+def test_a_split_that_cannot_apply_is_refused(tmp_path, ws, files, split, message):
+    for name, data in files.items():
+        write(tmp_path / "src" / name, data)
+    with pytest.raises(UsageError, match=message):
+        ingest(tmp_path / "src", ws, split=split, align=False)
+
+
+def _fer_lines(n: int = 6) -> list[bytes]:
+    return fer2013_csv(fer_rows(n)).split(b"\n")
+
+
+def _with_row(lines: list[bytes], k: int, row: bytes) -> bytes:
+    lines = list(lines)
+    lines[k + 1] = row
+    return b"\n".join(lines)
+
+
+def _pixels(values) -> bytes:
+    return " ".join(map(str, values)).encode()
+
+
+BAD_ROWS = {
+    "pixel value 300": (b"3," + _pixels([0] * 5 + [300] + [0] * 2298) + b",Training", "pixel value 300 is not in 0..255"),
+    "negative pixel": (b"3," + _pixels([-1] + [0] * 2303) + b",Training", "pixel value -1 is not in 0..255"),
+    "2303 pixels": (b"3," + _pixels([7] * 2303) + b",Training", "pixels holds 2,303 values, not 48×48 = 2,304"),
+    "empty pixels": (b"3,,Training", "pixels is empty"),
+    "not a number": (b"3," + _pixels([1, "x2"] + [0] * 2302) + b",Training", "pixel value 'x2' is not a number"),
+    "emotion": (b"happy," + _pixels([0] * 2304) + b",Training", "emotion 'happy' is not a number"),
+    "usage": (b"3," + _pixels([0] * 2304) + b",Holdout", "unknown Usage 'Holdout'"),
+    "huge usage": (b"3," + _pixels([0] * 2304) + b"," + b"X" * 5000, "unknown Usage 'XXXX"),
+    "invalid UTF-8": (b"3," + _pixels([0] * 2304) + b",Train\xffing", "the row holds bytes that are not UTF-8 text"),
+    "over csv's field limit": (b"3," + b"1 " * 100_000 + b",Training", "the row is longer than 10,240 characters"),
+    "short row": (b"3", "the row has only 1 of the header's columns"),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "first"),
+    [(case, True) for case in BAD_ROWS] + [(case, False) for case in ("pixel value 300", "empty pixels", "invalid UTF-8")],
+)
+def test_a_bad_csv_row_is_reported_alone_and_the_good_rows_ingest(tmp_path, ws, case, first):
+    """The image size comes from the dataset's facts (48×48), so one bad row, even the first,
+    condemns only itself; the reason names the wrong value, shortly."""
+    row, reason = BAD_ROWS[case]
+    k = 0 if first else 3
+    write(tmp_path / "src/fer2013.csv", _with_row(_fer_lines(6), k, row))
+    with pytest.raises(UnparsedFilesError) as caught:
+        ingest(tmp_path / "src", ws, align=False)
+    message = str(caught.value)
+    assert f"1 row in src does not fit the fer2013 layout, e.g. fer2013.csv#row={k} ({reason}" in message
+    assert len(message) < 600 and "\n" not in message
+    assert ws.datasets() == []
+
+    result = ingest(tmp_path / "src", ws, align=False, skip_unparsed=True)
+    assert result.rows == 5 and f"fer2013-{k:07d}" not in set(result.manifest.frame["image_id"])
+    assert (result.manifest.frame["width"] == 48).all()

@@ -138,6 +138,13 @@ def test_unknown_images_are_listed_and_can_be_skipped(tmp_path: Path) -> None:
         ("", "is empty"),
         ("image,annotator,vote\n", "holds no votes"),
         ("image\nMSD-E/012_3_a\n", "no annotator columns"),
+        # wrong columns are refused, never read as image names
+        ("vote,annotator,picture\nhappy,a1,MSD-E/012_3_a\n", r"has no image column \(its columns: 'vote', 'annotator', 'picture'\)"),
+        ("photo,who,answer\nMSD-E/012_3_a,a1,happy\n", "has no image column"),
+        ("image,annotator,votes\nMSD-E/012_3_a,a1,happy\n", "has image and annotator columns but no vote column"),
+        ("image,vote\nMSD-E/012_3_a,happy\n", "has image and vote columns but no annotator column"),
+        ("Usage,Image name,neutral,happiness,surprise,sadness\nTraining,fer0000000.png,10,0,0,0\n",
+         "looks like FER\\+'s fer2013new.csv but lacks the columns anger, disgust, fear, contempt, unknown, nf"),
     ],
 )
 def test_unusable_files(tmp_path: Path, text: str, message: str) -> None:
@@ -221,3 +228,19 @@ def test_ferplus_counts_must_be_whole_numbers(tmp_path: Path) -> None:
 
 def test_categories_are_the_labels_then_unknown_and_not_face() -> None:
     assert CATEGORIES[-2:] == ("unknown", "not_face") and "contempt" in CATEGORIES
+
+
+def test_wrong_columns_are_refused_even_when_unmatched_images_would_be_skipped(tmp_path: Path) -> None:
+    """Read as image names, the vote column would match nothing and be skipped: a silent no-op."""
+    path = tmp_path / "votes.csv"
+    path.write_text("vote,annotator,picture\nhappy,a1,MSD-E/012_3_a\nsad,a2,MSD-E/012_3_a\n")
+    with pytest.raises(VotesError, match="no image column"):
+        tally(read_votes(path), msd_frame(), skip_unmatched=True)
+
+
+def test_a_huge_image_name_is_shown_cut(tmp_path: Path) -> None:
+    path = tmp_path / "votes.csv"
+    path.write_text("image,annotator,vote\n" + "x" * 100_000 + ",a,sad\n")
+    with pytest.raises(VotesError, match="not in the manifest") as caught:
+        tally(read_votes(path), msd_frame())
+    assert len(str(caught.value)) < 500

@@ -59,3 +59,38 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(ws):
     with ws.lock("stats"):
         holder = json.loads((ws.internal / "lock").read_text())
         assert holder["pid"] == os.getpid()
+
+
+LOCK_ON_A_FULL_DISK = """
+import resource, signal, sys
+from ferdata.errors import WorkspaceWriteError
+from ferdata.workspace import Workspace
+ws = Workspace.resolve(sys.argv[1])
+ws.internal.mkdir(parents=True, exist_ok=True)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # from here on, a write of one byte fails (EFBIG)
+try:
+    with ws.lock("relabel"):
+        print("held")
+except WorkspaceWriteError as exc:
+    print(exc)
+"""
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(ws):
+    """The lock file is created (an inode needs no free byte) but its holder cannot be written:
+    the empty file is removed, so that it cannot block the next command."""
+    done = subprocess.run([sys.executable, "-c", LOCK_ON_A_FULL_DISK, str(ws.root)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"cannot write the lock of workspace {ws.root} (File too large): free some disk space")
+    assert not (ws.internal / "lock").exists()
+    with ws.lock("relabel"):  # the next command is not blocked
+        pass
+
+
+def test_a_workspace_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    ws = Workspace.resolve(tmp_path / "file" / "ws")  # a file where a folder should be
+    with pytest.raises(WorkspaceError, match=r"cannot write to workspace .* \(Not a directory\)"):
+        with ws.lock("ingest"):
+            pass

@@ -6,12 +6,16 @@ Only the CLI layer imports typer and rich. Library imports happen inside the com
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,8 +32,13 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-out = Console()  # tables and results: stdout
-err = Console(stderr=True)  # progress, warnings and errors: stderr
+# soft_wrap: a line printed to a pipe or file stays one line (never hard-wrapped at 80 columns)
+out = Console(soft_wrap=True)  # tables and results: stdout
+err = Console(stderr=True, soft_wrap=True)  # progress, warnings and errors: stderr
+
+# What a full or read-only disk looks like when a write that the library did not expect fails:
+# the user's problem, not a bug, so one line too (the library translates the writes it knows).
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -46,9 +55,16 @@ DatasetOpt = Annotated[
 ]
 
 
-def command(*args: Any, on: typer.Typer | None = None, **kwargs: Any) -> Callable:
+def command(
+    *args: Any, on: typer.Typer | None = None, flags: dict[str, str] | None = None, **kwargs: Any
+) -> Callable:
     """``app.command`` (or ``on.command`` for a sub-app such as ``tag``) that turns a
-    :class:`FerdataError` into one line on stderr and exit 1."""
+    :class:`FerdataError` into one line on stderr and exit 1.
+
+    Library messages name the library's arguments; ``flags`` maps each such spelling (a regular
+    expression) to the command's option (``{r"\bprune=True": "--prune"}``), so that the user
+    reads the flag to pass.
+    """
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -56,8 +72,20 @@ def command(*args: Any, on: typer.Typer | None = None, **kwargs: Any) -> Callabl
             try:
                 return fn(*a, **k)
             except FerdataError as exc:
-                err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-                raise typer.Exit(1) from None
+                fail(str(exc), flags)
+            except Exception as exc:
+                full = _disk_full(exc)
+                if full is None:
+                    raise  # a bug: its traceback is wanted
+                # objects the failed write left half-open (a zip member) complain again when they are
+                # collected at exit; their cause is the line below, so their tracebacks are not shown
+                sys.unraisablehook = lambda unraisable: None
+                where = f"cannot write {full.filename}" if full.filename else "a write failed"
+                fail(
+                    f"{where} ({os.strerror(full.errno)}): free some disk space or make the folder writable, "
+                    "then run the same command again",
+                    flags,
+                )
             except KeyboardInterrupt:
                 err.print("interrupted: nothing half-written was kept; run the same command again to resume")
                 raise typer.Exit(130) from None
@@ -65,6 +93,31 @@ def command(*args: Any, on: typer.Typer | None = None, **kwargs: Any) -> Callabl
         return (on or app).command(*args, **kwargs)(run)
 
     return decorate
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The full-disk OSError behind ``exc``, if any: libraries that clean up after a failed write
+    (zipfile closing a half-written member) can raise a second error that hides the first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def fail(message: str, flags: dict[str, str] | None = None) -> NoReturn:
+    """Print ``message`` as the command's one error line (library arguments renamed to flags), exit 1."""
+
+    from ..errors import one_line
+
+    for argument, flag in (flags or {}).items():
+        message = re.sub(argument, flag, message)
+    # escaped: a message may quote brackets ("[1, 2]") that rich would read as markup
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def warn(message: str) -> None:

@@ -29,7 +29,25 @@ def parse_label_map(value: str | None) -> dict[str, str] | None:
     return mapping
 
 
-@command("ingest")
+# library arguments named in ingest's errors -> the options a user passes
+INGEST_FLAGS = {
+    r"\bprune=True": "--prune",
+    r"\bskip_unparsed=True": "--skip-unparsed",
+    r"\bsplit=NAME": "--split NAME",
+    r"\bsplit='(\w+)'": r"--split \1",
+    r"\bleave split out": "leave --split out",
+}
+
+
+def _check_split(value: str | None) -> str | None:
+    from ..schema import SPLITS
+
+    if value is not None and value not in SPLITS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SPLITS)}")
+    return value
+
+
+@command("ingest", flags=INGEST_FLAGS)
 def ingest_command(
     path: Annotated[Path, typer.Argument(help="The archive (zip, 7z, tar, tar.gz/bz2/xz) or folder you received.")],
     dataset: Annotated[
@@ -47,6 +65,17 @@ def ingest_command(
     face: FaceOpt = "largest",
     label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", callback=_check_split,
+            help="train, val or test: the split of the rows of a FER2013-style CSV that has no Usage column.",
+        ),
+    ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Accept a re-ingest that drops rows holding work (relabelling, folds, pairs, tags, faces); they are kept in tables/<dataset>/pruned-<time>.parquet."),
+    ] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
     max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")] = 512.0,
 ) -> None:
@@ -69,7 +98,8 @@ def ingest_command(
     with progress_bar() as progress:
         result = ingest(
             path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
-            skip_unparsed=skip_unparsed, align=align, align_options=align_options, progress=progress,
+            skip_unparsed=skip_unparsed, split=split, prune=prune, align=align, align_options=align_options,
+            progress=progress,
         )
     from ..stats import summary
     from .stats import print_tables
@@ -77,7 +107,9 @@ def ingest_command(
     for notice in result.notices:
         err.print(notice, highlight=False)
     if result.unparsed:
-        warn(f"{len(result.unparsed)} files did not fit the layout and were skipped: see tables/{result.dataset}/unparsed-{result.dataset}.csv")
+        warn(f"{len(result.unparsed)} files or rows did not fit the layout and were skipped: see tables/{result.dataset}/unparsed-{result.dataset}.csv")
+    if result.pruned_table:
+        warn(f"{result.dropped:,} rows the source no longer has were dropped; they are kept in {result.pruned_table}")
     print_tables(summary(result.manifest))
     for message in result.warnings:
         warn(message)

@@ -82,6 +82,7 @@ Item = Record | Unparsed | SideFile | Notice
 @dataclass
 class SourceOptions:
     label_map: dict[str, str] | None = None  # imagefolder: folder name -> canonical label
+    split: str | None = None  # CSV sources: the split of rows whose CSV has no Usage column
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -89,6 +90,7 @@ class Source:
     """The protocol every adapter implements (one module per dataset)."""
 
     name: ClassVar[str]
+    takes_split: ClassVar[bool] = False  # whether SourceOptions.split means anything to it
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -97,6 +99,11 @@ class Source:
     def match(self, names: list[str]) -> float:
         """How well a tree's member names fit this layout: 0 (not at all) to 1 (certain)."""
         raise NotImplementedError
+
+    def match_contents(self, tree: Tree, names: list[str]) -> float:
+        """Like :meth:`match`, for layouts told by what files hold rather than by their names (a
+        CSV's header). Asked only when no name fits a layout for certain; may read the tree."""
+        return 0.0
 
     def discover(self, tree: Tree, names: list[str], options: SourceOptions) -> Iterator[Item]:
         """Yield a Record per image, an Unparsed per file it cannot understand, SideFiles, Notices."""

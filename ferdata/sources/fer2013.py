@@ -7,101 +7,227 @@ Accepted layouts (any wrapping folders are ignored; archives inside archives are
     train.csv, test.csv  emotion,pixels (test.csv may lack emotion: unlabelled, not ingested)
     train/<emotion>/<Usage>_<n>.jpg, test/<emotion>/<Usage>_<n>.jpg   the folder variant
 
+A CSV is recognised by its header, not its name: ``fer2013 (1).csv`` or ``data.csv`` holding
+``emotion`` and ``pixels`` columns is read like ``fer2013.csv``, with or without a UTF-8 byte-order
+mark (UTF-16 with a byte-order mark is read too). Of several CSVs with a ``Usage`` column (the
+full dataset: ``fer2013.csv`` and ``icml_face_data.csv`` hold the same rows) one is read, preferring
+those names; the others are named in a notice. A CSV without ``Usage`` takes its split from the
+``split`` option, else from its name (``train.csv``, ``test.csv``), else it is refused: rows
+with no split would silently drop out of every split-based step.
+
 ``emotion`` is 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral. A CSV row's id
-is its row number: ``fer2013-0000060`` for data row 60 of ``fer2013.csv`` (or of
-``icml_face_data.csv``, which holds the same rows), ``train-0000060`` for ``train.csv``. These are
-deliberately not FER+'s ``fer0000000.png`` names: FER+ numbers only the rows it kept, so from row
-60 on its names and the row numbers differ; FER+ votes are matched by row (``source``) instead.
-Pixels are stored as lossless PNGs; ``sha256`` is taken of the decoded pixels.
+is its row number: ``fer2013-0000060`` for data row 60 of a CSV with a Usage column (the full
+dataset, under any name), ``train-0000060`` for ``train.csv`` (the file's name otherwise). These
+are deliberately not FER+'s ``fer0000000.png`` names: FER+ numbers only the rows it kept, so from
+row 60 on its names and the row numbers differ; FER+ votes are matched by row (``source``).
+Pixels are stored as lossless PNGs; ``sha256`` is taken of the decoded pixels. Every image has
+the dataset's size (``layout.image_size`` in ``manifests/fer2013.toml``): a row with another
+number of pixels is reported on its own and does not change how the other rows are read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import posixpath
+import re
+import weakref
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 
+from ..errors import LayoutError, UsageError, shown
+from ..resources import load_toml
 from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, class_folders, file_record, is_image, roots_with_children, stem
 
-# Files in order of preference: one family is read, the others are reported and skipped.
-_FAMILIES = (("fer2013.csv",), ("icml_face_data.csv",), ("train.csv", "test.csv"))
-_SAME_ROWS = {"fer2013.csv", "icml_face_data.csv"}  # the same 35,887 rows, so the same ids
+# Preferred among CSVs holding the whole dataset (a Usage column): the names it is published under.
+_PREFERRED = ("fer2013.csv", "icml_face_data.csv")
+_SPLIT_BY_NAME = {"train.csv": "train", "test.csv": "test"}  # Kaggle's challenge files have no Usage
+_FULL_PREFIX = "fer2013"  # the id prefix of rows from a CSV with a Usage column, whatever its name
+_MAX_PEEKED = 64  # CSV members whose header is read to recognise them (shallowest first)
+_HEADER_BYTES = 64 * 1024
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept as lone surrogates
+
+_headers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tree -> {member: header or None}
 
 
-def find_csvs(names: list[str]) -> list[str]:
-    """The members of the preferred CSV family present in the tree (shortest paths first)."""
-    by_base: dict[str, list[str]] = {}
-    for name in sorted(names, key=lambda n: (n.count("/"), n)):
-        by_base.setdefault(posixpath.basename(name), []).append(name)
-    for family in _FAMILIES:
-        found = [by_base[b][0] for b in family if b in by_base]
-        if found:
-            return found
-    return []
+def _text(stream: BinaryIO) -> io.TextIOWrapper:
+    """``stream`` as text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a
+    UTF-8 byte-order mark is dropped). Bytes that are not text are kept as lone surrogates, so that
+    a bad byte condemns its row, not the file."""
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+    head = stream.peek(2)[:2]  # type: ignore[union-attr]
+    encoding = "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    return io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
 
 
-def read_pixel_csv(tree, member: str, dataset: str, classes: list[str], usage: dict[str, str]) -> Iterator[Item]:
-    """Stream a FER2013-style CSV, yielding a Record with pixels per row."""
-    base = posixpath.basename(member)
-    default_split = {"train.csv": "train", "test.csv": "test"}.get(base)
-    size = None
+def _columns(line: str) -> list[str]:
+    """A header line's column names, stripped (icml_face_data.csv has leading spaces) and lower-cased."""
+    try:
+        fields = next(csv.reader([line]), [])
+    except csv.Error:
+        return []
+    return [f.strip().lower() for f in fields]
+
+
+def csv_headers(tree, names: list[str]) -> dict[str, list[str]]:
+    """The header of each CSV member (at most ``_MAX_PEEKED``, shallowest first), read in one pass
+    over the tree and remembered for it. Members with no header are left out."""
+    members = sorted((n for n in names if n.lower().endswith(".csv")), key=lambda n: (n.count("/"), n))[:_MAX_PEEKED]
+    seen = _headers.setdefault(tree, {})
+    todo = [m for m in members if m not in seen]
+    if todo:
+        with contextlib.closing(tree.iter_open(todo)) as streams:
+            for member, stream in streams:
+                text = _text(stream)
+                seen[member] = _columns(text.readline(_HEADER_BYTES)) or None
+                text.detach()  # the tree closes its own stream
+    return {m: seen[m] for m in members if seen.get(m)}
+
+
+def _pixel_csvs(tree, names: list[str]) -> dict[str, list[str]]:
+    return {m: h for m, h in csv_headers(tree, names).items() if "pixels" in h}
+
+
+def choose_csvs(tree, names: list[str]) -> tuple[list[str], list[Notice]]:
+    """The pixel CSVs to read, and a notice for each one left out.
+
+    One CSV with a Usage column holds the whole dataset, so only one such CSV is read (two would
+    give every image twice); without one, every pixel CSV is read (``train.csv`` + ``test.csv``).
+    """
+    csvs = _pixel_csvs(tree, names)
+    full = [m for m, h in csvs.items() if "usage" in h and "emotion" in h]
+    if not full:
+        return list(csvs), []
+
+    def preference(member: str) -> tuple:
+        base = posixpath.basename(member).lower()
+        return (_PREFERRED.index(base) if base in _PREFERRED else len(_PREFERRED), member.count("/"), member)
+
+    chosen = min(full, key=preference)
+    skipped = [
+        Notice(f"{m} was not read: {chosen} holds the whole dataset (it has a Usage column)")
+        for m in csvs if m != chosen
+    ]
+    return [chosen], skipped
+
+
+def _split_of(member: str, header: list[str], split: str | None) -> str | None:
+    """The split every row of a CSV without a Usage column gets (None: the CSV has one)."""
+    if "usage" in header:
+        if split is not None:
+            raise UsageError(
+                f"split={split!r} is for CSVs without a Usage column, but {member} has one, which gives each "
+                "row its split: leave split out"
+            )
+        return None
+    chosen = split or _SPLIT_BY_NAME.get(posixpath.basename(member).lower())
+    if chosen is None:
+        raise LayoutError(
+            f"{member} has no Usage column, so its rows would have no split: name their split with split=NAME "
+            "(train, val or test)"
+        )
+    return chosen
+
+
+def read_pixel_csv(
+    tree, member: str, classes: list[str], usage: dict[str, str], size: int, split: str | None = None
+) -> Iterator[Item]:
+    """Stream a FER2013-style CSV, yielding a Record with pixels per row (see the module docstring)."""
+    # a row holds size² pixel values of at most 3 digits and a separator each, plus emotion and Usage
+    longest = 4 * size * size + 1024
     with tree.open(member) as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-        try:
-            header = [h.strip().lower() for h in next(reader)]
-        except StopIteration:
+        text = _text(raw)
+        header = _columns(text.readline(_HEADER_BYTES))
+        if not header:
             yield Unparsed(member, "the CSV is empty")
             return
         if "pixels" not in header:
-            yield Unparsed(member, f"no 'pixels' column (header: {', '.join(header)})")
+            yield Unparsed(member, f"no 'pixels' column (header: {shown(', '.join(header), 200)})")
             return
-        col_pixels = header.index("pixels")
-        col_emotion = header.index("emotion") if "emotion" in header else None
-        col_usage = header.index("usage") if "usage" in header else None
-        if col_emotion is None:
+        if "emotion" not in header:
             yield Notice(f"{member} has no emotion column: its images are unlabelled and were not ingested")
             return
-        for row_number, row in enumerate(reader):
+        col_pixels, col_emotion = header.index("pixels"), header.index("emotion")
+        col_usage = header.index("usage") if "usage" in header else None
+        default_split = _split_of(member, header, split)
+        prefix = _FULL_PREFIX if col_usage is not None else stem(member)
+        row_number = -1
+        while line := text.readline(longest):
+            row_number += 1
             where = f"{member}#row={row_number}"
-            if not row:
+            if not line.endswith(("\n", "\r")) and len(line) >= longest:
+                while (rest := text.readline(longest)) and not rest.endswith(("\n", "\r")):
+                    pass  # skipped, never held whole: a row can be any length
+                yield Unparsed(where, f"the row is longer than {longest:,} characters, more than {size}×{size} pixels take")
                 continue
-            try:
-                emotion = int(row[col_emotion])
-                values = np.array(row[col_pixels].split(), dtype=np.int32)
-            except (ValueError, IndexError):
-                yield Unparsed(where, "emotion or pixels is not a list of integers")
+            if not line.strip():
                 continue
-            if not 0 <= emotion < len(classes):
-                yield Unparsed(where, f"emotion {emotion} is not in 0..{len(classes) - 1}")
+            if _NOT_UTF8.search(line):
+                yield Unparsed(where, "the row holds bytes that are not UTF-8 text")
                 continue
-            if size is None:
-                size = int(round(len(values) ** 0.5))
-            if len(values) != size * size or values.min(initial=0) < 0 or values.max(initial=0) > 255:
-                yield Unparsed(where, f"pixels must be {size * size} values in 0..255 (found {len(values)})")
-                continue
-            split = default_split
-            if col_usage is not None:
-                usage_value = row[col_usage].strip()
-                split = usage.get(usage_value)
-                if split is None:
-                    yield Unparsed(where, f"unknown Usage {usage_value!r} (expected {', '.join(usage)})")
-                    continue
-            image_id = f"{'fer2013' if base in _SAME_ROWS else stem(base)}-{row_number:07d}"
-            yield Record(
-                image_id=image_id,
-                source=where,
-                label_original=classes[emotion],
-                target=f"{split or 'all'}/{image_id}.png",
-                pixels=values.astype(np.uint8).reshape(size, size),
-                split=split,
-            )
+            row = next(csv.reader([line])) if '"' in line else line.rstrip("\r\n").split(",")
+            yield _row_record(row, where, row_number, prefix, col_emotion, col_pixels, col_usage, classes, usage, size, default_split)
+
+
+def _row_record(
+    row: list[str], where: str, row_number: int, prefix: str, col_emotion: int, col_pixels: int,
+    col_usage: int | None, classes: list[str], usage: dict[str, str], size: int, split: str | None,
+) -> Item:
+    """One CSV row as a Record, or an Unparsed saying what is wrong with it."""
+    if max(col_emotion, col_pixels, col_usage or 0) >= len(row):
+        return Unparsed(where, f"the row has only {len(row)} of the header's columns")
+    try:
+        emotion = int(row[col_emotion])
+    except ValueError:
+        return Unparsed(where, f"emotion {shown(row[col_emotion].strip())} is not a number")
+    if not 0 <= emotion < len(classes):
+        return Unparsed(where, f"emotion {emotion} is not in 0..{len(classes) - 1}")
+    text = row[col_pixels]
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        bad = next((v for v in text.split() if not v.lstrip("+-").isdigit() or len(v) > 18), text)
+        return Unparsed(where, f"pixel value {shown(bad)} is not a number in 0..255")
+    if len(values) == 0:
+        return Unparsed(where, "pixels is empty")
+    if len(values) != size * size:
+        return Unparsed(where, f"pixels holds {len(values):,} values, not {size}×{size} = {size * size:,}")
+    out_of_range = values[(values < 0) | (values > 255)]
+    if len(out_of_range):
+        return Unparsed(where, f"pixel value {out_of_range[0]} is not in 0..255")
+    if col_usage is not None:
+        usage_value = row[col_usage].strip()
+        split = usage.get(usage_value)
+        if split is None:
+            return Unparsed(where, f"unknown Usage {shown(usage_value)} (expected {', '.join(usage)})")
+    image_id = f"{prefix}-{row_number:07d}"
+    return Record(
+        image_id=image_id,
+        source=where,
+        label_original=classes[emotion],
+        target=f"{split}/{image_id}.png",
+        pixels=values.astype(np.uint8).reshape(size, size),
+        split=split,
+    )
+
+
+def discover_csvs(tree, names: list[str], options: SourceOptions) -> Iterator[Item]:
+    """Records of the pixel CSVs in the tree (FER2013's facts: classes, Usage, image size)."""
+    fer = load_toml("fer2013")
+    layout = fer["layout"]
+    chosen, skipped = choose_csvs(tree, names)
+    yield from skipped
+    for member in chosen:
+        yield from read_pixel_csv(tree, member, fer["classes"], layout["usage"], layout["image_size"], options.split)
 
 
 class Fer2013(Source):
     name = "fer2013"
+    takes_split = True
 
     def _folder_root(self, names: list[str]) -> str | None:
         """The folder holding ``train/<emotion>/`` (and usually ``test/<emotion>/``), if any."""
@@ -112,17 +238,23 @@ class Fer2013(Source):
         return None
 
     def match(self, names: list[str]) -> float:
-        if find_csvs(names):
+        known = set(self.facts["layout"]["csv_names"])
+        if any(posixpath.basename(n).lower() in known for n in names):
             return 0.9
         return 0.8 if self._folder_root(names) is not None else 0.0
 
+    def match_contents(self, tree, names: list[str]) -> float:
+        return 0.9 if any("emotion" in h for h in _pixel_csvs(tree, names).values()) else 0.0
+
     def discover(self, tree, names: list[str], options: SourceOptions) -> Iterator[Item]:
-        layout = self.facts["layout"]
-        csvs = find_csvs(names)
-        if csvs:
-            for member in csvs:
-                yield from read_pixel_csv(tree, member, self.name, self.facts["classes"], layout["usage"])
+        if _pixel_csvs(tree, names):
+            yield from discover_csvs(tree, names, options)
             return
+        if options.split is not None:
+            raise UsageError(
+                f"split={options.split!r} is for FER2013 CSVs without a Usage column; this tree holds the folder "
+                "layout, whose folders give the splits: leave split out"
+            )
         yield from self._discover_folders(names)
 
     def _discover_folders(self, names: list[str]) -> Iterator[Item]:

@@ -17,29 +17,39 @@ import posixpath
 from collections.abc import Iterator
 
 from .base import Item, SideFile, Source, SourceOptions, Unparsed
-from .fer2013 import find_csvs, read_pixel_csv
+from .fer2013 import csv_headers, discover_csvs
 
 
 class FerPlus(Source):
     name = "ferplus"
+    takes_split = True
 
-    def _votes(self, names: list[str]) -> list[str]:
-        votes = self.facts["layout"]["votes_file"]
-        return [n for n in names if posixpath.basename(n) == votes]
+    def _vote_columns(self) -> set[str]:
+        return {c.lower() for c in self.facts["layout"]["vote_columns"]}
+
+    def _votes(self, tree, names: list[str]) -> list[str]:
+        """CSV members whose header holds FER+'s vote columns, whatever their name."""
+        columns = self._vote_columns()
+        return [m for m, header in csv_headers(tree, names).items() if columns <= set(header)]
 
     def match(self, names: list[str]) -> float:
-        return 1.0 if self._votes(names) and find_csvs(names) else 0.0
+        votes = self.facts["layout"]["votes_file"]
+        fer = {"fer2013.csv", "icml_face_data.csv"}
+        bases = {posixpath.basename(n).lower() for n in names}
+        return 1.0 if votes in bases and bases & fer else 0.0
+
+    def match_contents(self, tree, names: list[str]) -> float:
+        headers = csv_headers(tree, names)
+        has_votes = any(self._vote_columns() <= set(h) for h in headers.values())
+        has_pixels = any("pixels" in h and "emotion" in h for h in headers.values())
+        return 1.0 if has_votes and has_pixels else 0.0
 
     def discover(self, tree, names: list[str], options: SourceOptions) -> Iterator[Item]:
-        from ..resources import load_toml
-
-        votes = self._votes(names)
-        csvs = find_csvs(names)
-        if not votes or not csvs:
+        votes = self._votes(tree, names)
+        has_pixels = any("pixels" in h for h in csv_headers(tree, names).values())
+        if not votes or not has_pixels:
             missing = "fer2013new.csv (the FER+ votes)" if not votes else "fer2013.csv (the FER2013 pixels)"
             yield Unparsed(tree.path.name, f"FER+ needs {missing} in the same archive or folder")
             return
         yield SideFile(member=votes[0], name=self.facts["layout"]["votes_file"])
-        fer = load_toml("fer2013")
-        for member in csvs:
-            yield from read_pixel_csv(tree, member, self.name, fer["classes"], fer["layout"]["usage"])
+        yield from discover_csvs(tree, names, options)

@@ -36,7 +36,8 @@ def test_second_command_fails_clearly_while_the_first_holds_the_workspace(tmp_pa
     ws = tmp_path / "ws"
     args = ["ingest", str(delivery), "--dataset", "imagefolder", "--no-align", "-w", str(ws)]
     first = start_ferdata(*args, env=clean_env())
-    assert wait_for(lambda: (ws / ".ferdata" / "lock").exists())
+    # the lock names its holder a moment after it is created: freeze the holder only once it has
+    assert wait_for(lambda: Workspace._read_lock(ws / ".ferdata" / "lock") is not None)
     first.send_signal(signal.SIGSTOP)  # frozen while it holds the lock: the overlap is certain
     holder = json.loads((ws / ".ferdata" / "lock").read_text())
     assert holder["pid"] == first.pid and holder["command"] == "ingest"

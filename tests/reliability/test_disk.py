@@ -21,6 +21,7 @@ import resource
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,92 @@ def test_full_disk_while_a_nested_archive_is_spooled_is_one_clear_line(sandbox: 
     again = run(args)  # room again: the same command now ingests the nested images
     assert again.returncode == 0, again.stderr
     assert len(ws.load("imagefolder").frame) == 12
+
+
+def _user_namespaces() -> bool:
+    """Whether this machine lets an unprivileged process mount a tmpfs of its own (unshare -Urm)."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True, timeout=30)  # noqa: PLW1510
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def full_disk_setup(tmp_path_factory) -> dict:
+    """A workspace after ingest, votes for it, and a second delivery to ingest."""
+    root = tmp_path_factory.mktemp("full-disk")
+    ws = Workspace.resolve(root / "ws")
+    ingest(msd_e_tree(root / "src", subjects=3), ws, dataset="msd-e", align=False)
+    return {
+        "root": root,
+        "ws": ws.root,
+        "votes": write_votes(root / "votes.csv", ws.load("msd-e").frame["image_id"]),
+        "bigger": msd_e_tree(root / "bigger", subjects=4),
+    }
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param("tmpfs", marks=pytest.mark.skipif(not _user_namespaces(), reason="no user namespaces: no tmpfs of our own")),
+        "fsize",
+    ],
+    ids=["ENOSPC on a full tmpfs", "EFBIG under RLIMIT_FSIZE=0"],
+)
+def test_every_writing_command_on_a_disk_with_0_bytes_free_is_one_line(full_disk_setup, mode: str, tmp_path: Path) -> None:
+    """Each command that writes, on a disk that has no byte left: exit 1 with one line, the
+    workspace unchanged, no lock left behind (a lock file is created, but its holder cannot be
+    written), no temporary file; with room again, the same command succeeds.
+
+    ``tmpfs``: a real ENOSPC, on a 32 MiB tmpfs mounted in a user namespace and filled to its
+    last byte. ``fsize``: each command may not write a single byte (EFBIG), for machines where
+    unprivileged namespaces are not allowed."""
+    import json
+
+    setup = full_disk_setup
+    commands = [
+        ["ingest", str(setup["bigger"]), "--dataset", "msd-e", "--no-align", "-w", "{ws}"],
+        ["relabel", "-w", "{ws}", "--votes", str(setup["votes"])],
+        ["pairs", "-w", "{ws}"],
+        ["folds", "--k", "2", "-w", "{ws}"],
+        ["tag", "add", "-w", "{ws}", "--tag", "glasses", "--where", "subject_id == '001'"],
+        ["align", "-w", "{ws}", "--device", "cpu"],
+        ["mask-synth", "-w", "{ws}"],
+        ["check-leakage", "-w", "{ws}"],
+        ["publish", "-w", "{ws}", "--images", "original", "--out", "{out}/published"],
+        ["demo", "--out", "{out}/demo", "--epochs", "1", "--device", "cpu"],
+    ]
+    if mode == "fsize":  # every locking command fails at the lock the same way: one of them is enough here
+        commands = [c for c in commands if c[0] in ("ingest", "relabel", "publish", "demo")]
+    scratch = tmp_path / "disk"
+    scratch.mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "mode": mode, "workspace": str(setup["ws"]), "scratch": str(scratch), "commands": commands,
+        "retry": ["relabel", "-w", "{ws}", "--votes", str(setup["votes"])],
+    }))
+    driver = [sys.executable, str(Path(__file__).with_name("full_disk_driver.py")), str(config)]
+    done = subprocess.run(["unshare", "-Urm", *driver] if mode == "tmpfs" else driver,  # noqa: PLW1510
+                          capture_output=True, text=True, timeout=600, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+
+    for result in report["results"]:
+        command = " ".join(result["args"][:2])
+        assert result["rc"] == 1, (command, result["stderr"])
+        line = one_line_error(result["stderr"])
+        assert ("No space left on device" if mode == "tmpfs" else "File too large") in line, (command, line)
+        assert "free some disk space" in line, (command, line)
+        assert result["unchanged"] and not result["lock_left"] and result["temporary_files"] == [], (command, result)
+    assert report["retry"]["rc"] == 0, report["retry"]["stderr"]  # room again: the same command succeeds
+
+
+def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path: Path) -> None:
+    """ENAMETOOLONG (a path over PATH_MAX; names over 255 bytes are refused when the archive is
+    opened) is the user's problem too: one line, not a traceback."""
+    with pytest.raises(WorkspaceWriteError, match="the path is too long for this file system") as caught:
+        with disk_errors(tmp_path / "x"):
+            os.open(str(tmp_path) + ("/" + "a" * 200) * 25 + "/x", os.O_CREAT | os.O_WRONLY)
+    assert "\n" not in str(caught.value)
