@@ -31,7 +31,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,15 +236,27 @@ def faces_bytes(n: int, size: int) -> int:
     return n * 3 * size * size
 
 
+def map_faces(path: Path | str, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only uint8 array over a file of faces, mapped for random access: batches read
+    scattered faces, so the kernel is told not to read ahead (nor map neighbouring pages)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype=np.uint8).reshape(shape)
+
+
 class DiskFaces:
     """uint8 faces N x 3 x S x S in a memory-mapped file: what :func:`load_faces` returns beyond
     the memory budget. Indexing reads only the rows asked for; the operating system keeps the
     recently used pages in its cache and drops them under pressure."""
 
-    def __init__(self, path: Path | None, shape: tuple[int, int, int, int], array: np.memmap | None = None) -> None:
+    def __init__(self, path: Path | None, shape: tuple[int, int, int, int], array: np.ndarray | None = None) -> None:
         self.path = path
         self.shape = shape
-        self.array = array if array is not None else np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
+        self.array = array if array is not None else map_faces(path, shape)
         self.dtype = np.uint8
 
     def __len__(self) -> int:
@@ -270,15 +282,6 @@ class DiskFaces:
         if isinstance(rows, torch.Tensor):
             rows = rows.cpu().numpy()
         return self.take(np.atleast_1d(np.asarray(rows)))
-
-
-def take_faces(images: Any, rows: np.ndarray) -> torch.Tensor:
-    """``images[rows]`` as a CPU uint8 tensor, for either kind of storage."""
-    import torch
-
-    if isinstance(images, DiskFaces):
-        return images.take(rows)
-    return images[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
 
 
 # ----------------------------------------------------------------------------- loading
@@ -475,24 +478,29 @@ def decode_face(source: Path | bytes, size: int) -> np.ndarray:
 
 def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, cache_dir: Path | str | None,
             progress: ProgressFn) -> Any:
-    """Decode into memory when the faces fit ``budget``, else into a memory-mapped file."""
+    """Decode into memory when the faces fit ``budget``, else into a file mapped read-only.
+
+    The file is written sequentially, a block of faces at a time, so decoding never holds more
+    than one block; training then maps it, and the pages it reads stay reclaimable page cache.
+    """
     import torch
 
     shape = (len(rows), 3, size, size)
     if faces_bytes(len(rows), size) <= budget:
         target = np.empty(shape, dtype=np.uint8)
-        _decode_into(target, rows, origin, size, progress)
+
+        def put(first: int, block: np.ndarray) -> None:
+            target[first : first + len(block)] = block
+
+        _decode_blocks(rows, origin, size, progress, put)
         return torch.from_numpy(target)
     if cache_dir is None:
         handle = tempfile.NamedTemporaryFile(prefix="ferdata-faces-", suffix=".u8", delete=False)
         handle.close()
-        target = np.memmap(handle.name, dtype=np.uint8, mode="w+", shape=shape)
         try:
-            _decode_into(target, rows, origin, size, progress)
-            target.flush()
-            array = np.memmap(handle.name, dtype=np.uint8, mode="r", shape=shape)
+            _decode_to_file(Path(handle.name), rows, origin, size, progress)
+            array = map_faces(handle.name, shape)
         finally:
-            del target
             try:  # the mapping keeps the data; the name is not needed (POSIX)
                 os.unlink(handle.name)
             except OSError:
@@ -508,12 +516,23 @@ def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, 
         return DiskFaces(path, shape)
     for old in folder.glob(f"faces-{size}px-*.u8"):  # a cache of sources that changed since
         old.unlink(missing_ok=True)
-    with atomic_path(path) as tmp:
-        target = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-        _decode_into(target, rows, origin, size, progress)
-        target.flush()
-        del target
+    with atomic_path(path, durable=False) as tmp:  # a cache: rebuilt if a crash loses it
+        _decode_to_file(tmp, rows, origin, size, progress)
     return DiskFaces(path, shape)
+
+
+def _decode_to_file(path: Path, rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn) -> None:
+    with open(path, "wb") as fh:
+        written = 0
+
+        def put(first: int, block: np.ndarray) -> None:
+            nonlocal written
+            if first != written:
+                raise AssertionError(f"faces decoded out of order: block at {first}, file at {written}")
+            fh.write(block.tobytes())
+            written += len(block)
+
+        _decode_blocks(rows, origin, size, progress, put)
 
 
 def _cache_key(rows: pd.DataFrame, origin: dict[str, Any], size: int) -> str:
@@ -533,33 +552,37 @@ def _cache_key(rows: pd.DataFrame, origin: dict[str, Any], size: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decode_into(target: np.ndarray, rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn) -> None:
-    """Write every face of ``rows`` into ``target[i]`` (3 x S x S), in row order."""
+def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn,
+                   put: Callable[[int, np.ndarray], None]) -> None:
+    """Decode the faces of ``rows`` in row order, handing ``put(first row, block)`` consecutive
+    blocks of at most ``_READ_BATCH`` faces (``block`` is n x 3 x S x S)."""
     total = len(rows)
     done = 0
 
-    def put(i: int, source: Path | bytes | None, where: str) -> None:
+    def one(job: tuple[int, Path | bytes | None, str], block: np.ndarray, first: int) -> None:
+        i, source, where = job
         if source is None:
             raise ImageUnreadable(f"{where} holds no image bytes: publish the dataset again")
         try:
-            target[i] = decode_face(source, size).transpose(2, 0, 1)
+            block[i - first] = decode_face(source, size).transpose(2, 0, 1)
         except (OSError, ValueError) as exc:
             raise ImageUnreadable(f"cannot decode the face crop {where}: {exc}; run ferdata align again") from None
 
+    if origin["kind"] == "workspace":
+        paths = rows["image"].tolist()
+        batches = ([(i, paths[i], str(paths[i])) for i in range(first, min(first + _READ_BATCH, total))]
+                   for first in range(0, total, _READ_BATCH))
+    else:
+        batches = ([(target, cell, f"{shard} row {row}") for target, cell, row in jobs]
+                   for _, shard, jobs in _published_batches(Path(origin["path"]), origin["shards"], rows["image"].tolist()))
     # Pillow releases the GIL while it decodes, so a few threads keep every core busy
     with ThreadPoolExecutor(max_workers=4) as pool:
-        if origin["kind"] == "workspace":
-            paths = rows["image"].tolist()
-            for first in range(0, total, _READ_BATCH):
-                chunk = range(first, min(first + _READ_BATCH, total))
-                list(pool.map(lambda i: put(i, paths[i], str(paths[i])), chunk))
-                done += len(chunk)
-                progress("decode faces", done, total)
-            return
-        base = Path(origin["path"])
-        for number, shard, batch in _published_batches(base, origin["shards"], rows["image"].tolist()):
-            list(pool.map(lambda job: put(job[0], job[1], f"{shard} row {job[2]}"), batch))
-            done += len(batch)
+        for jobs in batches:
+            first = jobs[0][0]
+            block = np.empty((len(jobs), 3, size, size), dtype=np.uint8)
+            list(pool.map(lambda job: one(job, block, first), jobs))
+            put(first, block)
+            done += len(jobs)
             progress("decode faces", done, total)
 
 

@@ -342,9 +342,11 @@ class DeviceFaces:
         import torch
 
         rows = np.asarray(rows, dtype=np.int64)
-        if self.tensor is not None:
-            return self.tensor[torch.from_numpy(rows).to(self.tensor.device)].to(self.device, non_blocking=True)
-        return self._host(rows).to(self.device, non_blocking=True)
+        if self.tensor is None:
+            return self._host(rows).to(self.device, non_blocking=True)
+        if self.tensor.device.type == "cpu":  # numpy's gather copies whole faces; torch's indexing goes byte by byte
+            return torch.from_numpy(self.tensor.numpy()[rows]).to(self.device, non_blocking=True)
+        return torch.index_select(self.tensor, 0, torch.from_numpy(rows).to(self.tensor.device))
 
     def stream(self, batches: Sequence[np.ndarray]) -> Iterator[Any]:
         """``take`` of each batch in turn; from disk, the next batch is read while this one trains."""
@@ -610,12 +612,12 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
     rows = rows[pd.notna(data.split[rows])]
     part = {name: rows[data.split[rows] == name] for name in ("train", "val", "test")}
     if not len(part["train"]):
-        raise UsageError(f"protocol split: no image of subset {config.subset} is in the train split "
-                         f"(splits present: {', '.join(data.splits) or 'none'}); use protocol folds after ferdata folds")
+        raise UsageError(f"protocol=split: no image of subset {config.subset} is in the train split "
+                         f"(splits present: {', '.join(data.splits) or 'none'}); run ferdata folds, then protocol=folds")
     evaluated = "test" if len(part["test"]) else "val"
     if not len(part[evaluated]):
-        raise UsageError(f"protocol split: subset {config.subset} has no val or test image to evaluate on; "
-                         "use protocol folds after ferdata folds")
+        raise UsageError(f"protocol=split: subset {config.subset} has no val or test image to evaluate on; "
+                         "run ferdata folds, then protocol=folds")
     select = evaluated == "test" and len(part["val"]) > 0
     watched = "val" if select else (evaluated if config.epoch_log else None)
     train = part["train"]
@@ -909,7 +911,7 @@ def train_baseline(
     })
     # A run killed while writing leaves temporary files (a torn checkpoint among them) that nothing
     # reads: clear them. Two runs into one RUN_DIR at once are not supported.
-    for folder in (run_dir, *sorted(run_dir.glob("folds/fold-*/")), run_dir / "split"):
+    for folder in (run_dir, *sorted(run_dir.glob("folds/fold-*/")), run_dir / "split", run_dir / "cache"):
         if folder.is_dir():
             remove_stale_temps(folder)
     with atomic_path(run_dir / ASSIGNMENT_FILE) as tmp:
