@@ -133,7 +133,7 @@ def train_baseline_command(
     epoch_log: Annotated[bool, typer.Option(help="Predict the evaluated images after every epoch (epochs.csv; a "
                                             "diagnostic under folds).")] = True,
     memory_budget: Annotated[str | None, typer.Option(help="Decoded faces above this size (e.g. 8GiB, 500MB, 0) go to a "
-                                                      "memory-mapped file in RUN_DIR/cache [default: half the available memory]",
+                                                      "file in RUN_DIR/cache, read back a batch at a time [default: half the available memory]",
                                                       show_default=False)] = None,
 ) -> None:
     """Train ResNet-18 under a dataset's protocol: MSD-E's k-fold CV, or the official split.

@@ -5,8 +5,8 @@ workspace, the ``image`` bytes in a published folder) is decoded once, resized t
 size and kept as one ``uint8`` array of N x 3 x S x S. Augmentation then runs on whole batches of
 tensors (:mod:`ferdata.train.loop`). Where those bytes fit the memory budget they are held in
 memory (a 112-pixel face takes 37 KB: MSD-E's 1,960 faces take 74 MB); beyond it they go to a
-memory-mapped file on disk (:class:`DiskFaces`), which the operating system pages in as batches
-ask for them, so a million FERV39k frames train with bounded memory.
+file on disk (:class:`DiskFaces`), read back a batch at a time through the operating system's
+page cache, so a million FERV39k frames train with bounded memory.
 
 Two inputs, one loader (:func:`load_faces`):
 
@@ -237,27 +237,35 @@ def faces_bytes(n: int, size: int) -> int:
 
 
 def map_faces(path: Path | str, shape: tuple[int, ...]) -> np.ndarray:
-    """A read-only uint8 array over a file of faces, mapped for random access: batches read
-    scattered faces, so the kernel is told not to read ahead (nor map neighbouring pages)."""
+    """A read-only uint8 array over a file of faces (memory-mapped)."""
     import mmap
 
     with open(path, "rb") as fh:
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        mapped.madvise(mmap.MADV_RANDOM)
     return np.frombuffer(mapped, dtype=np.uint8).reshape(shape)
 
 
 class DiskFaces:
-    """uint8 faces N x 3 x S x S in a memory-mapped file: what :func:`load_faces` returns beyond
-    the memory budget. Indexing reads only the rows asked for; the operating system keeps the
-    recently used pages in its cache and drops them under pressure."""
+    """uint8 faces N x 3 x S x S in a file: what :func:`load_faces` returns beyond the memory
+    budget. :meth:`take` reads only the faces asked for, each with one positional read
+    (``os.preadv`` into the batch), so the process holds no more than its batches; the operating
+    system keeps recently read pages in its page cache and drops them under pressure. Where
+    ``os.preadv`` is missing (Windows) the file is memory-mapped instead.
 
-    def __init__(self, path: Path | None, shape: tuple[int, int, int, int], array: np.ndarray | None = None) -> None:
+    Why not a memory map everywhere: mapped pages count in the process's resident size, and on
+    Linux 6.x, whose page cache holds files in large folios, touching one face maps its whole
+    folio: a few thousand random batches mapped all of a 2.3 GiB cache (benchmarks.md)."""
+
+    def __init__(self, path: Path | None, shape: tuple[int, int, int, int], *, fd: int | None = None) -> None:
+        import weakref
+
         self.path = path
         self.shape = shape
-        self.array = array if array is not None else map_faces(path, shape)
         self.dtype = np.uint8
+        self.face_bytes = int(np.prod(shape[1:]))
+        self.fd = fd if fd is not None else os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._close = weakref.finalize(self, os.close, self.fd)
+        self.array = None if hasattr(os, "preadv") else map_faces(path, shape)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -271,9 +279,16 @@ class DiskFaces:
         import torch
 
         rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable")  # read the file forwards
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
-        out[order] = self.array[rows[order]]
+        if self.array is not None:
+            out[:] = self.array[rows]
+            return torch.from_numpy(out)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"face rows outside 0..{self.shape[0] - 1}")
+        flat = out.reshape(len(rows), self.face_bytes)
+        for i in np.argsort(rows, kind="stable"):  # read the file forwards
+            if os.preadv(self.fd, [flat[i]], int(rows[i]) * self.face_bytes) != self.face_bytes:
+                raise ImageUnreadable(f"{self.path or 'the face cache'} is shorter than {self.shape[0]} faces: delete it")
         return torch.from_numpy(out)
 
     def __getitem__(self, rows) -> torch.Tensor:
@@ -301,8 +316,8 @@ def load_faces(
     ``source`` is a :class:`~ferdata.workspace.Workspace`, a workspace folder (it holds
     ``manifests/``) or a published dataset folder (it holds Parquet shards). When the decoded
     faces (N x 3 x S x S bytes) exceed ``memory_budget`` (bytes or a size such as ``"8GiB"``;
-    default half the memory available now) they are written to a memory-mapped file in
-    ``cache_dir`` (reused while the sources do not change), else to an unlinked temporary file.
+    default half the memory available now) they are written to a file in ``cache_dir`` (reused
+    while the sources do not change), else to an unlinked temporary file (:class:`DiskFaces`).
     """
     from ..workspace import Workspace
 
@@ -478,10 +493,10 @@ def decode_face(source: Path | bytes, size: int) -> np.ndarray:
 
 def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, cache_dir: Path | str | None,
             progress: ProgressFn) -> Any:
-    """Decode into memory when the faces fit ``budget``, else into a file mapped read-only.
+    """Decode into memory when the faces fit ``budget``, else into a file (:class:`DiskFaces`).
 
     The file is written sequentially, a block of faces at a time, so decoding never holds more
-    than one block; training then maps it, and the pages it reads stay reclaimable page cache.
+    than one block.
     """
     import torch
 
@@ -499,13 +514,14 @@ def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, 
         handle.close()
         try:
             _decode_to_file(Path(handle.name), rows, origin, size, progress)
-            array = map_faces(handle.name, shape)
+            faces = DiskFaces(Path(handle.name), shape)
         finally:
-            try:  # the mapping keeps the data; the name is not needed (POSIX)
+            try:  # the open descriptor keeps the data; the name is not needed (POSIX)
                 os.unlink(handle.name)
             except OSError:
                 pass
-        return DiskFaces(None, shape, array)
+        faces.path = None
+        return faces
     from ..fsutil import atomic_path
 
     folder = Path(cache_dir)

@@ -41,7 +41,7 @@ Layout of ``RUN_DIR``::
     results.json, results.md, confusion-*.png, tsne.png   (see :mod:`ferdata.train.report`)
 
 Speed: the faces sit in memory as one uint8 tensor (on the GPU when training there, if it fits)
-or, beyond the memory budget, in a memory-mapped file read a batch ahead; batches are gathered
+or, beyond the memory budget, in a file on disk read a batch ahead; batches are gathered
 by index and augmented as whole tensors (random flip and a small random affine warp), networks
 run channels-last and under autocast (``precision``, see :class:`Accelerator`): on CUDA bf16
 where supported, else fp16 with a gradient scaler; on a CPU with native bf16 instructions
@@ -321,7 +321,7 @@ class DeviceFaces:
 
     In-memory faces move to the GPU once when they take at most half its free memory; faces on
     disk (:class:`~ferdata.train.data.DiskFaces`) are read a batch ahead by a helper thread while
-    the current batch trains (numpy and torch release the GIL for the copies)."""
+    the current batch trains (the reads and torch's kernels release the GIL)."""
 
     def __init__(self, images: Any, acc: Accelerator) -> None:
         import torch
@@ -680,8 +680,8 @@ def check_teacher_run(teacher_dir: Path, data: FaceData, config: TrainConfig) ->
     both = assignment_frame(data)[["image_id", column]].merge(theirs, on="image_id", suffixes=("_here", "_there"))
     if both.empty:
         raise UsageError(f"{where} shares no image with this run's data: it was trained on other images")
-    here, there = both[f"{column}_here"].astype(object), both[f"{column}_there"].astype(object)
-    differ = ~((here == there) | (here.isna() & there.isna())).to_numpy(bool)
+    here, there = (both[f"{column}_{side}"].astype("string").fillna("none") for side in ("here", "there"))
+    differ = (here != there).to_numpy(bool)
     if differ.any():
         first = both[differ].iloc[0]
         raise UsageError(
