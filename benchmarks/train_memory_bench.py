@@ -152,7 +152,9 @@ def interleaved_training(root: Path, size: int, steps: int, batch: int) -> dict:
         state[name] = (model, make_optimizer(model, TrainConfig(image_size=size))[0], torch.Generator().manual_seed(0),
                        pipelines[name].stream(batches))
     for i in range(len(batches)):
-        for name, (model, optimizer, generator, stream) in state.items():
+        order = list(state) if i % 2 == 0 else list(state)[::-1]  # neither pipeline always goes first
+        for name in order:
+            model, optimizer, generator, stream = state[name]
             start = time.perf_counter()
             images = next(stream)
             with acc.autocast():
