@@ -210,7 +210,7 @@ def test_results_say_random_initialisation_steps_per_epoch_and_log_each_epoch(ru
     markdown = (result.run_dir / "results.md").read_text()
     assert summary["initialisation"]["kind"] == "random"
     assert "(random initialisation)" in summary["experiment"] and markdown.startswith(f"# {summary['experiment']}")
-    assert "**Initialisation: random.**" in markdown
+    assert "**Initialisation: random** (no `--init`)" in markdown
     # 21 training images (ce on nm) or 21 pairs = 42 images (cl, kd) per fold, batch 16
     assert summary["steps_per_epoch"]["per_round"] == {"0": steps, "1": steps}
     assert summary["steps_per_epoch"]["ce_on_the_same_images"] == ce_steps

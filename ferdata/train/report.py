@@ -259,6 +259,10 @@ def _pct(mean: float | None, std: float | None) -> str:
     return "–" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
 
 
+_METRIC_NAMES = {"accuracy": "accuracy", "accuracy_nm": "non-masked", "accuracy_m": "masked",
+                 "mean_per_class": "mean per-class", "clip_war": "clip WAR", "clip_uar": "clip UAR"}
+
+
 def _pct1(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
@@ -272,8 +276,8 @@ def _common_lines(summary: dict[str, Any]) -> list[str]:
     lines = [""]
     init = summary["initialisation"]
     if init["kind"] == "random":
-        lines.append("**Initialisation: random.** The paper starts ResNet-18 from MS-Celeb-1M face-recognition "
-                     "weights; pass them with `--init` (docs/train-baseline.md says how to obtain them).")
+        lines.append("**Initialisation: random** (no `--init`). The MSD-E paper starts ResNet-18 from MS-Celeb-1M "
+                     "face-recognition weights; docs/train-baseline.md says how to obtain and pass them.")
     else:
         lines.append(f"**Initialisation:** {init['label']} ({init.get('loaded', '?')} tensors loaded).")
     steps = summary["steps_per_epoch"]
@@ -292,7 +296,7 @@ def _common_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"Warning: {warning}.")
     log = summary.get("epoch_log")
     if log and summary["protocol"] == "folds":
-        metric = log["metric"].replace("_", " ")
+        metric = _METRIC_NAMES.get(log["metric"], log["metric"])
         lines += ["", (f"Per-epoch validation log (`epochs.csv`, a diagnostic: the reported number is the last epoch's): "
                        f"mean {metric} over folds {_pct1(log['last'])}% at the last epoch ({log['last_epoch']}), "
                        f"{_pct1(log['best'])}% at the best epoch ({log['best_epoch']}); "
@@ -300,7 +304,8 @@ def _common_lines(summary: dict[str, Any]) -> list[str]:
     baseline = summary.get("baseline")
     if baseline:
         lines += ["", f"Published baseline ({baseline['source']}; {baseline.get('where', '')}), {baseline['metric']}:", ""]
-        lines += ["| | " + " | ".join(baseline["compare"]) + " |", "|---|" + "---|" * len(baseline["compare"])]
+        lines += ["| | " + " | ".join(_METRIC_NAMES.get(k, k) for k in baseline["compare"]) + " |",
+                  "|---|" + "---|" * len(baseline["compare"])]
         lines.append("| published | " + " | ".join(f"{baseline['compare'][k]['published']:.2f}" for k in baseline["compare"]) + " |")
         lines.append("| this run | " + " | ".join(_pct1(baseline["compare"][k]["ours"]) for k in baseline["compare"]) + " |")
         if baseline["differences"]:
@@ -366,14 +371,15 @@ def _markdown_split(summary: dict[str, Any], experiment: str) -> str:
                      f"{_pct1(clip['uar'])} | – | – |")
     lines.append(f"| {names.get(evaluated, evaluated)}, {'frames' if clip else 'images'} | {_pct1(frame['war'])} | "
                  f"{_pct1(frame['uar'])} | {_pct1(frame['accuracy_nm'])} | {_pct1(frame['accuracy_m'])} |")
-    lines += ["", "Per-class recall (diagonal of the normalised confusion matrix):", "", *_names(classes)]
+    lines += ["", "Per-class recall (diagonal of the normalised confusion matrix):", "",
+              "| " + ("evaluated" if clip else "images") + " | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     if clip:
         lines.append("| clips | " + " | ".join("–" if clip["per_class"][c] is None else f"{clip['per_class'][c]:.2f}" for c in classes) + " |")
     lines.append(f"| {'frames' if clip else 'images'} | " + " | ".join(
         "–" if frame["per_class"][c] is None else f"{frame['per_class'][c]:.2f}" for c in classes) + " |")
     log = summary.get("epoch_log")
     if log:
-        metric = log["metric"].replace("_", " ")
+        metric = _METRIC_NAMES.get(log["metric"], log["metric"])
         where = names.get(summary["watched_split"], summary["watched_split"])
         lines += ["", (f"Per-epoch log on {where} (`epochs.csv`): {metric} {_pct1(log['last'])}% at the last epoch, "
                        f"{_pct1(log['best'])}% at its best epoch ({log['best_epoch']})"
