@@ -34,7 +34,7 @@ from PIL import Image
 
 from ferdata.schema import BASIC_LABELS, Manifest, new_frame
 from ferdata.train.data import load_faces
-from ferdata.train.loop import Accelerator, TrainConfig, make_optimizer
+from ferdata.train.loop import Accelerator, DeviceFaces, TrainConfig, draw_augment, make_optimizer
 from ferdata.train.models import build_model
 from ferdata.workspace import Workspace
 
@@ -80,14 +80,16 @@ def baseline_batches(folder: Path, size: int, batch: int, workers: int):
 
 
 def ferdata_batches(data, batch: int, acc: Accelerator):
-    """Endless (x, y) batches the way ``fit`` makes them: index the uint8 faces, augment the batch."""
+    """Endless (x, y) batches the way ``fit`` makes them: gather the uint8 faces, augment the batch."""
     generator = torch.Generator().manual_seed(0)
     labels = torch.tensor(data.label)
+    faces = DeviceFaces(data.images, acc)
     while True:
-        order = torch.randperm(len(data), generator=generator)
+        order = torch.randperm(len(data), generator=generator).numpy()
         for first in range(0, len(order) - batch + 1, batch):
             chosen = order[first : first + batch]
-            yield acc.inputs(data.images[chosen], True, generator), labels[chosen]
+            theta = draw_augment(len(chosen), generator, acc.device)
+            yield acc.inputs(faces.take(chosen), theta), labels[torch.from_numpy(chosen)]
 
 
 def baseline_stepper(model):

@@ -1,7 +1,8 @@
-"""Likely label errors from a training run's out-of-fold probabilities (``ferdata label-issues``).
+"""Likely label errors from a training run's held-out probabilities (``ferdata label-issues``).
 
-Every image in ``RUN_DIR/oof.parquet`` was predicted by a network that never trained on it, which
-is what confident learning needs: cleanlab's ``find_label_issues`` estimates, per class, how
+Every image in ``RUN_DIR/oof.parquet`` (protocol folds: out-of-fold predictions of every image)
+or ``RUN_DIR/predictions.parquet`` (protocol split: the evaluated split only) was predicted by a
+network that never trained on it, which is what confident learning needs: cleanlab's ``find_label_issues`` estimates, per class, how
 often the given label disagrees with a confident prediction, and flags the images whose label is
 most likely wrong. They are ranked by cleanlab's self-confidence label-quality score (the
 probability the network gives to the image's own label, lowest first).
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 TAG = "label_issue"
 TABLE = "label_issues.csv"
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+PREDICTION_FILES = ("oof.parquet", "predictions.parquet")  # protocol folds, protocol split
 ISSUE_COLUMNS = ("rank", "image_id", "fold", "masked", "label", "predicted", "label_quality", "p_predicted")
 
 
@@ -58,7 +60,7 @@ def rank_label_issues(oof: pd.DataFrame, *, filter_by: str = "prune_by_noise_rat
         raise UsageError(f"unknown --filter {filter_by!r}: choose one of {', '.join(FILTERS)}")
     classes = _classes(oof)
     if not classes:
-        raise UsageError("oof.parquet has no p_<class> columns: was it written by ferdata train-baseline?")
+        raise UsageError("the predictions have no p_<class> columns: were they written by ferdata train-baseline?")
     index = {c: i for i, c in enumerate(classes)}
     labels = oof["label"].map(index).to_numpy(dtype=np.int64)
     probs = oof[[f"p_{c}" for c in classes]].to_numpy(dtype=np.float64)
@@ -137,10 +139,10 @@ def label_issues(
     from .workspace import Workspace
 
     run_dir = Path(run_dir)
-    oof_path = run_dir / "oof.parquet"
-    if not oof_path.exists():
-        raise UsageError(f"{oof_path} does not exist: run ferdata train-baseline --out {run_dir} first")
-    oof = pd.read_parquet(oof_path)
+    found = [run_dir / name for name in PREDICTION_FILES if (run_dir / name).exists()]
+    if not found:
+        raise UsageError(f"{run_dir} holds no {' or '.join(PREDICTION_FILES)}: run ferdata train-baseline --out {run_dir} first")
+    oof = pd.read_parquet(found[0])
     issues = rank_label_issues(oof, filter_by=filter_by)
     table_path = run_dir / TABLE
     with atomic_path(table_path) as tmp:

@@ -62,6 +62,16 @@ def trained(tmp_path_factory):
     return ws, root / "run", root
 
 
+def test_the_reported_epoch_is_the_last_whatever_the_validation_log_says(trained):
+    _, run, _ = trained
+    log = pd.read_csv(run / "epochs.csv")
+    oof = pd.read_parquet(run / "oof.parquet")
+    assert sorted(log["epoch"].unique()) == [1, 2, 3, 4, 5, 6]
+    for fold, part in oof.groupby("fold"):
+        right = (part["label"] == part["predicted"]).mean()
+        assert log[(log["round"] == fold) & (log["epoch"] == 6)]["val_accuracy"].item() == pytest.approx(right)
+
+
 def test_label_issues_ranks_the_planted_error_high_and_tags_it(trained):
     ws, run, _ = trained
     result = label_issues(run, tag=True)

@@ -7,6 +7,7 @@ at its own place, so a network can learn them in a few steps; a "mask" greys the
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,13 @@ from typer.testing import CliRunner
 from ferdata.cli import app
 from ferdata.errors import UsageError
 from ferdata.schema import BASIC_LABELS, Manifest, new_frame
-from ferdata.train.data import FaceData, load_faces, pe_pairs, subset_rows
+from ferdata.train.data import FaceData, load_faces, pe_pairs, subset_rows, usable_rows
 from ferdata.train.loop import (
     Accelerator,
     TrainConfig,
     cpu_has_native_bf16,
     fit,
+    plan_rounds,
     predict,
     resolve_device,
     train_baseline,
@@ -150,6 +152,23 @@ def test_subsets_and_pairs(faces):
     assert (faces.pair_id[pairs[:, 0]] == faces.pair_id[pairs[:, 1]]).all()
 
 
+def test_usable_rows_have_a_label_and_a_crop_and_the_rest_is_counted_by_reason():
+    frame = pd.DataFrame({
+        "label": ["happy", "sad", None, None, "fear", "angry", "neutral", "fear"],
+        "label_status": ["original", "relabelled", "removed", "removed", "original", "original", "original", "original"],
+        "aligned_path": ["a.png", "b.png", "c.png", None, None, None, None, "h.png"],
+        "face_status": ["aligned", "registered", "aligned", "no_face", "no_face", "not_run", "unreadable", "registered"],
+    })
+    used, skipped = usable_rows(frame)
+    assert used.index.tolist() == [0, 1, 7]  # registered crops are as usable as detected ones
+    assert skipped == {
+        "label removed by relabelling": 2,
+        "no face crop: no face found (face_status no_face)": 1,
+        "no face crop: not aligned yet (face_status not_run; run ferdata align)": 1,
+        "no face crop: unreadable image (face_status unreadable)": 1,
+    }
+
+
 def test_rows_without_fold_or_face_are_counted_not_trained(tmp_path):
     ws = build_workspace(tmp_path / "ws", subjects=2, masked_too=False)
     manifest = ws.load()
@@ -157,8 +176,11 @@ def test_rows_without_fold_or_face_are_counted_not_trained(tmp_path):
     manifest.frame.loc[1, ["aligned_path", "face_status"]] = [None, "no_face"]
     ws.save(manifest)
     data = load_faces(ws, image_size=SIZE)
-    assert len(data) == 12
-    assert data.skipped == {"no fold (run ferdata folds)": 1, "no aligned face": 1}
+    assert len(data) == 13
+    assert data.skipped == {"no face crop: no face found (face_status no_face)": 1}
+    plan = plan_rounds(data, TrainConfig(**QUICK).for_data(data))
+    assert plan.left_out == {"no fold (run ferdata folds)": 1}
+    assert sum(len(r.evaluate) for r in plan.rounds) == 12
 
 
 # ----------------------------------------------------------------------------- runs
@@ -179,6 +201,29 @@ def test_each_method_runs_two_folds_for_one_epoch(runs, method, images):
         assert json.loads((folder / "fold.json").read_text())["precision"] == Accelerator("cpu").precision
     assert (result.run_dir / "results.md").read_text().startswith("# ResNet-18")
     assert (result.run_dir / "confusion.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("method, steps, ce_steps", [("ce", 2, 2), ("cl", 2, 3), ("kd", 2, 3)])
+def test_results_say_random_initialisation_steps_per_epoch_and_log_each_epoch(runs, method, steps, ce_steps):
+    result = runs[method]
+    summary = json.loads((result.run_dir / "results.json").read_text())
+    markdown = (result.run_dir / "results.md").read_text()
+    assert summary["initialisation"]["kind"] == "random"
+    assert "(random initialisation)" in summary["experiment"] and markdown.startswith(f"# {summary['experiment']}")
+    assert "**Initialisation: random** (no `--init`)" in markdown
+    # 21 training images (ce on nm) or 21 pairs = 42 images (cl, kd) per fold, batch 16
+    assert summary["steps_per_epoch"]["per_round"] == {"0": steps, "1": steps}
+    assert summary["steps_per_epoch"]["ce_on_the_same_images"] == ce_steps
+    assert summary["options"]["feature"] == "map-l2" and summary["protocol"] == "folds"
+    # the per-epoch log: every fold's validation numbers after each epoch, beside the results
+    log = pd.read_csv(result.run_dir / "epochs.csv")
+    assert log[["round", "epoch"]].values.tolist() == [[0, 1], [1, 1]]
+    oof = pd.read_parquet(result.run_dir / "oof.parquet")
+    for fold, part in oof.groupby("fold"):
+        right = (part["label"] == part["predicted"]).mean()
+        # 1 epoch: the logged epoch is the last one, whose network made the reported predictions
+        assert log.loc[log["round"] == fold, "val_accuracy"].item() == pytest.approx(right)
+    assert summary["epoch_log"]["last_epoch"] == 1 and summary["epoch_log"]["rounds"] == 2
 
 
 def test_cl_run_draws_confusions_per_kind_and_tsne(runs):
@@ -217,6 +262,48 @@ def test_results_json_equals_numbers_recomputed_from_oof(runs):
         assert results["mean"]["accuracy_m"] == (pytest.approx(np.mean(m)) if m else None)
         for c in classes:
             assert results["mean"]["per_class"][c] == pytest.approx(np.mean(per_class[c]))
+
+
+def test_kd_takes_a_teacher_run_on_the_same_folds_and_refuses_one_on_others(runs, published, tmp_path):
+    teacher = runs["ce"].run_dir  # subset nm, method ce, on the same published folder
+    kd = train_baseline(published, tmp_path / "kd", TrainConfig(method="kd", teacher=str(teacher), fold=0, **QUICK))
+    info = json.loads((tmp_path / "kd" / "folds" / "fold-0" / "fold.json").read_text())
+    assert info["teacher"] == str(teacher / "folds" / "fold-0" / "model.pt") and kd.warnings == []
+    assert not (tmp_path / "kd" / "folds" / "fold-0" / "teacher.pt").exists()
+    # the same teacher after `ferdata folds` ran again with another seed: fold 0 there is not fold 0 here
+    moved = tmp_path / "teacher-on-old-folds"
+    shutil.copytree(teacher, moved)
+    table = pd.read_parquet(moved / "assignment.parquet")
+    table["fold"] = 1 - table["fold"]
+    table.to_parquet(moved / "assignment.parquet")
+    with pytest.raises(UsageError, match="another fold assignment: 84 of 84 shared images"):
+        train_baseline(published, tmp_path / "leak", TrainConfig(method="kd", teacher=str(moved), **QUICK))
+    assert not (tmp_path / "leak" / "folds").exists()  # refused before anything was trained
+    refused = CliRunner().invoke(app, ["train-baseline", "--data", str(published), "--method", "kd", "--teacher", str(moved),
+                                       "--image-size", str(SIZE), "--device", "cpu", "--out", str(tmp_path / "leak")])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert f"--teacher {moved} has another fold assignment" in refused.output.replace("\n", "")
+
+
+def test_a_teacher_checkpoint_is_taken_with_a_warning(runs, published, tmp_path):
+    checkpoint = runs["ce"].run_dir / "folds" / "fold-1" / "model.pt"
+    result = CliRunner().invoke(app, ["train-baseline", "--data", str(published), "--method", "kd", "--teacher", str(checkpoint),
+                                      "--fold", "1", "--epochs", "1", "--batch-size", "16", "--image-size", str(SIZE),
+                                      "--device", "cpu", "--no-tsne", "--out", str(tmp_path / "kd")])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "cannot check which images it was trained on" in result.output
+    summary = json.loads((tmp_path / "kd" / "results.json").read_text())
+    assert len(summary["warnings"]) == 1 and "Warning: " in (tmp_path / "kd" / "results.md").read_text()
+
+
+def test_the_console_says_random_initialisation(runs, published):
+    ce = runs["ce"]  # re-run into its folder: every fold is reused, nothing trains
+    result = CliRunner().invoke(app, ["train-baseline", "--data", str(published), "--epochs", "1", "--batch-size", "16",
+                                      "--image-size", str(SIZE), "--device", "cpu", "--no-tsne", "--out", str(ce.run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "initialisation: random initialisation" in result.output
+    assert "ResNet-18 baseline on NM (random initialisation)" in result.output
+    assert "folds finished earlier and kept: 0, 1" in result.output
 
 
 def test_a_finished_fold_is_not_trained_again(runs, published):

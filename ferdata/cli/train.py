@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, err, out
+from .common import DatasetOpt, WorkspaceOpt, command, err, out, warn
 
 _SUBSETS = "nm|m|mix|pe"
 
@@ -21,6 +22,10 @@ def _milestones(text: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"expected comma-separated epoch numbers such as 8,14,20, got {text!r}") from None
 
 
+def _round(name: int | str) -> str:
+    return f"fold {name}" if isinstance(name, int) else str(name)
+
+
 @contextmanager
 def _live() -> Iterator[tuple[Callable[[str, int, int | None], None], Callable[[Any], None]]]:
     """``(progress, monitor)`` sharing one live display: decoding, then a bar per fold with loss,
@@ -30,7 +35,7 @@ def _live() -> Iterator[tuple[Callable[[str, int, int | None], None], Callable[[
         def line(step) -> None:
             if step.done == step.total:
                 err.print(
-                    f"fold {step.fold} {step.phase} epoch {step.epoch}/{step.epochs}: loss {step.loss:.4f} "
+                    f"{_round(step.fold)} {step.phase} epoch {step.epoch}/{step.epochs}: loss {step.loss:.4f} "
                     f"acc {100 * step.accuracy:.1f}% {step.images_per_s:,.0f} img/s",
                     highlight=False,
                 )
@@ -60,15 +65,27 @@ def _live() -> Iterator[tuple[Callable[[str, int, int | None], None], Callable[[
                 tasks[key] = bar.add_task("", total=step.total * step.epochs)
             bar.update(
                 tasks[key], completed=(step.epoch - 1) * step.total + step.done,
-                description=f"fold {step.fold} {step.phase} epoch {step.epoch}/{step.epochs} loss {step.loss:.3f} "
+                description=f"{_round(step.fold)} {step.phase} epoch {step.epoch}/{step.epochs} loss {step.loss:.3f} "
                 f"acc {100 * step.accuracy:.1f}% {step.images_per_s:,.0f} img/s",
             )
 
         yield progress, monitor
 
 
-def _pct(mean: float | None, std: float | None) -> str:
-    return "–" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
+def _pct(mean: float | None, std: float | None = None) -> str:
+    return "–" if mean is None else (f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}")
+
+
+# the library's argument names in its messages -> this command's flags
+_FLAGS = {name: "--" + name.replace("_", "-") for name in ("teacher", "protocol", "memory_budget", "folds", "fold", "feature")}
+
+
+def _with_flags(message: str) -> str:
+    return re.sub(r"\b(" + "|".join(_FLAGS) + r")=(\S*)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}".rstrip(), message)
+
+
+def _size(nbytes: int | None) -> str:
+    return "?" if nbytes is None else f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 @command("train-baseline")
@@ -77,13 +94,18 @@ def train_baseline_command(
     dataset: DatasetOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="A published dataset folder (ferdata publish --out DIR) "
                                               "instead of the workspace.", exists=True, file_okay=False)] = None,
-    subset: Annotated[str | None, typer.Option(help=f"{_SUBSETS}; default pe for cl/kd, else nm.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="folds (k-fold CV over the fold column, as MSD-E) or split (train on "
+                                                 "train, choose the epoch on val, report test); default folds where the data "
+                                                 "has folds and no official split, else split.")] = None,
+    subset: Annotated[str | None, typer.Option(help=f"{_SUBSETS}; default pe for cl/kd, else nm where the data holds "
+                                               "masked faces, else mix.")] = None,
     method: Annotated[str, typer.Option(help="ce (plain cross-entropy), cl (contrastive) or kd (distillation).")] = "ce",
     folds: Annotated[int | None, typer.Option(help="Expected number of folds in the fold column (checked).")] = None,
     fold: Annotated[int | None, typer.Option(help="Run only this validation fold.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = 25,
     batch_size: Annotated[int, typer.Option(help="Images per step (pairs for cl and kd).")] = 96,
-    image_size: Annotated[int, typer.Option(help="Input side in pixels; faces are resized once, when loaded.")] = 112,
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels; faces are resized once, when loaded "
+                                                   "[default: 112; 224 with --init]", show_default=False)] = None,
     lr_backbone: Annotated[float, typer.Option(help="Adam learning rate of the backbone.")] = 1e-4,
     lr_head: Annotated[float, typer.Option(help="Adam learning rate of the classifier.")] = 1e-3,
     milestones: Annotated[str, typer.Option(help="Epochs (counted from 0) where both rates are divided by 10.")] = "8,14,20",
@@ -93,68 +115,137 @@ def train_baseline_command(
         str,
         typer.Option(help="auto|fp32|bf16: autocast of the network (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."),
     ] = "auto",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: WORKSPACE/runs/SUBSET-METHOD).")] = None,
-    init: Annotated[Path | None, typer.Option(help="Face-recognition ResNet-18 state dict to start from "
-                                              "(e.g. MS-Celeb-1M).", exists=True, dir_okay=False)] = None,
-    teacher: Annotated[Path | None, typer.Option(help="KD teacher: a checkpoint, or the RUN_DIR of a --subset nm "
-                                                 "run (its model of each fold).", exists=True)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: WORKSPACE/runs/SUBSET-METHOD, "
+                                                 "split-SUBSET-METHOD under --protocol split).")] = None,
+    init: Annotated[Path | None, typer.Option(help="Face-recognition ResNet-18 state dict to start from, as the paper "
+                                              "does (MS-Celeb-1M; see docs/train-baseline.md). Without it: random "
+                                              "initialisation.", exists=True, dir_okay=False)] = None,
+    teacher: Annotated[Path | None, typer.Option(help="KD teacher: the RUN_DIR of a --subset nm run on the same folds "
+                                                 "(checked), or a checkpoint file (not checkable).", exists=True)] = None,
+    feature: Annotated[str, typer.Option(help="What CL and KD compare: map-l2 (layer-4 map, L2-normalised per "
+                                         "position, as the authors' code), pool-l2, or pool (raw pooled features).")] = "map-l2",
     cl_a: Annotated[float, typer.Option("--cl-a", help="CL: weight a of the feature MSE.")] = 0.2,
     cl_b: Annotated[float, typer.Option("--cl-b", help="CL: weight b of the two cross-entropies.")] = 1.0,
     kd_lambda: Annotated[float, typer.Option("--kd-lambda", help="KD: weight λ of the feature MSE.")] = 100.0,
     kd_p: Annotated[float, typer.Option("--kd-p", help="KD: probability that the student sees the non-masked image.")] = 0.5,
-    augment: Annotated[bool, typer.Option(help="Random flip and small affine jitter on the training faces.")] = True,
+    augment: Annotated[bool, typer.Option(help="Random flip and small affine jitter on the training faces (one draw per pair).")] = True,
     tsne: Annotated[bool, typer.Option(help="Draw tsne.png from one fold's validation features.")] = True,
+    epoch_log: Annotated[bool, typer.Option(help="Predict the evaluated images after every epoch (epochs.csv; a "
+                                            "diagnostic under folds).")] = True,
+    memory_budget: Annotated[str | None, typer.Option(help="Decoded faces above this size (e.g. 8GiB, 500MB, 0) go to a "
+                                                      "file in RUN_DIR/cache, read back a batch at a time [default: half the available memory]",
+                                                      show_default=False)] = None,
 ) -> None:
-    """Train ResNet-18 under the MSD-E protocol: k-fold cross-validation on the manifest's folds.
+    """Train ResNet-18 under a dataset's protocol: MSD-E's k-fold CV, or the official split.
 
-    Each fold trains a fresh network on the other folds (Adam, backbone and head learning rates,
-    both divided by 10 at the milestones) and predicts its own images. Writes RUN_DIR/run.json,
-    folds/fold-i/ (model.pt, history.json, predictions.parquet), oof.parquet, results.json,
+    --protocol folds: each fold trains a fresh network on the other folds (Adam, backbone and
+    head learning rates, both divided by 10 at the milestones) and predicts its own images; the
+    last epoch is reported. --protocol split: one network trains on train, the epoch is chosen on
+    val where there is also a test split, and test is reported (video: per clip too, WAR and
+    UAR). Writes RUN_DIR/run.json, the rounds' folders (model.pt, history.json,
+    predictions.parquet), oof.parquet or predictions.parquet, epochs.csv, results.json,
     results.md, confusion-matrix PNGs and tsne.png. Running the same command again skips the
-    folds already finished. No weights are downloaded: pass --init for face-recognition weights.
+    rounds already finished. No weights are downloaded: without --init the networks start from
+    random weights, and every report says so.
 
     Example: ferdata train-baseline -w ws --subset pe --method cl --folds 10 --out runs/pe-cl
     """
-    from rich.table import Table
-
+    from ..errors import FerdataError
     from ..train.loop import TrainConfig, train_baseline
     from ..workspace import Workspace
 
-    config = TrainConfig(
-        subset=subset, method=method, folds=folds, fold=fold, epochs=epochs, batch_size=batch_size,
-        image_size=image_size, lr_backbone=lr_backbone, lr_head=lr_head, milestones=_milestones(milestones),
-        seed=seed, device=device, precision=precision, init=str(init) if init else None, teacher=str(teacher) if teacher else None,
-        cl_a=cl_a, cl_b=cl_b, kd_lambda=kd_lambda, kd_p=kd_p, augment=augment, tsne=tsne,
-    ).resolved()
-    ws = None if data is not None else Workspace.resolve(workspace)
-    run_dir = out_dir if out_dir is not None else (ws.root if ws else Path.cwd()) / "runs" / f"{config.subset}-{config.method}"
-    with _live() as (progress, monitor):
-        result = train_baseline(data if data is not None else ws, run_dir, config, dataset=dataset, progress=progress,
-                                monitor=monitor)
+    try:
+        config = TrainConfig(
+            protocol=protocol, subset=subset, method=method, folds=folds, fold=fold, epochs=epochs, batch_size=batch_size,
+            image_size=image_size, lr_backbone=lr_backbone, lr_head=lr_head, milestones=_milestones(milestones),
+            seed=seed, device=device, precision=precision, init=str(init) if init else None,
+            teacher=str(teacher) if teacher else None, feature=feature, cl_a=cl_a, cl_b=cl_b, kd_lambda=kd_lambda,
+            kd_p=kd_p, augment=augment, tsne=tsne, epoch_log=epoch_log, memory_budget=memory_budget,
+        ).resolved()
+        ws = None if data is not None else Workspace.resolve(workspace)
+        with _live() as (progress, monitor):
+            result = train_baseline(data if data is not None else ws, out_dir, config, dataset=dataset,
+                                    progress=progress, monitor=monitor)
+    except FerdataError as exc:
+        raise type(exc)(_with_flags(str(exc))) from None
 
+    summary = result.summary
+    init_info = summary["initialisation"]
     if result.init:
         info = result.init
         out.print(f"--init {info['path']}: {info['loaded']} tensors loaded; not loaded: "
                   f"{', '.join(info['missing'] + info['mismatched']) or 'none'}; {info['unused']} unused in the file")
+    else:
+        out.print(f"initialisation: {init_info['label']} (the paper starts from MS-Celeb-1M face-recognition weights: "
+                  "pass them with --init)")
+    storage = result.storage
+    out.print(f"faces: {storage.get('storage')} ({_size(storage.get('faces_bytes'))}; memory budget "
+              f"{_size(storage.get('memory_budget'))})")
     for reason, n in result.skipped.items():
-        out.print(f"skipped {n:,} images: {reason}")
-    summary = result.summary
+        out.print(f"left out {n:,} images: {reason}")
+    for warning in result.warnings:
+        warn(_with_flags(warning))
+    steps = summary["steps_per_epoch"]
+    if steps.get("per_round"):
+        line = f"optimiser steps per epoch: {steps['mean']:.1f} (batch {steps['batch_size']} {steps['unit']})"
+        if steps["unit"] == "pairs":
+            line += f"; CE on the same images: {steps['ce_on_the_same_images']:.1f}"
+        out.print(line)
+    if result.protocol == "folds":
+        _print_folds(summary, result)
+    else:
+        _print_split(summary)
+    baseline = summary.get("baseline")
+    if baseline:
+        out.print("published: " + ", ".join(f"{k} {v['published']:.2f} (here {_pct(v['ours'])})"
+                                             for k, v in baseline["compare"].items()) + f" — {baseline['source']}")
+        if baseline["differences"]:
+            out.print("differs: " + "; ".join(baseline["differences"]))
+    out.print(f"results: {result.run_dir / 'results.md'}")
+
+
+def _print_folds(summary: dict[str, Any], result) -> None:
+    from rich.table import Table
+
     mean, std = summary["mean"], summary["std"]
     table = Table(title=f"{summary['experiment']}: {len(summary['folds_finished'])} folds, mean ± std (%)")
     for name in ("non-masked", "masked", "all", "mean per-class"):
         table.add_column(name, justify="right")
-    table.add_row(*(_pct(mean[k], std[k]) for k in ("accuracy_nm", "accuracy_m", "accuracy", "mean_per_class")))
+    table.add_row(*(_pct(mean[k], std[k] or 0) for k in ("accuracy_nm", "accuracy_m", "accuracy", "mean_per_class")))
     out.print(table)
     per_class = Table(title="per-class accuracy (mean diagonal of the normalised confusion matrix)")
     for name in summary["classes"]:
         per_class.add_column(name, justify="right")
     per_class.add_row(*("–" if mean["per_class"][c] is None else f"{mean['per_class'][c]:.2f}" for c in summary["classes"]))
     out.print(per_class)
+    log = summary.get("epoch_log")
+    if log:
+        out.print(f"per-epoch validation log (diagnostic): last epoch {_pct(log['last'])}%, best epoch {log['best_epoch']} "
+                  f"{_pct(log['best'])}%, each fold's best {_pct(log['per_fold_best'])}% (epochs.csv)")
     if result.folds_reused:
         out.print(f"folds finished earlier and kept: {', '.join(map(str, result.folds_reused))}")
     if summary["folds_missing"]:
         out.print(f"folds not run yet: {', '.join(map(str, summary['folds_missing']))}")
-    out.print(f"results: {run_dir / 'results.md'}")
+
+
+def _print_split(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    names = summary["split_names"]
+    evaluated = names.get(summary["evaluated_split"], summary["evaluated_split"])
+    selection = summary["selection"]
+    chosen = (f"epoch {selection['epoch']} chosen on {names.get(selection['split'], selection['split'])}"
+              if selection.get("split") else "last epoch")
+    table = Table(title=f"{summary['experiment']}: {evaluated}, {chosen} (%)")
+    for name in ("", "WAR (accuracy)", "UAR (mean per-class recall)", "non-masked", "masked"):
+        table.add_column(name, justify="right")
+    if summary["clip"]:
+        clip = summary["clip"]
+        table.add_row(f"{clip['n_clips']:,} clips", _pct(clip["war"]), _pct(clip["uar"]), "–", "–")
+    frame = summary["frame"]
+    table.add_row(f"{frame['n']:,} {'frames' if summary['clip'] else 'images'}", _pct(frame["war"]), _pct(frame["uar"]),
+                  _pct(frame["accuracy_nm"]), _pct(frame["accuracy_m"]))
+    out.print(table)
 
 
 @command("label-issues")

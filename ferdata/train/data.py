@@ -1,25 +1,37 @@
-"""Training data: a workspace or a published dataset folder -> aligned faces held in memory.
+"""Training data: a workspace or a published dataset folder -> the usable faces as uint8 arrays.
 
-Every face is decoded once, resized to the training size and kept as one ``uint8`` tensor
-(N x 3 x S x S): a 112-pixel face takes 37 KB, so MSD-E's 1,960 images fit in 74 MB and no epoch
-ever touches the disk or a decoder again. Augmentation then runs on whole batches of tensors
-(:mod:`ferdata.train.loop`).
+Every usable face (a label that relabelling did not remove, and a crop: ``aligned_path`` in a
+workspace, the ``image`` bytes in a published folder) is decoded once, resized to the training
+size and kept as one ``uint8`` array of N x 3 x S x S. Augmentation then runs on whole batches of
+tensors (:mod:`ferdata.train.loop`). Where those bytes fit the memory budget they are held in
+memory (a 112-pixel face takes 37 KB: MSD-E's 1,960 faces take 74 MB); beyond it they go to a
+file on disk (:class:`DiskFaces`), read back a batch at a time through the operating system's
+page cache, so a million FERV39k frames train with bounded memory.
 
 Two inputs, one loader (:func:`load_faces`):
 
-- a **workspace**: the manifest rows with a ``label``, a ``fold`` and an ``aligned_path``;
+- a **workspace**: the manifest's usable rows (contract: a label and an ``aligned_path``;
+  ``face_status`` ``aligned`` or ``registered``);
 - a **published folder** (``ferdata publish --out DIR``): its Parquet shards, anywhere under the
-  folder, with the columns ``image`` (a struct holding the PNG ``bytes``), ``label``, ``fold``,
-  ``masked``, ``pair_id`` and, when present, ``image_id`` and ``in_pe``.
+  folder, with the columns ``image`` (a struct holding the PNG ``bytes``), ``label`` and, when
+  present, ``fold``, ``masked``, ``pair_id``, ``clip_id``, ``image_id`` and ``in_pe``; the split
+  is the shard's file name (``train-…``, ``validation-…``, ``test-…``). The shards are streamed
+  row group by row group, never read whole.
 
-Rows that cannot take part are counted by reason in :attr:`FaceData.skipped`, never dropped
-silently.
+Rows that cannot take part are counted by reason in :attr:`FaceData.skipped` (one reason per
+line of the CLI's report), never dropped silently. Which rows a protocol then trains and
+evaluates on (folds, official splits) is :mod:`ferdata.train.loop`'s business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,35 +50,77 @@ if TYPE_CHECKING:
     from ..workspace import Workspace
 
 SUBSETS = ("nm", "m", "mix", "pe")
+SPLITS = ("train", "val", "test")
 MASKED, NON_MASKED, UNKNOWN = 1, 0, -1
+NO_FOLD_VALUE = -1
 
-# why a labelled row takes no part in training
-NO_FOLD = "no fold (run ferdata folds)"
-NO_FACE = "no aligned face"
-REMOVED = "label removed"
+# why a row takes no part in training (one line each in the report)
+REMOVED = "label removed by relabelling"
+NO_LABEL = "no label"
+NO_CROP = {
+    "no_face": "no face crop: no face found (face_status no_face)",
+    "unreadable": "no face crop: unreadable image (face_status unreadable)",
+    "not_run": "no face crop: not aligned yet (face_status not_run; run ferdata align)",
+}
+NO_CROP_OTHER = "no face crop (face_status {status}, no aligned_path)"
+
+# a published shard's file name: <split>-00000-of-00002.parquet (Hub split names)
+_SHARD_NAME = re.compile(r"^(train|validation|test)-\d+-of-\d+\.parquet$")
+_HUB_SPLITS = {"train": "train", "validation": "val", "test": "test"}
+# faces decoded per step of the published reader (bounded memory, whatever the shard size)
+_READ_BATCH = 256
+# share of the available memory that faces may take by default
+DEFAULT_MEMORY_SHARE = 0.5
 
 
 @dataclass
 class FaceData:
-    """Aligned faces and what the protocol needs to know about each of them."""
+    """Usable faces and what the protocols need to know about each of them."""
 
-    images: torch.Tensor  # uint8, N x 3 x S x S, RGB
+    images: Any  # uint8 N x 3 x S x S, RGB: a torch.Tensor in memory, or DiskFaces
     image_id: np.ndarray  # object (str)
     label: np.ndarray  # int64 index into ``classes``
     masked: np.ndarray  # int8: MASKED, NON_MASKED or UNKNOWN
-    fold: np.ndarray  # int64
+    fold: np.ndarray  # int64; NO_FOLD_VALUE where the row has no fold
     pair_id: np.ndarray  # object (str or None)
     in_pe: np.ndarray  # bool
     classes: tuple[str, ...]
+    split: np.ndarray | None = None  # object: "train", "val", "test" or None
+    clip_id: np.ndarray | None = None  # object: the video clip of a frame row, or None
     origin: dict[str, Any] = field(default_factory=dict)  # kind, path, dataset
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.image_id)
+        if self.split is None:
+            self.split = np.full(n, None, dtype=object)
+        if self.clip_id is None:
+            self.clip_id = np.full(n, None, dtype=object)
 
     def __len__(self) -> int:
         return len(self.image_id)
 
     @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
     def folds(self) -> list[int]:
-        return sorted(int(f) for f in np.unique(self.fold))
+        return sorted(int(f) for f in np.unique(self.fold) if f != NO_FOLD_VALUE)
+
+    @property
+    def splits(self) -> list[str]:
+        present = {s for s in self.split if s is not None}
+        return [s for s in SPLITS if s in present]
+
+    @property
+    def has_official_split(self) -> bool:
+        """True when the source gives an evaluation split (val or test), not only train."""
+        return any(s in ("val", "test") for s in self.splits)
+
+    @property
+    def is_video(self) -> bool:
+        return any(c is not None for c in self.clip_id)
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -85,31 +139,54 @@ def subset_rows(data: FaceData, subset: str) -> np.ndarray:
     raise UsageError(f"unknown subset {subset!r}: choose one of {', '.join(SUBSETS)}")
 
 
-def pe_pairs(data: FaceData) -> np.ndarray:
+def pe_pairs(data: FaceData, *, rows: np.ndarray | None = None) -> np.ndarray:
     """MSD-PE pairs as an array of ``[non-masked row, masked row]``, in pair_id order.
 
-    A pair counts when both of its rows are present, both are ``in_pe`` and one is masked and the
-    other not. Both images of a pair must sit in the same fold (``ferdata folds`` keeps them
-    together); a pair split across folds would leak a face into validation, so it is an error.
+    A pair counts when both of its rows are present (among ``rows`` when given), both are
+    ``in_pe`` and one is masked and the other not. Both images of a pair must sit in the same
+    fold and split (``ferdata folds`` keeps them together); a pair split across folds would leak a
+    face into validation, so it is an error.
     """
-    rows = np.flatnonzero(data.in_pe & (data.masked != UNKNOWN))
-    frame = pd.DataFrame({"row": rows, "pair": data.pair_id[rows], "masked": data.masked[rows]})
+    candidates = np.flatnonzero(data.in_pe & (data.masked != UNKNOWN))
+    if rows is not None:
+        candidates = np.intersect1d(candidates, rows)
+    frame = pd.DataFrame({"row": candidates, "pair": data.pair_id[candidates], "masked": data.masked[candidates]})
     frame = frame[frame["pair"].notna()]
     counts = frame.groupby("pair")["masked"].agg(["size", "sum"])
     whole = counts.index[(counts["size"] == 2) & (counts["sum"] == MASKED)]
     frame = frame[frame["pair"].isin(whole)].sort_values(["pair", "masked"])
     pairs = frame["row"].to_numpy(dtype=np.int64).reshape(-1, 2)
-    split = data.fold[pairs[:, 0]] != data.fold[pairs[:, 1]]
+    split = (data.fold[pairs[:, 0]] != data.fold[pairs[:, 1]]) | (data.split[pairs[:, 0]] != data.split[pairs[:, 1]])
     if split.any():
         first = data.pair_id[pairs[split][0, 0]]
         raise UsageError(
-            f"{int(split.sum())} MSD-PE pairs have their two images in different folds (first: {first}): "
+            f"{int(split.sum())} MSD-PE pairs have their two images in different folds or splits (first: {first}): "
             "run ferdata folds again, which keeps pairs together"
         )
     return pairs
 
 
-# ----------------------------------------------------------------------------- loading
+# ----------------------------------------------------------------------------- usable rows
+
+
+def usable_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The manifest rows a trainer can use, and how many it leaves out, by reason (pure).
+
+    Usable (contract): a label (relabelling did not remove it) and an ``aligned_path`` (a crop:
+    ``face_status`` ``aligned``, or ``registered`` where the dataset's own registration gave it).
+    """
+    labelled = frame["label"].notna().to_numpy(bool)
+    has_crop = frame["aligned_path"].notna().to_numpy(bool)
+    skipped: dict[str, int] = {}
+    removed = ~labelled & (frame["label_status"] == "removed").to_numpy(bool)
+    for reason, mask in ((REMOVED, removed), (NO_LABEL, ~labelled & ~removed)):
+        if mask.any():
+            skipped[reason] = int(mask.sum())
+    no_crop = labelled & ~has_crop
+    for status, n in frame.loc[no_crop, "face_status"].fillna("not_run").value_counts().sort_index().items():
+        reason = NO_CROP.get(str(status), NO_CROP_OTHER.format(status=status))
+        skipped[reason] = skipped.get(reason, 0) + int(n)
+    return frame[labelled & has_crop], skipped
 
 
 def classes_for(labels: pd.Series) -> tuple[str, ...]:
@@ -121,17 +198,126 @@ def classes_for(labels: pd.Series) -> tuple[str, ...]:
     return LABELS if "contempt" in present else BASIC_LABELS
 
 
+# ----------------------------------------------------------------------------- memory
+
+
+def parse_size(value: int | float | str | None) -> int | None:
+    """Bytes from a number or a size such as ``8GiB``, ``8G`` (both binary), ``500MB`` (decimal)
+    or ``0``; None stays None (the default budget)."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else int(value)
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[0-9]+)?)([kmgt]?)(i?b?)", str(value).strip().lower())
+    if not match:
+        raise UsageError(f"memory_budget={value!r} is not a size: write it like 8GiB, 500MB or 0")
+    number, prefix, unit = match.groups()
+    base = 1000 if unit == "b" else 1024  # "MB" is decimal; "MiB" and a bare "M" are binary
+    return int(float(number) * base ** " kmgt".index(prefix or " "))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations now (Linux MemAvailable, else free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def default_memory_budget() -> int:
+    return int(DEFAULT_MEMORY_SHARE * available_memory())
+
+
+def faces_bytes(n: int, size: int) -> int:
+    return n * 3 * size * size
+
+
+def map_faces(path: Path | str, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only uint8 array over a file of faces (memory-mapped)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapped, dtype=np.uint8).reshape(shape)
+
+
+class DiskFaces:
+    """uint8 faces N x 3 x S x S in a file: what :func:`load_faces` returns beyond the memory
+    budget. :meth:`take` reads only the faces asked for, each with one positional read
+    (``os.preadv`` into the batch), so the process holds no more than its batches; the operating
+    system keeps recently read pages in its page cache and drops them under pressure. Where
+    ``os.preadv`` is missing (Windows) the file is memory-mapped instead.
+
+    Why not a memory map everywhere: mapped pages count in the process's resident size, and on
+    Linux 6.x, whose page cache holds files in large folios, touching one face maps its whole
+    folio: a few thousand random batches mapped all of a 2.3 GiB cache (benchmarks.md)."""
+
+    def __init__(self, path: Path | None, shape: tuple[int, int, int, int], *, fd: int | None = None) -> None:
+        import weakref
+
+        self.path = path
+        self.shape = shape
+        self.dtype = np.uint8
+        self.face_bytes = int(np.prod(shape[1:]))
+        self.fd = fd if fd is not None else os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._close = weakref.finalize(self, os.close, self.fd)
+        self.array = None if hasattr(os, "preadv") else map_faces(path, shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))
+
+    def take(self, rows: np.ndarray) -> torch.Tensor:
+        """The faces of ``rows`` (in that order) as a CPU uint8 tensor."""
+        import torch
+
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        if self.array is not None:
+            out[:] = self.array[rows]
+            return torch.from_numpy(out)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"face rows outside 0..{self.shape[0] - 1}")
+        flat = out.reshape(len(rows), self.face_bytes)
+        for i in np.argsort(rows, kind="stable"):  # read the file forwards
+            if os.preadv(self.fd, [flat[i]], int(rows[i]) * self.face_bytes) != self.face_bytes:
+                raise ImageUnreadable(f"{self.path or 'the face cache'} is shorter than {self.shape[0]} faces: delete it")
+        return torch.from_numpy(out)
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        import torch
+
+        if isinstance(rows, torch.Tensor):
+            rows = rows.cpu().numpy()
+        return self.take(np.atleast_1d(np.asarray(rows)))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
 def load_faces(
     source: Workspace | Path | str,
     *,
     dataset: str | None = None,
     image_size: int = 112,
+    memory_budget: int | str | None = None,
+    cache_dir: Path | str | None = None,
     progress: ProgressFn | None = None,
 ) -> FaceData:
-    """Decode every usable face of a workspace or a published folder into memory.
+    """Decode every usable face of a workspace or a published folder.
 
     ``source`` is a :class:`~ferdata.workspace.Workspace`, a workspace folder (it holds
-    ``manifests/``) or a published dataset folder (it holds Parquet shards).
+    ``manifests/``) or a published dataset folder (it holds Parquet shards). When the decoded
+    faces (N x 3 x S x S bytes) exceed ``memory_budget`` (bytes or a size such as ``"8GiB"``;
+    default half the memory available now) they are written to a file in ``cache_dir`` (reused
+    while the sources do not change), else to an unlinked temporary file (:class:`DiskFaces`).
     """
     from ..workspace import Workspace
 
@@ -146,49 +332,54 @@ def load_faces(
         else:
             raise UsageError(f"{folder} is neither a workspace nor a published dataset folder")
     if rows.empty:
+        reasons = "; ".join(f"{reason}: {n}" for reason, n in skipped.items()) or "no rows"
         raise UsageError(
-            f"{origin['path']} has no image with a label, a fold and an aligned face "
-            f"(skipped: {skipped or 'none'}): run ferdata align and ferdata folds first"
+            f"{origin['path']} has no usable image, one with a label and a face crop ({reasons}): "
+            "run ferdata align (and ferdata relabel only as the votes say)"
         )
     classes = classes_for(rows["label"])
     index = {name: i for i, name in enumerate(classes)}
-    images = _decode_all(rows["image"].tolist(), image_size, progress or null_progress)
-
-    import torch
+    budget = parse_size(memory_budget)
+    budget = default_memory_budget() if budget is None else budget
+    images = _decode(rows, origin, image_size, budget, cache_dir, progress or null_progress)
 
     masked = rows["masked"].map(lambda v: UNKNOWN if pd.isna(v) else (MASKED if bool(v) else NON_MASKED))
-    pair_id = rows["pair_id"].astype(object).where(rows["pair_id"].notna(), None)
+    origin = {**origin, "storage": "disk" if isinstance(images, DiskFaces) else "memory",
+              "faces_bytes": faces_bytes(len(rows), image_size), "memory_budget": budget}
     return FaceData(
-        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        images=images,
         image_id=rows["image_id"].astype(str).to_numpy(dtype=object),
         label=rows["label"].map(index).to_numpy(dtype=np.int64),
         masked=masked.to_numpy(dtype=np.int8),
         fold=rows["fold"].to_numpy(dtype=np.int64),
-        pair_id=pair_id.to_numpy(dtype=object),
+        pair_id=_objects(rows["pair_id"]),
         in_pe=rows["in_pe"].fillna(False).to_numpy(dtype=bool),
         classes=classes,
+        split=_objects(rows["split"]),
+        clip_id=_objects(rows["clip_id"]),
         origin=origin,
         skipped=skipped,
     )
 
 
+def _objects(series: pd.Series) -> np.ndarray:
+    return series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
+
+
+def _fold_column(series: pd.Series) -> np.ndarray:
+    return pd.array(series, dtype="Int64").fillna(NO_FOLD_VALUE).to_numpy(dtype=np.int64)
+
+
 def _workspace_rows(ws: Workspace, dataset: str | None) -> tuple[pd.DataFrame, dict[str, int], dict[str, Any]]:
     manifest = ws.load(dataset)
-    frame = manifest.frame
-    labelled = frame["label"].notna()
-    has_fold = frame["fold"].notna()
-    has_face = frame["aligned_path"].notna()
-    skipped = {
-        REMOVED: int((~labelled).sum()),
-        NO_FOLD: int((labelled & ~has_fold).sum()),
-        NO_FACE: int((labelled & has_fold & ~has_face).sum()),
-    }
-    used = frame[labelled & has_fold & has_face]
+    used, skipped = usable_rows(manifest.frame)
     rows = pd.DataFrame(
         {
             "image_id": used["image_id"].to_numpy(dtype=object),
             "label": used["label"].to_numpy(dtype=object),
-            "fold": used["fold"].astype("int64").to_numpy(),
+            "fold": _fold_column(used["fold"]),
+            "split": used["split"].to_numpy(dtype=object),
+            "clip_id": used["clip_id"].to_numpy(dtype=object),
             "masked": used["masked"].to_numpy(dtype=object),
             "pair_id": used["pair_id"].to_numpy(dtype=object),
             "in_pe": used["in_pe"].fillna(False).to_numpy(dtype=bool),
@@ -196,7 +387,7 @@ def _workspace_rows(ws: Workspace, dataset: str | None) -> tuple[pd.DataFrame, d
         }
     )
     origin = {"kind": "workspace", "path": str(ws.root), "dataset": manifest.dataset}
-    return rows, {k: v for k, v in skipped.items() if v}, origin
+    return rows, skipped, origin
 
 
 def published_shards(folder: Path) -> list[Path]:
@@ -221,50 +412,72 @@ def _label_names(schema) -> tuple[str, ...]:
     return LABELS
 
 
+def published_dataset_name(folder: Path) -> str:
+    """The dataset a published folder holds, from its card (``license_name: <dataset>-terms`` or
+    the ``(`<dataset>`)`` of its first paragraph); the folder's name when the card says neither."""
+    card = folder / "README.md"
+    text = card.read_text(errors="replace") if card.is_file() else ""
+    for pattern in (r"^license_name:\s*\"?([a-z0-9-]+)-terms", r"\(`([a-z0-9-]+)`\) as curated"):
+        if match := re.search(pattern, text, flags=re.MULTILINE):
+            return match.group(1)
+    return folder.name
+
+
 def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[str, Any]]:
     import pyarrow.parquet as pq
 
     shards = published_shards(folder)
     if not shards:
-        raise UsageError(f"{folder} holds no Parquet shards: point --data at a folder written by ferdata publish")
+        raise UsageError(f"{folder} holds no Parquet shards: point it at a folder written by ferdata publish")
     frames = []
-    for shard in shards:
-        table = pq.read_table(shard)
-        missing = {"image", "label", "fold", "masked"} - set(table.column_names)
+    for number, shard in enumerate(shards):
+        file = pq.ParquetFile(shard)
+        names = file.schema_arrow.names
+        missing = {"image", "label"} - set(names)
         if missing:
-            raise UsageError(f"{shard} lacks the columns {', '.join(sorted(missing))}: publish after ferdata folds")
-        frame = table.to_pandas()
+            raise UsageError(f"{shard} lacks the columns {', '.join(sorted(missing))}: publish it with ferdata publish")
+        # every column but the images: those are streamed later, a row group at a time
+        frame = file.read(columns=[c for c in names if c != "image"]).to_pandas()
         if pd.api.types.is_integer_dtype(frame["label"]):
-            names = dict(enumerate(_label_names(table.schema)))
-            frame["label"] = frame["label"].map(names.get)
+            names_of = dict(enumerate(_label_names(file.schema_arrow)))
+            frame["label"] = frame["label"].map(names_of.get)
         frame["shard"] = shard.relative_to(folder).as_posix()
+        frame["image"] = [(number, i) for i in range(len(frame))]
+        match = _SHARD_NAME.match(shard.name)
+        frame["split"] = _HUB_SPLITS[match.group(1)] if match else None
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     if "image_id" not in frame:
         frame["image_id"] = frame["shard"] + "#" + frame.groupby("shard").cumcount().astype(str)
-    if "pair_id" not in frame:
-        frame["pair_id"] = None
+    for name in ("pair_id", "clip_id", "masked", "fold"):
+        if name not in frame:
+            frame[name] = None
     if "in_pe" not in frame:
         # no in_pe column: a pair is in MSD-PE when both of its images carry the same label
         agree = frame.groupby("pair_id")["label"].agg(lambda s: len(s) == 2 and s.nunique() == 1)
         frame["in_pe"] = frame["pair_id"].map(agree).fillna(False).astype(bool)
-    labelled = frame["label"].notna()
-    has_fold = frame["fold"].notna()
-    skipped = {REMOVED: int((~labelled).sum()), NO_FOLD: int((labelled & ~has_fold).sum())}
-    used = frame[labelled & has_fold]
+    labelled = frame["label"].notna().to_numpy(bool)
+    skipped = {REMOVED: int((~labelled).sum())}  # publish leaves rows without a crop out
+    used = frame[labelled]
     rows = pd.DataFrame(
         {
             "image_id": used["image_id"].astype(str).to_numpy(dtype=object),
             "label": used["label"].to_numpy(dtype=object),
-            "fold": used["fold"].astype("int64").to_numpy(),
+            "fold": _fold_column(used["fold"]),
+            "split": used["split"].to_numpy(dtype=object),
+            "clip_id": used["clip_id"].to_numpy(dtype=object),
             "masked": used["masked"].to_numpy(dtype=object),
             "pair_id": used["pair_id"].to_numpy(dtype=object),
             "in_pe": used["in_pe"].fillna(False).to_numpy(dtype=bool),
-            "image": [cell["bytes"] if isinstance(cell, dict) else cell for cell in used["image"]],
+            "image": used["image"].to_numpy(dtype=object),
         }
     )
-    origin = {"kind": "published", "path": str(folder.resolve()), "dataset": folder.name}
+    origin = {"kind": "published", "path": str(folder.resolve()), "dataset": published_dataset_name(folder),
+              "shards": [s.relative_to(folder).as_posix() for s in shards]}
     return rows, {k: v for k, v in skipped.items() if v}, origin
+
+
+# ----------------------------------------------------------------------------- decoding
 
 
 def decode_face(source: Path | bytes, size: int) -> np.ndarray:
@@ -278,20 +491,132 @@ def decode_face(source: Path | bytes, size: int) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
-def _decode_all(sources: list[Path | bytes], size: int, progress: ProgressFn) -> np.ndarray:
-    images = np.empty((len(sources), size, size, 3), dtype=np.uint8)
+def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, cache_dir: Path | str | None,
+            progress: ProgressFn) -> Any:
+    """Decode into memory when the faces fit ``budget``, else into a file (:class:`DiskFaces`).
 
-    def one(i: int) -> int:
+    The file is written sequentially, a block of faces at a time, so decoding never holds more
+    than one block.
+    """
+    import torch
+
+    shape = (len(rows), 3, size, size)
+    if faces_bytes(len(rows), size) <= budget:
+        target = np.empty(shape, dtype=np.uint8)
+
+        def put(first: int, block: np.ndarray) -> None:
+            target[first : first + len(block)] = block
+
+        _decode_blocks(rows, origin, size, progress, put)
+        return torch.from_numpy(target)
+    if cache_dir is None:
+        handle = tempfile.NamedTemporaryFile(prefix="ferdata-faces-", suffix=".u8", delete=False)
+        handle.close()
         try:
-            images[i] = decode_face(sources[i], size)
-        except (OSError, ValueError) as exc:
-            where = sources[i] if isinstance(sources[i], Path) else f"row {i}"
-            raise ImageUnreadable(f"cannot decode the aligned face {where}: {exc}; run ferdata align again") from None
-        return i
+            _decode_to_file(Path(handle.name), rows, origin, size, progress)
+            faces = DiskFaces(Path(handle.name), shape)
+        finally:
+            try:  # the open descriptor keeps the data; the name is not needed (POSIX)
+                os.unlink(handle.name)
+            except OSError:
+                pass
+        faces.path = None
+        return faces
+    from ..fsutil import atomic_path
 
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"faces-{size}px-{_cache_key(rows, origin, size)}.u8"
+    if path.is_file() and path.stat().st_size == int(np.prod(shape)):
+        progress("decode faces (cached on disk)", len(rows), len(rows))
+        return DiskFaces(path, shape)
+    for old in folder.glob(f"faces-{size}px-*.u8"):  # a cache of sources that changed since
+        old.unlink(missing_ok=True)
+    with atomic_path(path, durable=False) as tmp:  # a cache: rebuilt if a crash loses it
+        _decode_to_file(tmp, rows, origin, size, progress)
+    return DiskFaces(path, shape)
+
+
+def _decode_to_file(path: Path, rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn) -> None:
+    with open(path, "wb") as fh:
+        written = 0
+
+        def put(first: int, block: np.ndarray) -> None:
+            nonlocal written
+            if first != written:
+                raise AssertionError(f"faces decoded out of order: block at {first}, file at {written}")
+            fh.write(block.tobytes())
+            written += len(block)
+
+        _decode_blocks(rows, origin, size, progress, put)
+
+
+def _cache_key(rows: pd.DataFrame, origin: dict[str, Any], size: int) -> str:
+    """Changes whenever a source file, the rows or the size change."""
+    digest = hashlib.sha256(f"{size}\n".encode())
+    digest.update("\n".join(rows["image_id"]).encode())
+    if origin["kind"] == "workspace":
+        for path in rows["image"]:
+            stat = Path(path).stat()
+            digest.update(f"\n{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        base = Path(origin["path"])
+        for shard in origin["shards"]:
+            stat = (base / shard).stat()
+            digest.update(f"\n{shard}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(repr(rows["image"].tolist()).encode())
+    return digest.hexdigest()[:16]
+
+
+def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn,
+                   put: Callable[[int, np.ndarray], None]) -> None:
+    """Decode the faces of ``rows`` in row order, handing ``put(first row, block)`` consecutive
+    blocks of at most ``_READ_BATCH`` faces (``block`` is n x 3 x S x S)."""
+    total = len(rows)
+    done = 0
+
+    def one(job: tuple[int, Path | bytes | None, str], block: np.ndarray, first: int) -> None:
+        i, source, where = job
+        if source is None:
+            raise ImageUnreadable(f"{where} holds no image bytes: publish the dataset again")
+        try:
+            block[i - first] = decode_face(source, size).transpose(2, 0, 1)
+        except (OSError, ValueError) as exc:
+            raise ImageUnreadable(f"cannot decode the face crop {where}: {exc}; run ferdata align again") from None
+
+    if origin["kind"] == "workspace":
+        paths = rows["image"].tolist()
+        batches = ([(i, paths[i], str(paths[i])) for i in range(first, min(first + _READ_BATCH, total))]
+                   for first in range(0, total, _READ_BATCH))
+    else:
+        batches = ([(target, cell, f"{shard} row {row}") for target, cell, row in jobs]
+                   for _, shard, jobs in _published_batches(Path(origin["path"]), origin["shards"], rows["image"].tolist()))
     # Pillow releases the GIL while it decodes, so a few threads keep every core busy
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for done, _ in enumerate(pool.map(one, range(len(sources))), start=1):
-            if done % 256 == 0 or done == len(sources):
-                progress("decode faces", done, len(sources))
-    return images
+        for jobs in batches:
+            first = jobs[0][0]
+            block = np.empty((len(jobs), 3, size, size), dtype=np.uint8)
+            list(pool.map(lambda job: one(job, block, first), jobs))
+            put(first, block)
+            done += len(jobs)
+            progress("decode faces", done, total)
+
+
+def _published_batches(base: Path, shards: Sequence[str], refs: Sequence[tuple[int, int]]
+                       ) -> Iterator[tuple[int, str, list[tuple[int, bytes, int]]]]:
+    """``(shard number, shard, [(target row, PNG bytes, row in shard)])`` a record batch at a time."""
+    import pyarrow.parquet as pq
+
+    wanted: dict[int, dict[int, int]] = {}
+    for target_row, (number, row) in enumerate(refs):
+        wanted.setdefault(number, {})[row] = target_row
+    for number in sorted(wanted):
+        rows_here = wanted[number]
+        offset = 0
+        for batch in pq.ParquetFile(base / shards[number]).iter_batches(batch_size=_READ_BATCH, columns=["image"]):
+            column = batch.column(0)
+            cells = (column.field("bytes") if hasattr(column, "field") else column).to_pylist()
+            jobs = [(rows_here[offset + i], cell, offset + i) for i, cell in enumerate(cells) if offset + i in rows_here]
+            offset += batch.num_rows
+            if jobs:
+                yield number, shards[number], jobs

@@ -1,8 +1,9 @@
 """ResNet-18 for expressions: torchvision's network, a feature output, ``--init`` and checkpoints.
 
 The network is torchvision's ``resnet18`` built with ``weights=None`` (nothing is ever downloaded);
-:class:`ExpressionNet` returns the logits and the 512-d penultimate features, which the CL and KD
-losses compare and the t-SNE plot shows (paper, sections 3.3-3.4).
+:class:`ExpressionNet` returns the logits and one kind of feature (:data:`FEATURES`): the 512-d
+pooled penultimate features, which the t-SNE plot shows (paper, section 3.4), or the kind the CL
+and KD losses compare (``feature`` of :class:`~ferdata.train.loop.TrainConfig`).
 
 ``--init CKPT`` loads face-recognition weights such as an MS-Celeb-1M ResNet-18. Such files come
 in many wrappings (``{"state_dict": ...}``, ``module.`` from DataParallel, ``backbone.``...), so
@@ -22,6 +23,8 @@ from torch import nn
 
 from ..errors import UsageError
 
+from .loop import FEATURES
+
 FEATURE_SIZE = 512
 # wrappers that training code puts around a ResNet's own key names
 _PREFIXES = ("module.", "model.", "backbone.", "net.", "encoder.", "base.", "resnet.", "features.", "feature_extractor.")
@@ -37,15 +40,27 @@ class ExpressionNet(nn.Module):
 
         self.net = resnet18(weights=None, num_classes=num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output, B x 512 x h x w (h = w = input side / 32)."""
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
-        return torch.flatten(n.avgpool(x), 1)
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(x)
-        return self.net.fc(features), features
+    def forward(self, x: torch.Tensor, feature: str = "pool") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, features)``; the classifier always sees the pooled features, ``feature`` only
+        chooses what is returned beside the logits (one of :data:`FEATURES`)."""
+        fmap = self.feature_map(x)
+        pooled = torch.flatten(self.net.avgpool(fmap), 1)
+        logits = self.net.fc(pooled)
+        if feature == "pool":
+            return logits, pooled
+        import torch.nn.functional as F
+
+        if feature == "pool-l2":
+            return logits, F.normalize(pooled.float(), dim=1)
+        if feature == "map-l2":
+            return logits, F.normalize(fmap.float(), dim=1)
+        raise ValueError(f"unknown feature {feature!r}: choose one of {', '.join(FEATURES)}")
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(backbone, head): the two learning rates of the protocol."""
