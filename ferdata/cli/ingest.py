@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, SizeOpt
+from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
 from .common import WorkspaceOpt, command, err, out, progress_bar, warn
 
 
@@ -45,6 +45,7 @@ def ingest_command(
     size: SizeOpt = 112,
     device: DeviceOpt = "auto",
     face: FaceOpt = "largest",
+    registered: RegisteredOpt = None,
     label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
@@ -65,7 +66,7 @@ def ingest_command(
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
     password = password_provider(env_var=password_env, file=password_file)
-    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face}
+    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered}
     with progress_bar() as progress:
         result = ingest(
             path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
