@@ -65,11 +65,13 @@ MIN_EYE_DISTANCE = 0.15
 MAX_CENTRE_OFFSET = 0.25
 # Aligned rows needed before a dataset's own mean landmark shape replaces the default.
 MIN_SHAPE_ROWS = 20
-# The mean landmark shape (x / width, y / height) that the bundled detector finds on real
-# registered face crops: the 100 LFW faces of scikit-image's lfw_subset() and the 48x48 FER2013-
-# style crops of benchmarks/registered_crops.py (docs/align.md says how it was measured).
+# The mean landmark shape (x / width, y / height) used until a dataset has MIN_SHAPE_ROWS aligned
+# rows: where the bundled detector puts the landmarks on real registered face crops, measured by
+# benchmarks/registered_crops.py on the 100 LFW faces of scikit-image's lfw_subset() and on 48x48
+# FER2013-style crops of the real faces in tests/face_crops.py, each mean made left-right
+# symmetric, then averaged (docs/align.md).
 DEFAULT_REGISTERED_SHAPE = np.array(
-    [[0.3222, 0.3872], [0.6761, 0.3862], [0.4998, 0.5808], [0.3566, 0.7592], [0.6436, 0.7585]], dtype=np.float64
+    [[0.3282, 0.3579], [0.6718, 0.3579], [0.5, 0.5517], [0.3613, 0.7104], [0.6387, 0.7104]], dtype=np.float64
 )
 
 

@@ -84,6 +84,8 @@ def ingest_command(
         warn(message)
     if result.align_report is not None:
         report = result.align_report
+        if report.resumed:
+            out.print(f"{report.resumed:,} rows resumed from an interrupted alignment")
         out.print(f"aligned by {report.detector} on {report.provider} at {report.images_per_second:.1f} images/s")
     out.print(
         f"{result.dataset}: {result.rows:,} images in {ws.manifest_path(result.dataset)} "
