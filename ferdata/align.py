@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FerdataError, ImageUnreadable, UsageError
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, disk_errors
 from .progress import ProgressFn, null_progress
 from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest
 from .vision.align import TEMPLATE_112, shape_problem, similarity_transform, template, warp
@@ -483,24 +483,26 @@ class _Journal:
         return entries
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._matching:
-            with self.path.open("rb+") as fh:  # cut a torn last line before appending after it
-                data = fh.read()
-                fh.truncate(data.rfind(b"\n") + 1)
-        else:
-            header = json.dumps({"journal": "ferdata align", "key": self.key}, sort_keys=True).encode() + b"\n"
-            atomic_write_bytes(self.path, header)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        with disk_errors(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._matching:
+                with self.path.open("rb+") as fh:  # cut a torn last line before appending after it
+                    data = fh.read()
+                    fh.truncate(data.rfind(b"\n") + 1)
+            else:
+                header = json.dumps({"journal": "ferdata align", "key": self.key}, sort_keys=True).encode() + b"\n"
+                atomic_write_bytes(self.path, header)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         if self._fd is None or not entries:
             return
         data = b"".join(json.dumps(e, sort_keys=True, separators=(",", ":")).encode() + b"\n" for e in entries)
-        os.write(self._fd, data)
-        if time.monotonic() - self._synced > self.SYNC_EVERY_S:
-            os.fsync(self._fd)
-            self._synced = time.monotonic()
+        with disk_errors(self.path):
+            os.write(self._fd, data)
+            if time.monotonic() - self._synced > self.SYNC_EVERY_S:
+                os.fsync(self._fd)
+                self._synced = time.monotonic()
 
     def close(self) -> None:
         if self._fd is not None:

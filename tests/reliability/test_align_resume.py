@@ -59,11 +59,10 @@ def journal_rows(ws: Path, dataset: str) -> int:
     return len(entries)
 
 
-def run_timed(args: list[str], ws: Path) -> tuple[float, str]:
-    """Run to the end; seconds from taking the workspace lock to exiting, and stdout."""
-    process = start_ferdata(*args, env=clean_env())
-    assert wait_for(lambda: (ws / ".ferdata" / "lock").exists() or process.poll() is not None, every=0.002)
+def run_timed(args: list[str]) -> tuple[float, str]:
+    """Run to the end; the command's wall time (start to exit, as a user sees it), and stdout."""
     start = time.monotonic()
+    process = start_ferdata(*args, env=clean_env())
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     return time.monotonic() - start, out
@@ -72,23 +71,24 @@ def run_timed(args: list[str], ws: Path) -> tuple[float, str]:
 @pytest.mark.slow
 def test_align_killed_at_60_percent_resumes_in_at_most_65_percent_of_the_time(tmp_path: Path) -> None:
     base = tmp_path / "base"
-    ingest(fer_like_folder(tmp_path / "src", 700), Workspace(base), dataset="imagefolder", align=False)
+    ingest(fer_like_folder(tmp_path / "src", 800), Workspace(base), dataset="imagefolder", align=False)
     reference, ws = shutil.copytree(base, tmp_path / "reference"), shutil.copytree(base, tmp_path / "ws")
     args = lambda ws: ["align", "-w", str(ws), "--device", "cpu", "--registered"]  # noqa: E731
-    full, _ = run_timed(args(reference), reference)
+    full, _ = run_timed(args(reference))
 
+    start = time.monotonic()
     process = start_ferdata(*args(ws), env=clean_env())
-    assert wait_for(lambda: (ws / ".ferdata" / "lock").exists() or process.poll() is not None, every=0.002)
-    time.sleep(0.6 * full)
+    time.sleep(max(0.0, 0.6 * full - (time.monotonic() - start)))
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     done = journal_rows(ws, "imagefolder")
-    assert 0.3 * 700 < done < 700  # the kill landed inside the detection, well into it
+    assert 0.3 * 800 < done < 800  # the kill landed inside the detection, well into it
 
-    rerun, out = run_timed(args(ws), ws)
+    rerun, out = run_timed(args(ws))
     assert f"{done:,} rows resumed" in out
-    print("RESUME", rerun, full, done, rerun / full)
+    # Measured 0.50 to 0.59 of the full run (which includes starting Python and loading the model,
+    # about 2.5 s here, paid again by the re-run) on 2 shared cores.
     assert rerun <= 0.65 * full, (rerun, full, done)
     assert not journal_path(Workspace(ws), "imagefolder").exists()  # gone once the manifest is saved
     assert_nothing_half_written(ws)
@@ -102,7 +102,7 @@ def test_ctrl_c_during_ingest_alignment_leaves_a_readable_journal_and_resumes(tm
     source = fer_like_folder(tmp_path / "src", 160)
     args = lambda ws: ["ingest", str(source), "--dataset", "imagefolder", "--registered", "--device", "cpu", "-w", str(ws)]  # noqa: E731
     reference = tmp_path / "reference"
-    run_timed(args(reference), reference)
+    run_timed(args(reference))
 
     ws = tmp_path / "ws"
     journal = journal_path(Workspace(ws), "imagefolder")
@@ -115,7 +115,7 @@ def test_ctrl_c_during_ingest_alignment_leaves_a_readable_journal_and_resumes(tm
     done = journal_rows(ws, "imagefolder")
     assert 0 < done < 160
 
-    _, out = run_timed(args(ws), ws)
+    _, out = run_timed(args(ws))
     assert f"{done:,} rows resumed" in out
     assert_nothing_half_written(ws)
     assert_same_result(ws, reference, "imagefolder")
