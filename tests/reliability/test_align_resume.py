@@ -5,8 +5,8 @@ shifted; tests/face_crops.py), as a registered source so that the run also has i
 (the mean-shape crops). Each test compares the resumed workspace with an uninterrupted run's:
 the manifest (rows, values, provenance) and every crop file, byte for byte.
 
-- kill -9 at 60% of an uninterrupted ``ferdata align``'s time: the re-run takes at most 65% of
-  that time (it detects only the rows the killed run had not journalled);
+- kill -9 at 60% of an uninterrupted ``ferdata align``'s (CPU) time: the re-run takes at most 65%
+  of that time (it detects only the rows the killed run had not journalled);
 - Ctrl-C (SIGINT) during the alignment step of ``ferdata ingest``: exit 130 with one line, a
   journal whose every line reads back, and a re-run of the same command that resumes.
 """
