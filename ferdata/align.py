@@ -107,19 +107,20 @@ def attempts_for(long_side: int, det_size: int = 640) -> tuple[Attempt, ...]:
     score up to about 0.8); the later tries run only for images where it found nothing.
 
     A mask hides half the face, and the small network then needs the face larger and seen from
-    both sides: after the tries above (which find most blurred faces), small images get one on the
-    mirror image enlarged to 320 pixels at 0.4, then one enlarged to ``det_size`` at 0.8 that
-    keeps only faces the mirror image shows too; both keep only faces of a possible landmark order
-    and a plausible size. They raise masked recall from 75-83 % to 92-98 % (chosen on one half of
-    ``benchmarks/masked_faces.py``'s sets, checked on the other; docs/benchmarks.md).
+    both sides: small images get a second try on the mirror image enlarged to 320 pixels at 0.4,
+    then one enlarged to ``det_size`` at 0.8 that keeps only faces the mirror image shows too; both
+    keep only faces of a possible landmark order and a plausible size. They raise masked recall
+    from 75-83 % to 92-98 % (chosen on one half of ``benchmarks/masked_faces.py``'s sets, checked
+    on the other; docs/benchmarks.md). The last two tries, smaller and at lower thresholds, find
+    most heavily blurred faces.
     """
     if long_side <= 256:
         return (
             Attempt(0.25, 192, 0.8),
-            Attempt(0.5, 256, 0.6),
-            Attempt(0.0, 128, 0.4),
             Attempt(0.0, 320, 0.4, flip=True, checked=True, min_eyes=0.1),
             Attempt(0.0, det_size, 0.8, checked=True, min_eyes=0.1, both_sides=True),
+            Attempt(0.5, 256, 0.6),
+            Attempt(0.0, 128, 0.4),
         )
     return (Attempt(0.0, det_size, 0.8), Attempt(0.25, det_size // 2, 0.6), Attempt(0.5, 256, 0.4))
 
