@@ -12,11 +12,28 @@ are in flight at any time, so memory stays flat however many images there are.
 
 Coordinates in the manifest (``bbox``, ``landmarks``, ``width``, ``height``) are original pixels
 after EXIF orientation, i.e. the picture as a viewer shows it.
+
+**Registered sources** (FER2013, FER+, FERV39k's face crops: ``registered = true`` in their
+``manifests/<dataset>.toml``, or ``registered=True``) are delivered as face crops that their
+authors already found, centred and scaled. There a row whose detection finds no face, or only one
+that fails :func:`registration_problem`, is not lost: it becomes ``registered``, its crop warped
+with the dataset's *mean landmark shape* (the mean, in coordinates normalised to the image, of the
+landmarks of the dataset's ``aligned`` rows; :data:`DEFAULT_REGISTERED_SHAPE` when fewer than
+:data:`MIN_SHAPE_ROWS` rows are aligned). Those crops are warped after every detection of the run,
+from all aligned rows of the resulting manifest, so the shape, and so every registered crop, does
+not depend on the order of the rows or on how many runs it took.
+
+**Resuming.** Each finished batch is appended to a journal, ``.ferdata/align/<dataset>.jsonl``,
+keyed by everything that decides a row's result (size, detector and model hash, tries, face
+choice, registered). A run killed or interrupted half way is resumed by the next run with the
+same settings: the rows the journal holds (and whose crop is still on disk) are not detected
+again. :func:`discard_journal` removes it once the manifest holding the results is saved.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections import deque
@@ -27,25 +44,55 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageUnreadable, UsageError
-from .fsutil import atomic_write_bytes
+from .errors import FerdataError, ImageUnreadable, UsageError
+from .fsutil import atomic_write_bytes, disk_errors
 from .progress import ProgressFn, null_progress
 from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest
-from .vision.align import TEMPLATE_112, similarity_transform, template, warp
+from .vision.align import TEMPLATE_112, shape_problem, similarity_transform, template, warp
 from .vision.decode import Decoded, decode, pad
 from .vision.detectors import BUNDLED_MODEL, Detector, Face, load_detector
 
 FACE_CHOICES = ("largest", "center")
-ERROR_COLUMN = "face_error"  # extra manifest column: why a row is unreadable
+ERROR_COLUMN = "face_error"  # extra manifest column: why a row is unreadable or registered
+JOURNAL_VERSION = 1
+
+# Registered sources. A face whose eyes are closer than MIN_EYE_DISTANCE of the image's shorter
+# side, or whose landmarks' centre lies further than MAX_CENTRE_OFFSET (of the width, of the
+# height) from the image centre, is not the face a registered crop was made around: on FER2013-like
+# crops the detector puts the eyes 0.33 to 0.45 of the side apart and the centre within 0.1 of
+# the middle (docs/align.md, benchmarks/registered_crops.py).
+MIN_EYE_DISTANCE = 0.15
+MAX_CENTRE_OFFSET = 0.25
+# Aligned rows needed before a dataset's own mean landmark shape replaces the default.
+MIN_SHAPE_ROWS = 20
+# The mean landmark shape (x / width, y / height) used until a dataset has MIN_SHAPE_ROWS aligned
+# rows: where the bundled detector puts the landmarks on real registered face crops, measured by
+# benchmarks/registered_crops.py on the 100 LFW faces of scikit-image's lfw_subset() and on 48x48
+# FER2013-style crops of the real faces in tests/face_crops.py, each mean made left-right
+# symmetric, then averaged (docs/align.md).
+DEFAULT_REGISTERED_SHAPE = np.array(
+    [[0.3282, 0.3579], [0.6718, 0.3579], [0.5, 0.5517], [0.3613, 0.7104], [0.6387, 0.7104]], dtype=np.float64
+)
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One detection try: pad the image by ``pad`` of its size, fit it in ``canvas`` pixels."""
+    """One detection try: pad the image by ``pad`` of its size, fit it in ``canvas`` pixels.
+
+    ``flip`` detects on the mirror image. The tries that see a small image much enlarged, where a
+    texture can pass for a face, check what they find: ``checked`` keeps only faces whose
+    landmarks pass :func:`ferdata.vision.align.shape_problem`, ``min_eyes`` only faces whose eyes
+    are at least that fraction of the image's shorter side apart, and ``both_sides`` only faces
+    that the mirror image shows too (their landmarks are then the mean of the two).
+    """
 
     pad: float
     canvas: int
     threshold: float
+    flip: bool = False
+    checked: bool = False
+    min_eyes: float = 0.0
+    both_sides: bool = False
 
 
 def attempts_for(long_side: int, det_size: int = 640) -> tuple[Attempt, ...]:
@@ -53,25 +100,141 @@ def attempts_for(long_side: int, det_size: int = 640) -> tuple[Attempt, ...]:
 
     Photos are first detected at ``det_size``. A face that fills the frame (a tight crop) is found
     once the frame is padded and shrunk so that the face is no larger than the biggest anchors.
-    Small images (FER2013's 48x48) start padded at a small canvas: upsampling them to 640 pixels
-    costs six times the inference and places the landmarks worse (measured in
-    docs/benchmarks.md). The first try asks for a score of 0.8, which keeps every face of dlib's
-    annotated photos (all score 0.97 or more) and drops most non-faces (animals score up to
-    about 0.8); the later tries lower it, for faces that a mask or blur makes less certain.
+    Small images (FER2013's 48x48, tight crops up to 256 px) start padded at a small canvas:
+    upsampling them to 640 pixels costs six times the inference and places the landmarks worse
+    (measured in docs/benchmarks.md). The first try asks for a score of 0.8, which keeps every
+    face of dlib's annotated photos (all score 0.97 or more) and drops most non-faces (animals
+    score up to about 0.8); the later tries run only for images where it found nothing.
+
+    A mask hides half the face, and the small network then needs the face larger and seen from
+    both sides: small images get a second try on the mirror image enlarged to 320 pixels at 0.4,
+    then one enlarged to ``det_size`` at 0.8 that keeps only faces the mirror image shows too; both
+    keep only faces of a possible landmark order and a plausible size. They raise masked recall
+    from 75-83 % to 92-98 % (chosen on one half of ``benchmarks/masked_faces.py``'s sets, checked
+    on the other; docs/benchmarks.md). The last two tries, smaller and at lower thresholds, find
+    most heavily blurred faces.
     """
     if long_side <= 256:
-        return (Attempt(0.25, 192, 0.8), Attempt(0.5, 256, 0.6), Attempt(0.0, 128, 0.4))
+        return (
+            Attempt(0.25, 192, 0.8),
+            Attempt(0.0, 320, 0.4, flip=True, checked=True, min_eyes=0.1),
+            Attempt(0.0, det_size, 0.8, checked=True, min_eyes=0.1, both_sides=True),
+            Attempt(0.5, 256, 0.6),
+            Attempt(0.0, 128, 0.4),
+        )
     return (Attempt(0.0, det_size, 0.8), Attempt(0.25, det_size // 2, 0.6), Attempt(0.5, 256, 0.4))
+
+
+def _mirror(face: Face, width: int) -> Face:
+    """``face`` found on the mirror image of an image ``width`` pixels wide, in the image's pixels."""
+    box = np.array([width - face.box[2], face.box[1], width - face.box[0], face.box[3]])
+    points = face.landmarks.copy()
+    points[:, 0] = width - points[:, 0]
+    return Face(box=box, score=face.score, landmarks=points[[1, 0, 2, 4, 3]])
+
+
+def _detect_once(detector: Detector, images: list[np.ndarray], attempt: Attempt, flip: bool) -> list[list[Face]]:
+    prepared, offsets = [], []
+    for image in images:
+        padded, dx, dy = pad(np.ascontiguousarray(image[:, ::-1]) if flip else image, attempt.pad)
+        prepared.append(padded)
+        offsets.append((dx, dy))
+    found = []
+    for image, (dx, dy), faces in zip(images, offsets, detector.detect(prepared, attempt.canvas, attempt.threshold)):
+        faces = [f.mapped(1.0, dx, dy) for f in faces]
+        found.append([_mirror(f, image.shape[1]) for f in faces] if flip else faces)
+    return found
+
+
+def _seen_from_both_sides(faces: list[Face], mirrored: list[Face]) -> list[Face]:
+    """The faces that the mirror image shows at the same place, their landmarks averaged."""
+    kept = []
+    for face in faces:
+        eyes = float(np.linalg.norm(face.landmarks[1] - face.landmarks[0]))
+        gaps = [float(np.linalg.norm(m.landmarks - face.landmarks, axis=1).max()) for m in mirrored]
+        if gaps and min(gaps) < 0.35 * eyes:
+            twin = mirrored[int(np.argmin(gaps))]
+            kept.append(Face(box=(face.box + twin.box) / 2, score=min(face.score, twin.score), landmarks=(face.landmarks + twin.landmarks) / 2))
+    return kept
+
+
+def detect_attempt(detector: Detector, images: list[np.ndarray], attempt: Attempt) -> list[list[Face]]:
+    """The faces one try finds in each RGB image, in that image's pixels."""
+    found = _detect_once(detector, images, attempt, attempt.flip)
+    if attempt.both_sides:
+        asked = [i for i, faces in enumerate(found) if faces]
+        mirrored = _detect_once(detector, [images[i] for i in asked], attempt, not attempt.flip) if asked else []
+        for i, other in zip(asked, mirrored):
+            found[i] = _seen_from_both_sides(found[i], other)
+    for i, image in enumerate(images):
+        if attempt.checked:
+            found[i] = [f for f in found[i] if shape_problem(f.landmarks) is None]
+        if attempt.min_eyes > 0:
+            least = attempt.min_eyes * min(image.shape[:2])
+            found[i] = [f for f in found[i] if np.linalg.norm(f.landmarks[1] - f.landmarks[0]) >= least]
+    return found
 
 
 def find_faces(detector: Detector, rgb: np.ndarray, det_size: int = 640) -> list[Face]:
     """Faces in one RGB image, in its pixels, after the same tries as :func:`align_manifest`."""
     for attempt in attempts_for(max(rgb.shape[:2]), det_size):
-        padded, dx, dy = pad(rgb, attempt.pad)
-        faces = detector.detect([padded], attempt.canvas, attempt.threshold)[0]
+        faces = detect_attempt(detector, [rgb], attempt)[0]
         if faces:
-            return [f.mapped(1.0, dx, dy) for f in faces]
+            return faces
     return []
+
+
+def registration_problem(face: Face, width: int, height: int) -> str | None:
+    """Why a face detected in a registered crop is not the face the crop was made around, or None.
+
+    A registered crop is centred on its face and the face fills most of it; a detection far
+    smaller than the frame, far off-centre, or with landmarks in an impossible order is something
+    else (a face in the background, a pattern, a misfit on a blurred face).
+    """
+    problem = shape_problem(face.landmarks)
+    if problem is not None:
+        return problem
+    side = max(1, min(width, height))
+    eye_distance = float(np.linalg.norm(face.landmarks[1] - face.landmarks[0]))
+    if eye_distance < MIN_EYE_DISTANCE * side:
+        return f"face far smaller than the frame (eyes {eye_distance / side:.0%} of the image side apart)"
+    cx, cy = face.landmarks.mean(axis=0) / np.array([max(1, width), max(1, height)])
+    if max(abs(cx - 0.5), abs(cy - 0.5)) > MAX_CENTRE_OFFSET:
+        return f"face far off-centre (at {cx:.0%}, {cy:.0%} of the image)"
+    return None
+
+
+def registered_by_default(dataset: str) -> bool:
+    """Whether ``manifests/<dataset>.toml`` says the source is delivered as registered face crops."""
+    from .resources import load_toml
+
+    try:
+        return bool(load_toml(dataset).get("registered", False))
+    except FerdataError:
+        return False
+
+
+def mean_landmark_shape(frame) -> tuple[np.ndarray, int]:
+    """The dataset's mean landmark shape and the number of aligned rows it comes from.
+
+    The mean of the ``aligned`` rows' landmarks, each divided by its image's width and height
+    (synthetic rows left out: their originals are crops of other rows). With fewer than
+    :data:`MIN_SHAPE_ROWS` such rows the shape is :data:`DEFAULT_REGISTERED_SHAPE` (and the count
+    says how few there were). Rounded to 6 decimals, so that it reads the same in provenance.
+    """
+    chosen = (
+        (frame["face_status"] == "aligned").to_numpy()
+        & frame["landmarks"].notna().to_numpy()
+        & ~frame["source"].str.startswith(SYNTHETIC_SOURCE_PREFIX).to_numpy()
+    )
+    sizes = frame.loc[chosen, ["width", "height"]].to_numpy(dtype=np.float64)
+    keep = (sizes > 0).all(axis=1)
+    rows = int(keep.sum())
+    if rows < MIN_SHAPE_ROWS:
+        return DEFAULT_REGISTERED_SHAPE.copy(), rows
+    points = np.array(frame.loc[chosen, "landmarks"].tolist(), dtype=np.float64)[keep].reshape(-1, 5, 2)
+    normalised = points / sizes[keep][:, None, :]
+    return np.round(normalised.mean(axis=0), 6), rows
 
 
 @dataclass
@@ -84,10 +247,14 @@ class AlignReport:
     provider: str  # onnxruntime execution provider that ran the detector
     detector: str
     model_file: str
+    resumed: int = 0  # rows taken from the journal of an interrupted run instead of detected again
+    registered: bool = False  # whether the source was treated as registered face crops
+    shape_rows: int = 0  # aligned rows the mean landmark shape comes from (registered sources)
 
     @property
     def images_per_second(self) -> float:
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
+        detected = self.processed - self.resumed
+        return detected / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -104,6 +271,8 @@ class _Job:
     error: str | None = None
     attempt: int = 0
     faces: list[Face] = field(default_factory=list)  # in original pixels
+    found: int = 0  # faces detected, plausible or not (registered sources)
+    rejected: str | None = None  # why the first implausible face was not used (registered sources)
 
 
 def _load(job: _Job, det_size: int) -> _Job:
@@ -136,8 +305,11 @@ def _choose(faces: list[Face], width: int, height: int, choice: str) -> Face:
     return min(faces, key=lambda f: (float(np.linalg.norm(f.box.reshape(2, 2).mean(axis=0) - centre)), -f.score))
 
 
-def _detect(detector: Detector, jobs: list[_Job], det_size: int) -> None:
-    """Run the tries in batches until every job has faces or has used all its tries."""
+def _detect(detector: Detector, jobs: list[_Job], det_size: int, registered: bool) -> None:
+    """Run the tries in batches until every job has faces or has used all its tries.
+
+    On a registered source only faces that pass :func:`registration_problem` count as found.
+    """
     pending = [j for j in jobs if j.error is None]
     while pending:
         groups: dict[Attempt, list[_Job]] = {}
@@ -146,14 +318,20 @@ def _detect(detector: Detector, jobs: list[_Job], det_size: int) -> None:
             groups.setdefault(tries[job.attempt], []).append(job)
         pending = []
         for attempt, group in groups.items():
-            images, offsets = [], []
-            for job in group:
-                padded, dx, dy = pad(job.detect_rgb, attempt.pad)
-                images.append(padded)
-                offsets.append((dx, dy))
-            for job, (dx, dy), faces in zip(group, offsets, detector.detect(images, attempt.canvas, attempt.threshold)):
+            for job, faces in zip(group, detect_attempt(detector, [j.detect_rgb for j in group], attempt)):
+                faces = [f.mapped(job.detect_scale) for f in faces]
+                if registered and faces:
+                    job.found = max(job.found, len(faces))
+                    plausible = []
+                    for face in faces:
+                        problem = registration_problem(face, job.width, job.height)
+                        if problem is None:
+                            plausible.append(face)
+                        elif job.rejected is None:
+                            job.rejected = problem
+                    faces = plausible
                 if faces:
-                    job.faces = [f.mapped(job.detect_scale, dx, dy) for f in faces]
+                    job.faces = faces
                     job.detect_rgb = None  # no longer needed: free it before the warp
                     continue
                 job.attempt += 1
@@ -161,35 +339,55 @@ def _detect(detector: Detector, jobs: list[_Job], det_size: int) -> None:
                     pending.append(job)
 
 
-def _finish(job: _Job, ws_root: Path, out_dir: Path, size: int, choice: str) -> dict[str, Any]:
-    """The row's new column values; writes the aligned PNG."""
+def _write_crop(path: Path, source: Decoded | None, landmarks: np.ndarray, size: int, out_dir: Path, ws_root: Path) -> str:
+    """Warp the face at ``landmarks`` (original pixels) of the image at ``path`` onto the template
+    and write it as a content-addressed PNG; its path relative to the workspace.
+
+    The warp reads from a decode whose scale is at least the crop's: enough pixels for the output,
+    and never the full 24 MP unless the face needs it. Raises ImageUnreadable when a new decode
+    is needed and fails.
+    """
     import cv2
 
-    job.detect_rgb = None
-    if job.error is not None:
-        return {"face_status": "unreadable", "face_error": job.error, "n_faces": None, "width": 0, "height": 0}
-    base = {"width": job.width, "height": job.height, "face_error": None}
-    if not job.faces:
-        return {**base, "face_status": "no_face", "n_faces": 0}
-    face = _choose(job.faces, job.width, job.height, choice)
-    # The warp reads from a decode whose scale is at least the crop's: enough pixels for the
-    # output, and never the full 24 MP unless the face needs it.
-    needed = float(np.sqrt(abs(np.linalg.det(similarity_transform(face.landmarks, template(size))[:, :2]))))
-    source = job.crop_source
+    needed = float(np.sqrt(abs(np.linalg.det(similarity_transform(landmarks, template(size))[:, :2]))))
     if source is None or source.scale < min(1.0, needed):
-        try:
-            source = decode(job.path, min_scale=min(1.0, needed))
-        except ImageUnreadable as exc:  # changed on disk since the first decode
-            return {"face_status": "unreadable", "face_error": str(exc), "n_faces": None, "width": 0, "height": 0}
-    crop, _ = warp(source.rgb, face.landmarks * source.scale, size)
+        source = decode(path, min_scale=min(1.0, needed))
+    crop, _ = warp(source.rgb, landmarks * source.scale, size)
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:  # pragma: no cover - OpenCV fails to encode only on invalid arrays
         raise RuntimeError("PNG encoding failed")
     data = png.tobytes()
     digest = hashlib.sha256(data).hexdigest()
-    path = out_dir / digest[:2] / f"{digest}.png"
-    if not path.exists():
-        atomic_write_bytes(path, data)
+    target = out_dir / digest[:2] / f"{digest}.png"
+    if not target.exists():
+        atomic_write_bytes(target, data)
+    return target.relative_to(ws_root).as_posix()
+
+
+def _unreadable(reason: str) -> dict[str, Any]:
+    return {"face_status": "unreadable", "face_error": reason, "n_faces": None, "width": 0, "height": 0}
+
+
+def _finish(job: _Job, ws_root: Path, out_dir: Path, size: int, choice: str, registered: bool) -> dict[str, Any]:
+    """The row's new column values; writes the aligned PNG.
+
+    A registered row's crop is not written here: it needs the mean landmark shape, known only
+    once every row of the run is detected (see :func:`align_manifest`).
+    """
+    job.detect_rgb = None
+    if job.error is not None:
+        return _unreadable(job.error)
+    base = {"width": job.width, "height": job.height, "face_error": None}
+    if not job.faces:
+        if registered:
+            reason = f"detected face not used: {job.rejected}" if job.rejected else "no face found"
+            return {**base, "face_status": "registered", "n_faces": job.found, "face_error": reason}
+        return {**base, "face_status": "no_face", "n_faces": 0}
+    face = _choose(job.faces, job.width, job.height, choice)
+    try:
+        aligned_path = _write_crop(job.path, job.crop_source, face.landmarks, size, out_dir, ws_root)
+    except ImageUnreadable as exc:  # changed on disk since the first decode
+        return _unreadable(str(exc))
     return {
         **base,
         "face_status": "aligned",
@@ -197,8 +395,18 @@ def _finish(job: _Job, ws_root: Path, out_dir: Path, size: int, choice: str) -> 
         "n_faces": len(job.faces),
         "bbox": [float(v) for v in face.box],
         "landmarks": [float(v) for v in face.landmarks.reshape(-1)],
-        "aligned_path": path.relative_to(ws_root).as_posix(),
+        "aligned_path": aligned_path,
     }
+
+
+def _register(path: Path, width: int, height: int, shape: np.ndarray, size: int, out_dir: Path, ws_root: Path) -> dict[str, Any]:
+    """The crop of a registered row: the image warped with the mean landmark shape at its size."""
+    landmarks = shape * np.array([width, height], dtype=np.float64)
+    try:
+        aligned_path = _write_crop(path, None, landmarks, size, out_dir, ws_root)
+    except ImageUnreadable as exc:
+        return _unreadable(str(exc).replace(str(path), path.name))
+    return {"landmarks": [float(v) for v in landmarks.reshape(-1)], "aligned_path": aligned_path}
 
 
 def _rows_to_do(ws, frame, only_missing: bool) -> list[int]:
@@ -223,6 +431,105 @@ def _model_digest(model_file: str) -> str:
     return hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
 
 
+# ----------------------------------------------------------------------------- the journal
+
+
+def journal_path(ws, dataset: str) -> Path:
+    """Where the alignment journal of ``dataset`` lives (inside the workspace's ``.ferdata/``)."""
+    return ws.internal / "align" / f"{dataset}.jsonl"
+
+
+def discard_journal(ws, dataset: str) -> None:
+    """Remove ``dataset``'s alignment journal: call it once the aligned manifest is saved."""
+    journal_path(ws, dataset).unlink(missing_ok=True)
+
+
+class _Journal:
+    """Finished rows of an alignment run, one JSON line each, appended after every batch.
+
+    The first line holds the settings key; a journal written under other settings is started
+    afresh. Lines are only ever appended, each batch in one write; a line cut short by a kill is
+    ignored on reading and cut off before the next append, so an interrupted run (kill -9 or
+    Ctrl-C) always leaves a journal that reads back as the rows it finished.
+    """
+
+    SYNC_EVERY_S = 2.0
+
+    def __init__(self, path: Path, key: dict[str, Any], resume: bool) -> None:
+        self.path = path
+        self.key = json.loads(json.dumps(key))
+        self._matching = False  # the file on disk was written under the same settings
+        self.entries: dict[str, dict[str, Any]] = self._read() if resume else {}
+        self._fd: int | None = None
+        self._synced = time.monotonic()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = self.path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        lines = data.split(b"\n")
+        try:
+            header = json.loads(lines[0])
+        except ValueError:
+            return {}
+        if not isinstance(header, dict) or header.get("key") != self.key:
+            return {}
+        self._matching = True
+        entries = {}
+        for line in lines[1:-1]:  # the part after the last newline is a line cut short, if any
+            try:
+                entry = json.loads(line)
+                entries[entry["image_id"]] = entry
+            except (ValueError, KeyError, TypeError):
+                continue
+        return entries
+
+    def open(self) -> None:
+        with disk_errors(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._matching:
+                with self.path.open("rb+") as fh:  # cut a torn last line before appending after it
+                    data = fh.read()
+                    fh.truncate(data.rfind(b"\n") + 1)
+            else:
+                header = json.dumps({"journal": "ferdata align", "key": self.key}, sort_keys=True).encode() + b"\n"
+                atomic_write_bytes(self.path, header)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def append(self, entries: list[dict[str, Any]]) -> None:
+        if self._fd is None or not entries:
+            return
+        data = b"".join(json.dumps(e, sort_keys=True, separators=(",", ":")).encode() + b"\n" for e in entries)
+        with disk_errors(self.path):
+            os.write(self._fd, data)
+            if time.monotonic() - self._synced > self.SYNC_EVERY_S:
+                os.fsync(self._fd)
+                self._synced = time.monotonic()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def reusable(self, image_id: str, original_path: str, sha256: str, ws) -> dict[str, Any] | None:
+        """The journal's result for this row, when it is for the same file and still complete."""
+        entry = self.entries.get(image_id)
+        if entry is None or entry.get("original_path") != original_path or entry.get("sha256") != sha256:
+            return None
+        values = entry.get("values") or {}
+        status = values.get("face_status")
+        if status == "aligned":
+            aligned = values.get("aligned_path")
+            return values if aligned and ws.absolute(aligned).is_file() else None
+        # Unreadable rows are cheap to try again, and their file may have been put right since.
+        return values if status in ("registered", "no_face") else None
+
+
+# ----------------------------------------------------------------------------- the run
+
+
 def align_manifest(
     ws,
     manifest: Manifest,
@@ -233,6 +540,8 @@ def align_manifest(
     device: str = "auto",
     face_choice: str = "largest",
     only_missing: bool = False,
+    registered: bool | None = None,
+    resume: bool = True,
     progress: ProgressFn | None = None,
     batch_size: int = 8,
     det_size: int = 640,
@@ -242,12 +551,19 @@ def align_manifest(
 
     Returns a NEW Manifest with ``face_status``, ``det_score``, ``n_faces``, ``bbox``,
     ``landmarks``, ``aligned_path``, ``width`` and ``height`` filled (and ``face_error`` for
-    unreadable rows); no row is dropped. Aligned PNGs are written atomically under
+    unreadable and registered rows); no row is dropped. Aligned PNGs are written atomically under
     ``ws.aligned_dir(dataset)/<size>px/``, named by the SHA-256 of their bytes.
     ``provenance['align']`` records the detector, model file and hash, the provider that ran it,
-    the size and the thresholds. ``only_missing`` processes only rows not yet run and aligned rows
-    whose crop file is gone. ``detector`` may also be a loaded detector (from
+    the size, the thresholds, and for a registered source the mean landmark shape and the rows it
+    comes from. ``only_missing`` processes only rows not yet run and aligned rows whose crop file
+    is gone. ``detector`` may also be a loaded detector (from
     :func:`ferdata.vision.detectors.load_detector`), to share one across several calls.
+
+    ``registered`` says whether the source is delivered as registered face crops (None: as its
+    ``manifests/<dataset>.toml`` says); see the module's docstring. ``resume`` (the default)
+    takes the rows that the journal of an interrupted run with the same settings holds instead of
+    detecting them again; ``resume=False`` starts afresh. Call :func:`discard_journal` after
+    saving the returned manifest.
     """
     if face_choice not in FACE_CHOICES:
         raise UsageError(f"--face {face_choice} is not one of {', '.join(FACE_CHOICES)}")
@@ -256,74 +572,122 @@ def align_manifest(
     if batch_size < 1 or det_size < 128:
         raise UsageError("batch_size must be 1 or more and det_size 128 or more")
     progress = progress or null_progress
+    registered_from = "argument" if registered is not None else f"manifests/{manifest.dataset}.toml"
+    if registered is None:
+        registered = registered_by_default(manifest.dataset)
     model = load_detector(detector, model_dir, device) if isinstance(detector, str) else detector
+    model_sha256 = _model_digest(model.model_file)
+    tries = [
+        {"pad": a.pad, "canvas": a.canvas, "threshold": a.threshold, "flip": a.flip, "checked": a.checked,
+         "min_eyes": a.min_eyes, "both_sides": a.both_sides}
+        for a in (*attempts_for(det_size + 1, det_size), *attempts_for(48, det_size))
+    ]
     frame = manifest.frame
     todo = _rows_to_do(ws, frame, only_missing)
     out_dir = ws.aligned_dir(manifest.dataset) / f"{size}px"
     workers = workers or max(2, os.cpu_count() or 2)
     started = time.perf_counter()
+
+    from . import __version__
+
+    journal = _Journal(
+        journal_path(ws, manifest.dataset),
+        {
+            "version": JOURNAL_VERSION, "ferdata": __version__, "dataset": manifest.dataset, "size": size,
+            "detector": model.name, "model_sha256": model_sha256, "det_size": det_size, "face_choice": face_choice,
+            "registered": registered, "attempts": tries,
+        },
+        resume,
+    )
+    identity = {i: (frame["image_id"].iat[i], frame["original_path"].iat[i], frame["sha256"].iat[i]) for i in todo}
     results: dict[int, dict[str, Any]] = {}
-    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    progress("align", 0, len(todo))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-align") as pool:
+    for i in todo:
+        values = journal.reusable(*identity[i], ws)
+        if values is not None:
+            results[i] = values
+    resumed = len(results)
+    to_detect = [i for i in todo if i not in results]
+    chunks = [to_detect[i : i + batch_size] for i in range(0, len(to_detect), batch_size)]
+    progress("align", resumed, len(todo))
+    if to_detect:
+        journal.open()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-align") as pool:
 
-        def submit_loads(chunk: list[int]) -> list[Future]:
-            return [
-                pool.submit(_load, _Job(row=i, path=ws.absolute(frame["original_path"].iat[i])), det_size)
-                for i in chunk
-            ]
+            def submit_loads(chunk: list[int]) -> list[Future]:
+                return [pool.submit(_load, _Job(row=i, path=ws.absolute(identity[i][1])), det_size) for i in chunk]
 
-        def collect(futures: list[Future]) -> None:
-            for future in futures:
-                row, values = future.result()
-                results[row] = values
+            def collect(futures: list[Future]) -> None:
+                finished = []
+                for future in futures:
+                    row, values = future.result()
+                    results[row] = values
+                    image_id, original_path, sha256 = identity[row]
+                    finished.append({"image_id": image_id, "original_path": original_path, "sha256": sha256, "values": values})
+                journal.append(finished)
 
-        def finish(job: _Job) -> tuple[int, dict[str, Any]]:
-            return job.row, _finish(job, ws.root, out_dir, size, face_choice)
+            def finish(job: _Job) -> tuple[int, dict[str, Any]]:
+                return job.row, _finish(job, ws.root, out_dir, size, face_choice, registered)
 
-        loading: deque[list[Future]] = deque(submit_loads(c) for c in chunks[:2])
-        finishing: deque[list[Future]] = deque()
-        next_chunk, done = len(loading), 0
-        while loading:
-            jobs = [f.result() for f in loading.popleft()]
-            if next_chunk < len(chunks):
-                loading.append(submit_loads(chunks[next_chunk]))
-                next_chunk += 1
-            _detect(model, jobs, det_size)
-            finishing.append([pool.submit(finish, job) for job in jobs])
-            while len(finishing) > 2:
+            loading: deque[list[Future]] = deque(submit_loads(c) for c in chunks[:2])
+            finishing: deque[list[Future]] = deque()
+            next_chunk, done = len(loading), resumed
+            while loading:
+                jobs = [f.result() for f in loading.popleft()]
+                if next_chunk < len(chunks):
+                    loading.append(submit_loads(chunks[next_chunk]))
+                    next_chunk += 1
+                _detect(model, jobs, det_size, registered)
+                finishing.append([pool.submit(finish, job) for job in jobs])
+                while len(finishing) > 2:
+                    collect(finishing.popleft())
+                done += len(jobs)
+                progress("align", done, len(todo))
+            while finishing:
                 collect(finishing.popleft())
-            done += len(jobs)
-            progress("align", done, len(todo))
-        while finishing:
-            collect(finishing.popleft())
+
+            new_frame = _apply(frame, results)
+            shape, shape_rows = DEFAULT_REGISTERED_SHAPE, 0
+            if registered:
+                shape, shape_rows = mean_landmark_shape(new_frame)
+                new_frame = _warp_registered(ws, new_frame, results, shape, size, out_dir, pool, progress)
+    finally:
+        journal.close()
     seconds = time.perf_counter() - started
 
-    new_frame = _apply(frame, results)
     counts: dict[str, int] = {}
     for values in results.values():
         counts[values["face_status"]] = counts.get(values["face_status"], 0) + 1
     provenance = dict(manifest.provenance)
-    provenance["align"] = {
+    record: dict[str, Any] = {
         "detector": model.name,
         "requested_detector": detector if isinstance(detector, str) else model.name,
         "model_file": model.model_file,
-        "model_sha256": _model_digest(model.model_file),
+        "model_sha256": model_sha256,
         "provider": model.provider,
         "device": device,
         "size": size,
         "template": [[float(v) for v in p] for p in TEMPLATE_112],
         "det_size": det_size,
         "face_choice": face_choice,
-        "attempts": [
-            {"pad": a.pad, "canvas": a.canvas, "threshold": a.threshold}
-            for a in (*attempts_for(det_size + 1, det_size), *attempts_for(48, det_size))
-        ],
+        "attempts": tries,
         "nms_iou": 0.4,
         "only_missing": only_missing,
         "rows_processed": len(todo),
         "counts": dict(sorted(counts.items())),
+        "status_counts": {k: int(v) for k, v in sorted(new_frame["face_status"].value_counts().items())},
+        "registered": registered,
+        "registered_from": registered_from,
     }
+    if registered:
+        record["mean_shape"] = {
+            "points": [[float(x), float(y)] for x, y in shape],
+            "rows": shape_rows,
+            "from": "aligned rows" if shape_rows >= MIN_SHAPE_ROWS else f"default (fewer than {MIN_SHAPE_ROWS} aligned rows)",
+            "coordinates": "x / width, y / height",
+        }
+        record["plausibility"] = {"min_eye_distance": MIN_EYE_DISTANCE, "max_centre_offset": MAX_CENTRE_OFFSET}
+    provenance["align"] = record
     report = AlignReport(
         counts=dict(sorted(counts.items())),
         processed=len(todo),
@@ -331,8 +695,39 @@ def align_manifest(
         provider=model.provider,
         detector=model.name,
         model_file=model.model_file,
+        resumed=resumed,
+        registered=registered,
+        shape_rows=shape_rows,
     )
     return Manifest(dataset=manifest.dataset, frame=new_frame, provenance=provenance), report
+
+
+def _warp_registered(ws, frame, results, shape, size: int, out_dir: Path, pool, progress):
+    """``frame`` with every registered row warped with ``shape``: the rows of this run, and those
+    of earlier runs whose crop was made with another shape or is gone. Updates ``results``."""
+    updates: dict[int, dict[str, Any]] = {}
+    futures = []
+    for i in np.flatnonzero((frame["face_status"] == "registered").to_numpy()):
+        i = int(i)
+        if frame["source"].iat[i].startswith(SYNTHETIC_SOURCE_PREFIX):
+            continue
+        width, height = int(frame["width"].iat[i]), int(frame["height"].iat[i])
+        wanted = [float(v) for v in (shape * np.array([width, height], dtype=np.float64)).reshape(-1)]
+        current, aligned = frame["landmarks"].iat[i], frame["aligned_path"].iat[i]
+        same = isinstance(current, (list, np.ndarray)) and [float(v) for v in current] == wanted
+        if i not in results and same and aligned and ws.absolute(aligned).is_file():
+            continue
+        path = ws.absolute(frame["original_path"].iat[i])
+        futures.append((i, pool.submit(_register, path, width, height, shape, size, out_dir, ws.root)))
+    for k, (i, future) in enumerate(futures):
+        row = {name: frame[name].iat[i] for name in _RESULT_COLUMNS}
+        row.update({"det_score": None, "bbox": None, "landmarks": None, "aligned_path": None})
+        row.update(future.result())
+        updates[i] = row
+        if i in results:
+            results[i] = row
+        progress("registered crops", k + 1, len(futures))
+    return _apply(frame, updates) if updates else frame
 
 
 _RESULT_COLUMNS = ("face_status", "det_score", "n_faces", "bbox", "landmarks", "aligned_path", "width", "height", ERROR_COLUMN)

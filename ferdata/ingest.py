@@ -274,12 +274,13 @@ def ingest(
             result = _ingest_tree(tree, names, path, source, ws, options, skip_unparsed, prune, progress)
         shutil.rmtree(scratch, ignore_errors=True)
         if align:
-            from .align import align_manifest
+            from .align import align_manifest, discard_journal
 
             manifest, report = align_manifest(
                 ws, result.manifest, only_missing=True, progress=progress, **(align_options or {})
             )
             ws.save(manifest)
+            discard_journal(ws, manifest.dataset)
             result.manifest, result.align_report = manifest, report
     result.seconds = time.perf_counter() - start
     return result

@@ -54,9 +54,10 @@ def test_all_annotated_faces_found_with_a_small_landmark_error(detector):
     assert annotated == 25
     assert len(errors) == 25  # every face found (faces here are 37 to 109 pixels wide)
     assert unmatched == 0
-    # Measured 0.089 (mean) and 0.143 (worst); a detector whose points are off by a third of
-    # the eye distance, or mapped into the wrong frame, fails this.
-    assert np.mean(errors) < 0.11
+    # Measured 0.0890 (mean) and 0.142 (worst), before and after the tries for masked faces were
+    # added (they run only where the first try finds nothing); a detector whose points are off by
+    # a third of the eye distance, or mapped into the wrong frame, fails this.
+    assert np.mean(errors) <= 0.089
     assert max(errors) < 0.2
 
 

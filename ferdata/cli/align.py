@@ -20,6 +20,15 @@ ModelDirOpt = Annotated[
 SizeOpt = Annotated[int, typer.Option("--size", help="Side of the aligned square crop in pixels (112 standard, 224 for ImageNet-size models).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when onnxruntime-gpu offers it, else CPU), cpu or cuda.")]
 FaceOpt = Annotated[str, typer.Option("--face", help="Which face when there are several: largest or center (closest to the image centre).")]
+RegisteredOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--registered/--not-registered",
+        help="The images are registered face crops (FER2013 style): a row whose detection fails gets a crop "
+        "warped with the dataset's mean landmark shape. Default: as manifests/DATASET.toml says.",
+        show_default=False,
+    ),
+]
 
 
 @command("align")
@@ -34,21 +43,25 @@ def align(
     only_missing: Annotated[
         bool, typer.Option("--only-missing", help="Only rows not yet aligned (face_status not_run) or whose crop file is gone.")
     ] = False,
+    registered: RegisteredOpt = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Detect every row again instead of resuming an interrupted run.")
+    ] = False,
     contact_sheet: Annotated[
         Path | None, typer.Option("--contact-sheet", help="Also write a PNG grid of the crops by label and masked.", show_default=False)
     ] = None,
 ) -> None:
     """Detect the face in every image of a dataset and write aligned crops.
 
-    Each row gets face_status (aligned, no_face or unreadable), det_score, n_faces, bbox and
-    landmarks in original pixels, and aligned_path: a PNG under aligned/DATASET/SIZEpx/.
-    No row is dropped.
+    Each row gets face_status (aligned, registered, no_face or unreadable), det_score, n_faces,
+    bbox and landmarks in original pixels, and aligned_path: a PNG under aligned/DATASET/SIZEpx/.
+    No row is dropped. A run that was killed or interrupted resumes where it stopped.
 
     Example: ferdata align -w ws --dataset msd-e --size 224 --device auto --contact-sheet sheet.png
     """
     from rich.table import Table
 
-    from ..align import align_manifest
+    from ..align import MIN_SHAPE_ROWS, align_manifest, discard_journal
     from ..workspace import Workspace
     from .common import progress_bar
 
@@ -58,9 +71,11 @@ def align(
         with progress_bar() as progress:
             aligned, report = align_manifest(
                 ws, manifest, detector=detector, model_dir=model_dir, size=size, device=device,
-                face_choice=face, only_missing=only_missing, progress=progress,
+                face_choice=face, only_missing=only_missing, registered=registered, resume=not restart,
+                progress=progress,
             )
         ws.save(aligned)
+        discard_journal(ws, aligned.dataset)
         if contact_sheet is not None:
             from ..vision.contact import write_contact_sheet
 
@@ -73,6 +88,11 @@ def align(
         table.add_row(status, str(n))
     table.add_row("[bold]processed[/]", f"[bold]{report.processed}[/]")
     out.print(table)
+    if report.resumed:
+        out.print(f"{report.resumed:,} rows resumed from an interrupted run (--restart detects them again)")
+    if report.registered:
+        where = f"{report.shape_rows:,} aligned rows" if report.shape_rows >= MIN_SHAPE_ROWS else "the default shape"
+        out.print(f"registered source: rows without a usable detection warped with the mean landmark shape of {where}")
     out.print(f"{report.images_per_second:.1f} images/s; crops in {ws.relative(ws.aligned_dir(aligned.dataset))}/{size}px")
     if contact_sheet is not None:
         out.print(f"contact sheet: {contact_sheet}")

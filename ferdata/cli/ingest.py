@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, SizeOpt
+from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
 from .common import WorkspaceOpt, command, err, out, progress_bar, warn
 
 
@@ -63,6 +63,7 @@ def ingest_command(
     size: SizeOpt = 112,
     device: DeviceOpt = "auto",
     face: FaceOpt = "largest",
+    registered: RegisteredOpt = None,
     label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
     split: Annotated[
@@ -94,7 +95,7 @@ def ingest_command(
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
     password = password_provider(env_var=password_env, file=password_file)
-    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face}
+    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered}
     with progress_bar() as progress:
         result = ingest(
             path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
@@ -115,6 +116,8 @@ def ingest_command(
         warn(message)
     if result.align_report is not None:
         report = result.align_report
+        if report.resumed:
+            out.print(f"{report.resumed:,} rows resumed from an interrupted alignment")
         out.print(f"aligned by {report.detector} on {report.provider} at {report.images_per_second:.1f} images/s")
     out.print(
         f"{result.dataset}: {result.rows:,} images in {ws.manifest_path(result.dataset)} "

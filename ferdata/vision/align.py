@@ -88,3 +88,38 @@ def warp(rgb: np.ndarray, landmarks: np.ndarray, size: int = TEMPLATE_SIZE) -> t
             return crop, matrix
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return crop, matrix
+
+
+def shape_problem(points: np.ndarray) -> str | None:
+    """Why 5 points cannot be a face's left eye, right eye, nose tip and mouth corners, or None.
+
+    Measured in the face's own frame (x along the eyes, y down from them, in eye distances), so
+    that a tilted or turned head passes; what fails is an order no face has: eyes upside down or
+    stacked, a mouth above the eyes or far below them, mouth corners swapped, a nose outside the
+    face. The bounds hold every face of dlib's annotated photos and of the masked and FER2013-like
+    sets of ``benchmarks/masked_faces.py`` with a wide margin (docs/align.md).
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(5, 2)
+    left_eye, right_eye, nose, left_mouth, right_mouth = points
+    across = right_eye - left_eye
+    eye_distance = float(np.hypot(*across))
+    if not np.isfinite(points).all() or eye_distance < 1e-6:
+        return "landmarks collapse to one point"
+    across /= eye_distance
+    down = np.array([-across[1], across[0]])
+    roll = float(np.degrees(np.arctan2(across[1], across[0])))
+    if abs(roll) > 60:
+        return f"eyes tilted {roll:.0f} degrees"
+    eyes = (left_eye + right_eye) / 2
+    mouth = (left_mouth + right_mouth) / 2
+    mouth_depth = float((mouth - eyes) @ down) / eye_distance
+    if not 0.5 <= mouth_depth <= 2.2:
+        return f"mouth {mouth_depth:.2f} eye distances below the eyes"
+    mouth_width = float((right_mouth - left_mouth) @ across) / eye_distance
+    if mouth_width < 0.2:
+        return "mouth corners in the wrong order"
+    nose_depth = float((nose - eyes) @ down) / eye_distance
+    nose_side = float((nose - eyes) @ across) / eye_distance
+    if not -0.1 <= nose_depth <= mouth_depth + 0.2 or abs(nose_side) > 1.0:
+        return "nose outside the face"
+    return None

@@ -2,7 +2,9 @@
 
 People check an alignment run by looking, not by reading counts: a row of crops per group shows
 at a glance whether the eyes sit on one line, whether masked faces were found, and which images
-failed (a grey tile saying ``no face`` or ``unreadable``, framed in red).
+failed (a grey tile saying ``no face`` or ``unreadable``, framed in red). A ``registered`` crop
+(warped with the dataset's mean landmark shape, not by a detection) is framed in amber and marked
+with an ``R``, so it is never mistaken for a detected face.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..fsutil import atomic_write_bytes
 
 _GREY = (96, 96, 96)
 _RED = (200, 40, 40)
+_AMBER = (255, 176, 0)
 _WHITE = (255, 255, 255)
 _BACKGROUND = (24, 24, 24)
 
@@ -36,21 +39,28 @@ def _failure_tile(status: str, tile: int) -> np.ndarray:
     return cell
 
 
-def _face_tile(path: Path, tile: int) -> np.ndarray | None:
+def _face_tile(path: Path, tile: int, registered: bool = False) -> np.ndarray | None:
     import cv2
 
     pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if pixels is None:
         return None
     pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return cv2.resize(pixels, (tile, tile), interpolation=cv2.INTER_AREA)
+    cell = np.ascontiguousarray(cv2.resize(pixels, (tile, tile), interpolation=cv2.INTER_AREA))
+    if registered:
+        cv2.rectangle(cell, (0, 0), (tile - 1, tile - 1), _AMBER, max(2, tile // 24))
+        badge = max(14, tile // 5)
+        cell[:badge, :badge] = _AMBER
+        _text(cell, "R", max(2, badge // 5), badge - max(3, badge // 5), badge / 28, (0, 0, 0))
+    return cell
 
 
 def render_contact_sheet(ws, frame, *, per_group: int = 10, tile: int = 96) -> np.ndarray:
     """The sheet as an RGB array: a row per (label, masked) group, up to ``per_group`` tiles each.
 
-    Within a group, failed rows come first (up to half the row, so that they are seen), then
-    aligned faces in image_id order. The row's caption gives the group's counts per status.
+    Within a group, failed rows come first (up to half the row, so that they are seen), then a
+    few registered crops (amber frame, ``R``), then aligned faces, each in image_id order. The
+    row's caption gives the group's counts per status.
     """
     label_column = frame["label"].where(frame["label"].notna(), frame["label_original"])
     import pandas as pd
@@ -66,20 +76,25 @@ def render_contact_sheet(ws, frame, *, per_group: int = 10, tile: int = 96) -> n
         statuses = [frame["face_status"].iat[i] for i in members]
         failed = [i for i, s in zip(members, statuses) if s in ("no_face", "unreadable")]
         aligned = [i for i, s in zip(members, statuses) if s == "aligned"]
-        shown = failed[: per_group // 2] if aligned else failed[:per_group]
+        registered = [i for i, s in zip(members, statuses) if s == "registered"]
+        shown = failed[: per_group // 2] if aligned or registered else failed[:per_group]
+        if registered:
+            shown += registered[: max(1, per_group // 4) if aligned else per_group - len(shown)]
         shown += aligned[: per_group - len(shown)]
+        shown += [i for i in registered if i not in shown][: per_group - len(shown)]
         counts = {s: statuses.count(s) for s in sorted(set(statuses))}
         height = max(tile + 8, 76 + 16 * len(counts))
         line = np.full((height, caption_w + per_group * (tile + 4), 3), _BACKGROUND, dtype=np.uint8)
         _text(line, f"{label}", 6, 24, 0.6)
         _text(line, mask_state, 6, 46, 0.5)
         for k, (status, n) in enumerate(counts.items()):
-            _text(line, f"{n} {status.replace('_', ' ')}", 6, 68 + 16 * k, 0.42, _RED if status in ("no_face", "unreadable") else _WHITE)
+            colour = _RED if status in ("no_face", "unreadable") else _AMBER if status == "registered" else _WHITE
+            _text(line, f"{n} {status.replace('_', ' ')}", 6, 68 + 16 * k, 0.42, colour)
         for k, i in enumerate(shown):
             status = frame["face_status"].iat[i]
             cell = None
-            if status == "aligned" and frame["aligned_path"].iat[i]:
-                cell = _face_tile(ws.absolute(frame["aligned_path"].iat[i]), tile)
+            if status in ("aligned", "registered") and frame["aligned_path"].iat[i]:
+                cell = _face_tile(ws.absolute(frame["aligned_path"].iat[i]), tile, registered=status == "registered")
                 if cell is None:
                     status = "crop_missing"
             if cell is None:
