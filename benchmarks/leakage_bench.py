@@ -1,0 +1,279 @@
+"""Calibration benchmark for the duplicate check: known copies and hard negatives made from real photos.
+
+Every picture here is a real photo: faces from the photos that installed packages ship
+(insightface's Tom Hanks, scikit-image's LFW subset), the dlib photos and face crops in
+``tests/data``, and any folder of face photos passed with ``--photos`` (e.g. a copy of the
+face-mask photos). From each source photo the script cuts a *base* picture (a 48x48 grayscale face
+like FER2013's, or a 128x128 colour face) and makes known copies of it:
+
+    blur-1..4    Gaussian blur, sigma 1-4 px          shift        shifted by up to +-4 px
+    crop         85-95% of the picture, rescaled or   jpeg-10..95  re-encoded as JPEG
+                 kept at its own size                 gamma        gamma 0.5-2, brightness/contrast
+    mirror       flipped left-right                   grayscale    colour base to grayscale
+    down-48      colour 128 px base to 48x48          overlay      watermark or caption text
+    combo        two or three of the above together
+
+and hard negatives: held-out photos never used as a base (other people, same pose and framing,
+since every base is a face crop of the same kind), the same held-out faces heavily blurred
+(sigma 3-6 on 48 px), and flat, low-contrast pictures. Bases are in split ``test``, everything else
+in ``train``; a reported pair is right when both images come from the same source photo.
+
+It then runs the check the way ``ferdata check-leakage`` does (signatures, candidates,
+verification on pixels) and prints precision and recall per transformation and overall, the
+undecidable pairs (and how many of them involve a hard negative), and the time per stage.
+
+Run: python benchmarks/leakage_bench.py [--photos DIR ...] [--seed 0] [--speed 35887]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from ferdata import leakage
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = ROOT / "tests" / "data"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+# ----------------------------------------------------------------------------- source photos
+
+
+@dataclass
+class Photo:
+    name: str
+    rgb: np.ndarray  # H x W x 3, uint8
+    box: tuple[float, float, float, float]  # the face (or the whole picture): x1, y1, x2, y2
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _whole(name: str, rgb: np.ndarray, keep: float = 0.88) -> Photo:
+    """A photo that is already a face crop: the base is its central part, so shifts stay inside."""
+    h, w = rgb.shape[:2]
+    side = keep * min(h, w)
+    cx, cy = w / 2, h / 2
+    return Photo(name, rgb, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+
+
+def _dlib_faces(xml: Path) -> list[Photo]:
+    """Faces of dlib's annotated group photos, boxes widened like FER2013's crops (hair and chin)."""
+    found = []
+    for image in ET.parse(xml).getroot().iter("image"):
+        path = xml.parent / image.get("file")
+        if not path.exists():
+            continue
+        rgb = _rgb(path)
+        for i, box in enumerate(image.iter("box")):
+            x, y = float(box.get("left")), float(box.get("top"))
+            w, h = float(box.get("width")), float(box.get("height"))
+            side = 1.35 * max(w, h)
+            cx, cy = x + w / 2, y + h / 2 - 0.05 * h
+            found.append(Photo(f"{path.stem}#{i}", rgb, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)))
+    return found
+
+
+def photos(extra: list[Path]) -> list[Photo]:
+    """Every source photo, in a fixed order."""
+    found: list[Photo] = []
+    spec = importlib.util.find_spec("insightface")
+    if spec is not None:
+        hanks = Path(spec.submodule_search_locations[0]) / "data" / "images" / "Tom_Hanks_54745.png"
+        found.append(_whole("Tom_Hanks", _rgb(hanks), keep=0.8))
+    if importlib.util.find_spec("skimage") is not None:
+        from skimage.data import lfw_subset
+
+        faces = lfw_subset()[:100]  # the first 100 are faces (aligned LFW crops, 25x25)
+        for i, face in enumerate(faces):
+            gray = (face * 255).round().astype(np.uint8)
+            found.append(_whole(f"lfw#{i}", np.dstack([gray] * 3)))
+    for xml in sorted(TEST_DATA.glob("*/*_with_face_landmarks.xml")):
+        found += _dlib_faces(xml)
+    folders = [TEST_DATA / "leakage-faces", *extra]
+    seen = {p.name for p in found}
+    for folder in folders:
+        for xml in sorted(folder.rglob("*_with_face_landmarks.xml")) if folder != TEST_DATA / "leakage-faces" else []:
+            found += [p for p in _dlib_faces(xml) if p.name not in seen]
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in seen and "dlib" not in path.parts[-2]:
+                seen.add(path.stem)
+                found.append(_whole(path.stem, _rgb(path)))
+    return found
+
+
+# ----------------------------------------------------------------------------- views and copies
+
+
+def view(photo: Photo, box: tuple[float, float, float, float], size: int | tuple[int, int], gray: bool) -> np.ndarray:
+    """The part of the photo inside ``box`` resized to ``size`` (edges repeated outside the photo)."""
+    import cv2
+
+    x1, y1, x2, y2 = box
+    out_w, out_h = (size, size) if isinstance(size, int) else size
+    sx, sy = out_w / (x2 - x1), out_h / (y2 - y1)
+    matrix = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]], dtype=np.float64)
+    src = photo.rgb
+    if min(sx, sy) < 0.5:  # shrink with area averaging first, as a camera or a resize tool would
+        f = 2 * min(sx, sy)
+        src = cv2.resize(src, (max(1, round(src.shape[1] * f)), max(1, round(src.shape[0] * f))), interpolation=cv2.INTER_AREA)
+        fx, fy = src.shape[1] / photo.rgb.shape[1], src.shape[0] / photo.rgb.shape[0]
+        matrix = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
+    out = cv2.warpAffine(src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if gray:
+        out = np.asarray(Image.fromarray(out).convert("L"))
+    return out
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    with Image.open(io.BytesIO(buf.getvalue())) as back:
+        return np.asarray(back.convert(Image.fromarray(img).mode))
+
+
+def _gamma(img: np.ndarray, gamma: float, gain: float = 1.0, offset: float = 0.0) -> np.ndarray:
+    x = (img.astype(np.float64) / 255.0) ** gamma
+    return np.clip(255 * (gain * x) + offset, 0, 255).round().astype(np.uint8)
+
+
+_WORDS = ["stock", "photo", "preview", "© images", "sample", "shutter", "dreams", "watermark", "123rf", "alamy", "getty"]
+
+
+def _overlay(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A semi-transparent watermark across the picture, or an opaque caption strip of text."""
+    pil = Image.fromarray(img).convert("RGBA")
+    layer = Image.new("RGBA", pil.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    w, h = pil.size
+    size = max(8, int(h * rng.uniform(0.14, 0.24)))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # an old Pillow without scalable default font
+        font = ImageFont.load_default()
+    text = " ".join(rng.choice(_WORDS, size=2))
+    if rng.random() < 0.6:  # translucent watermark, white or dark
+        shade = 255 if rng.random() < 0.7 else 0
+        alpha = int(rng.uniform(0.3, 0.6) * 255)
+        y = rng.uniform(0.2, 0.7) * h
+        draw.text((rng.uniform(-0.1, 0.2) * w, y), text, fill=(shade, shade, shade, alpha), font=font)
+    else:  # a caption: opaque text on a band at the bottom or the top
+        y = h - size * 1.2 if rng.random() < 0.5 else 0
+        draw.rectangle([0, y, w, y + size * 1.2], fill=(0, 0, 0, 255))
+        draw.text((2, y), text, fill=(255, 255, 255, 255), font=font)
+    mode = Image.fromarray(img).mode
+    return np.asarray(Image.alpha_composite(pil, layer).convert(mode))
+
+
+def _shifted_box(box, dx: float, dy: float, size: int):
+    x1, y1, x2, y2 = box
+    px = (x2 - x1) / size  # photo pixels per output pixel
+    return (x1 + dx * px, y1 + dy * px, x2 + dx * px, y2 + dy * px)
+
+
+def _crop_box(box, fraction: float, rng: np.random.Generator):
+    x1, y1, x2, y2 = box
+    w, h = (x2 - x1) * fraction, (y2 - y1) * fraction
+    ox, oy = rng.uniform(0, (x2 - x1) - w), rng.uniform(0, (y2 - y1) - h)
+    return (x1 + ox, y1 + oy, x1 + ox + w, y1 + oy + h)
+
+
+def copies(photo: Photo, size: int, gray: bool, rng: np.random.Generator) -> list[tuple[str, str, np.ndarray]]:
+    """Known copies of the base view of ``photo``: (transformation, detail, image)."""
+    base = view(photo, photo.box, size, gray)
+    out: list[tuple[str, str, np.ndarray]] = []
+    for sigma in (1, 2, 3, 4):
+        out.append((f"blur-{sigma}", f"sigma {sigma}", _blur(base, sigma)))
+    for _ in range(2):
+        dx, dy = 0, 0
+        while dx == 0 and dy == 0:
+            dx, dy = rng.integers(-4, 5, 2)
+        out.append(("shift", f"{dx:+d},{dy:+d} px", view(photo, _shifted_box(photo.box, dx, dy, size), size, gray)))
+    for _ in range(2):
+        fraction = float(rng.uniform(0.85, 0.95))
+        box = _crop_box(photo.box, fraction, rng)
+        own = rng.random() < 0.5  # kept at its own pixel size, or rescaled to the base's
+        target = max(8, round(size * fraction)) if own else size
+        out.append(("crop", f"{fraction:.0%}{' own size' if own else ''}", view(photo, box, target, gray)))
+    for quality in (10, 30, 60, 95):
+        out.append((f"jpeg-{quality}", f"quality {quality}", _jpeg(base, quality)))
+    gamma = float(rng.choice([0.5, 0.7, 1.5, 2.0]))
+    out.append(("gamma", f"gamma {gamma}", _gamma(base, gamma)))
+    gain, offset = float(rng.uniform(0.6, 1.3)), float(rng.uniform(-40, 40))
+    out.append(("gamma", f"contrast {gain:.2f} brightness {offset:+.0f}", _gamma(base, 1.0, gain, offset)))
+    out.append(("mirror", "left-right", base[:, ::-1].copy()))
+    out.append(("overlay", "text", _overlay(base, rng)))
+    if not gray:
+        out.append(("grayscale", "L", np.asarray(Image.fromarray(base).convert("L"))))
+        out.append(("down-48", "48x48", view(photo, photo.box, 48, gray=True)))
+    # combinations, as re-uploads do: several small changes at once
+    dx, dy = rng.integers(-3, 4, 2)
+    shifted = view(photo, _shifted_box(photo.box, dx, dy, size), size, gray)
+    out.append(("combo", "shift+jpeg-40+gamma", _jpeg(_gamma(shifted, float(rng.uniform(0.7, 1.4))), 40)))
+    cropped = view(photo, _crop_box(photo.box, float(rng.uniform(0.88, 0.95)), rng), size, gray)
+    out.append(("combo", "crop+overlay", _overlay(cropped, rng)))
+    out.append(("combo", "mirror+blur-1+jpeg-50", _jpeg(_blur(base[:, ::-1].copy(), 1.0), 50)))
+    return out
+
+
+@dataclass
+class Bench:
+    images: list[np.ndarray]
+    table: pd.DataFrame  # image_id, source, split, role (base/copy/negative), transform, detail
+
+
+def build(all_photos: list[Photo], seed: int = 0, held_out: float = 0.3) -> Bench:
+    """Bases and copies from most photos; hard negatives from the held-out rest."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(all_photos))
+    n_held = int(round(held_out * len(all_photos)))
+    held, used = [all_photos[i] for i in order[:n_held]], [all_photos[i] for i in order[n_held:]]
+    images: list[np.ndarray] = []
+    rows: list[dict] = []
+
+    def add(image: np.ndarray, source: str, split: str, role: str, transform: str, detail: str) -> None:
+        rows.append({"image_id": f"{role}-{len(images):05d}", "source": source, "split": split, "role": role,
+                     "transform": transform, "detail": detail})
+        images.append(image)
+
+    for i, photo in enumerate(used):
+        # FER-like: most bases are 48x48 grayscale; every third is a 128 px colour face
+        gray = i % 3 != 2
+        size = 48 if gray else 128
+        add(view(photo, photo.box, size, gray), photo.name, "test", "base", "base", f"{size}px {'gray' if gray else 'rgb'}")
+        for transform, detail, image in copies(photo, size, gray, rng):
+            add(image, photo.name, "train", "copy", transform, detail)
+    for i, photo in enumerate(held):  # each held-out photo once: sharp, heavily blurred or flat
+        face = view(photo, photo.box, 48, True)
+        if i % 3 == 0:
+            add(face, photo.name, "train", "negative", "other-face", "48px gray, never a base")
+        elif i % 3 == 1:
+            sigma = float(rng.choice([3, 4, 5, 6]))
+            add(_blur(face, sigma), photo.name, "train", "negative", "blurred-face", f"sigma {sigma:g}")
+        else:
+            contrast = float(rng.uniform(0.02, 0.06))
+            flat = (face.mean() + contrast * (face.astype(float) - face.mean())).round().astype(np.uint8)
+            add(flat, photo.name, "train", "negative", "flat", f"contrast {contrast:.0%}")
+    for i in range(10):  # plain fields: uniform grey, gentle gradients
+        level = int(rng.integers(40, 220))
+        ramp = np.linspace(0, rng.uniform(0, 12), 48)[None, :] + np.zeros((48, 1))
+        add(np.clip(level + ramp, 0, 255).astype(np.uint8), f"flat-field-{i}", "train", "negative", "flat", "near-uniform")
+    return Bench(images, pd.DataFrame(rows))
