@@ -240,7 +240,7 @@ class Bench:
     table: pd.DataFrame  # image_id, source, split, role (base/copy/negative), transform, detail
 
 
-def build(all_photos: list[Photo], seed: int = 0, held_out: float = 0.3) -> Bench:
+def build(all_photos: list[Photo], seed: int = 0, held_out: float = 0.3, per_source: int = 5) -> Bench:
     """Bases and copies from most photos; hard negatives from the held-out rest."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(all_photos))
@@ -259,7 +259,10 @@ def build(all_photos: list[Photo], seed: int = 0, held_out: float = 0.3) -> Benc
         gray = i % 3 != 2
         size = 48 if gray else 128
         add(view(photo, photo.box, size, gray), photo.name, "test", "base", "base", f"{size}px {'gray' if gray else 'rgb'}")
-        for transform, detail, image in copies(photo, size, gray, rng):
+        # a few copies per photo, as in real data (clusters of 2-6), not every transformation at once
+        made = copies(photo, size, gray, rng)
+        for k in rng.choice(len(made), size=min(per_source, len(made)), replace=False):
+            transform, detail, image = made[k]
             add(image, photo.name, "train", "copy", transform, detail)
     for i, photo in enumerate(held):  # each held-out photo once: sharp, heavily blurred or flat
         face = view(photo, photo.box, 48, True)

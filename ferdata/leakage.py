@@ -31,6 +31,7 @@ is a row's face crop when it has one (``aligned`` and ``registered`` rows), else
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ UNDECIDABLE_COLUMNS = [*REPORT_COLUMNS, "reason"]
 KINDS = ("exact", "near", "identity")
 
 DEFAULT_HAMMING = 6
-DEFAULT_NEIGHBOURS = 8
+DEFAULT_NEIGHBOURS = 5
 DEFAULT_SIMILARITY = 0.96
 DEFAULT_IDENTITY_THRESHOLD = 0.5
 # Pixel NCC (at the matched blur) a near pair must also reach; and from which a pair of images
@@ -64,7 +65,7 @@ NCC_FLOOR = 0.85
 # Candidates whose best NCC at 16 px stays below this are dropped before the 32 px verification.
 COARSE_FLOOR = 0.75
 # Smallest low-frequency descriptor similarity for a neighbour to become a candidate.
-DESCRIPTOR_FLOOR = 0.6
+DESCRIPTOR_FLOOR = 0.5
 # What an image needs to be decidable (measured on its 32x32 thumbnail): fine detail (the share
 # of its contrast that a 1 px Gaussian blur removes), contrast (grey levels, standard deviation)
 # and size (pixels on its shorter side).
@@ -79,6 +80,7 @@ _CHUNK = 256  # images per task sent to a worker process
 _ZOOMS = (1.0, 1.09, 1.18)  # crops of 100%, 92% and 85%
 _BLURS = (0.0, 0.6, 1.0, 1.5, 2.2)  # extra blur tried on the sharper image (px at 32)
 _TRIM = 0.15  # share of gradients left out of the similarity
+_GRADIENT_BLUR = 0.5  # px at 32: gradients of a lightly smoothed image forgive resampling and JPEG blocks
 
 
 # ----------------------------------------------------------------------------- perceptual hash
@@ -269,19 +271,11 @@ def phash_files(
 # ----------------------------------------------------------------------------- image measures
 
 
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    import cv2
-
-    if sigma <= 0:
-        return image
-    return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-
-
 def detail_and_contrast(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per thumbnail: fine detail (share of its contrast a 1 px blur removes) and contrast (grey std)."""
     x = np.asarray(thumbs, dtype=np.float32)
     contrast = x.reshape(len(x), -1).std(axis=1)
-    fine = np.array([(t - _blur(t, 1.0)).std() for t in x], dtype=np.float32)
+    fine = (x - _blur_batch(x, 1.0)).reshape(len(x), -1).std(axis=1)
     return fine / np.maximum(contrast, 1e-6), contrast
 
 
@@ -297,7 +291,7 @@ def undecidable_reason(detail: np.ndarray, contrast: np.ndarray, width: np.ndarr
 def descriptors(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Low-frequency descriptor of each thumbnail and of its mirror: 8x8 means, zero mean, unit norm."""
     x = np.asarray(thumbs, dtype=np.float32)
-    step = THUMB // _DESCRIPTOR
+    step = x.shape[1] // _DESCRIPTOR
     small = x.reshape(len(x), _DESCRIPTOR, step, _DESCRIPTOR, step).mean(axis=(2, 4))
 
     def unit(v: np.ndarray) -> np.ndarray:
@@ -306,6 +300,15 @@ def descriptors(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)).astype(np.float32)
 
     return unit(small), unit(small[:, :, ::-1])
+
+
+def cropped_descriptors(thumbs: np.ndarray, crop: float = 1 / 1.12) -> np.ndarray:
+    """The descriptor of each thumbnail's central ``crop`` (what a cropped copy of it looks like)."""
+    x = np.asarray(thumbs, dtype=np.float32)
+    n = len(x)
+    # _warp shows the central 24 px of an image zoomed by its factor: 24 / (32 * crop) of the width
+    central = _warp(x, np.full(n, 24 / (THUMB * crop), dtype=np.float32), np.zeros(n), np.zeros(n))
+    return descriptors(central.reshape(n, 24, 24))[0]
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -342,28 +345,29 @@ def phash_candidates(sig: Signatures, nodes: np.ndarray, max_distance: int, grou
 
 
 def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, block: int = 2048) -> pd.DataFrame:
-    """Each node's ``k`` nearest other nodes by the low-frequency descriptor, either orientation."""
+    """Each node's ``k`` nearest other nodes by the low-frequency descriptor, either orientation;
+    and its ``k`` nearest by the descriptor of its central 89% (the other image a crop of it)."""
     nodes = np.asarray(nodes, dtype=np.int64)
     n = len(nodes)
     k = min(k, n - 1)
     if k < 1:
         return _pairs_frame(np.zeros(0), np.zeros(0), "lowfreq")
     plain, mirror = descriptors(sig.thumbs[nodes])
-    found_a, found_b, found_m = [], [], []
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
-        same = plain[rows] @ plain.T
-        flipped = plain[rows] @ mirror.T
-        score = np.maximum(same, flipped)
-        score[np.arange(len(rows)), rows] = -np.inf
-        top = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(-score, axis=1)[:, :k]
-        best = np.take_along_axis(score, top, axis=1)
-        keep = best >= DESCRIPTOR_FLOOR
-        found_a.append(np.repeat(rows, k)[keep.ravel()])
-        found_b.append(top.ravel()[keep.ravel()])
-        found_m.append(np.take_along_axis(flipped > same, top, axis=1).ravel()[keep.ravel()])
-    a, b, m = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_m)
-    return _pairs_frame(nodes[a], nodes[b], np.where(m, "lowfreq-mirror", "lowfreq"))
+    cropped = cropped_descriptors(sig.thumbs[nodes])
+    found = []
+    for query, name in ((plain, "lowfreq"), (cropped, "lowfreq-crop")):
+        for start in range(0, n, block):
+            rows = np.arange(start, min(start + block, n))
+            same = query[rows] @ plain.T
+            flipped = query[rows] @ mirror.T
+            score = np.maximum(same, flipped)
+            score[np.arange(len(rows)), rows] = -np.inf
+            top = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(-score, axis=1)[:, :k]
+            keep = (np.take_along_axis(score, top, axis=1) >= DESCRIPTOR_FLOOR).ravel()
+            is_mirror = np.take_along_axis(flipped > same, top, axis=1).ravel()[keep]
+            found.append(_pairs_frame(nodes[np.repeat(rows, k)[keep]], nodes[top.ravel()[keep]],
+                                      np.where(is_mirror, name + "-mirror", name)))
+    return pd.concat(found, ignore_index=True)
 
 
 def candidate_pairs(sig: Signatures, nodes: np.ndarray, *, hamming: int, neighbours: int) -> pd.DataFrame:
@@ -379,18 +383,21 @@ def candidate_pairs(sig: Signatures, nodes: np.ndarray, *, hamming: int, neighbo
 # ----------------------------------------------------------------------------- verification
 
 
-def _zoom_sampler(size: int, window: int, zoom: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear sampling of the central ``window``-square of an image zoomed by ``zoom`` about its centre.
+@functools.lru_cache(maxsize=256)
+def _zoom_sampler(size: int, window: int, zoom: float, dy: float = 0.0, dx: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear sampling of the central ``window``-square of an image zoomed by ``zoom`` about its
+    centre and moved by ``(dy, dx)`` source pixels.
 
     Returns flat source indices (window², 4) and weights (window², 4) into a ``size``-square image.
     """
     centre = (size - 1) / 2
     offset = (size - window) // 2
     grid = (np.arange(window) + offset - centre) / zoom + centre
-    y, x = np.meshgrid(grid, grid, indexing="ij")
+    y, x = np.meshgrid(grid + dy, grid + dx, indexing="ij")
+    y, x = np.clip(y, 0, size - 1), np.clip(x, 0, size - 1)
     y0 = np.clip(np.floor(y).astype(np.int64), 0, size - 2)
     x0 = np.clip(np.floor(x).astype(np.int64), 0, size - 2)
-    fy, fx = np.clip(y - y0, 0, 1), np.clip(x - x0, 0, 1)
+    fy, fx = y - y0, x - x0
     index = np.stack([y0 * size + x0, y0 * size + x0 + 1, (y0 + 1) * size + x0, (y0 + 1) * size + x0 + 1], -1)
     weight = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1)
     return index.reshape(-1, 4), weight.reshape(-1, 4).astype(np.float32)
@@ -400,13 +407,15 @@ def _sample(images: np.ndarray, sampler: tuple[np.ndarray, np.ndarray]) -> np.nd
     """Apply a :func:`_zoom_sampler` to a batch of square images: (n, window²)."""
     index, weight = sampler
     flat = images.reshape(len(images), -1)
-    return (flat[:, index] * weight).sum(axis=-1)
+    return np.einsum("nwk,wk->nw", flat[:, index], weight)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     """Zero mean, unit norm along the last axis."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+    x = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    norm = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]
+    x /= np.maximum(norm, 1e-6)
+    return x
 
 
 def _windows(images: np.ndarray, window: int) -> np.ndarray:
@@ -417,39 +426,130 @@ def _windows(images: np.ndarray, window: int) -> np.ndarray:
     return view.reshape(len(images), -1, window * window)
 
 
-_S16 = {z: _zoom_sampler(16, 12, z) for z in _ZOOMS}
-_S32 = {z: _zoom_sampler(32, 24, z) for z in _ZOOMS}
-# coarse configurations: (mirror, template side, zoom); side 0 takes a's template and searches b
-_CONFIGS = [(m, side, z) for m in (False, True) for side in (0, 1) for z in _ZOOMS if side == 0 or z != 1.0]
+def _window_at(images: np.ndarray, window: int, position: np.ndarray) -> np.ndarray:
+    """The ``window``-square of each image at its ``position`` (row, col), flattened."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    view = sliding_window_view(images, (window, window), axis=(1, 2))
+    return view[np.arange(len(images)), position[:, 0], position[:, 1]].reshape(len(images), -1)
 
 
-def _coarse(t16: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best NCC at 16 px over mirror x zoom x shift: (score, config index, position 0..24)."""
-    ya, yb = t16[a], t16[b]
-    yb_m = yb[:, :, ::-1]
-    windows = {}
-    for name, img in (("a", ya), ("b", yb), ("bm", yb_m)):
-        w = _windows(img, 12)
-        windows[name] = (w, np.sqrt(np.maximum((w * w).sum(-1) - w.sum(-1) ** 2 / 144, 1e-6)))
-    scores = []
-    for mirror, side, z in _CONFIGS:
-        if side == 0:
-            tpl, (w, norm) = _unit(_sample(ya, _S16[z])), windows["bm" if mirror else "b"]
-        else:
-            tpl, (w, norm) = _unit(_sample(yb_m if mirror else yb, _S16[z])), windows["a"]
-        scores.append(np.einsum("pd,pwd->pw", tpl, w) / norm)
-    score = np.stack(scores, axis=1)  # (P, configs, 25)
-    flat = score.reshape(len(a), -1).argmax(axis=1)
+def _blur_batch(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a batch of float32 images (separable, edges reflected)."""
+    import cv2
+
+    if sigma <= 0:
+        return images
+    n, h, w = images.shape
+    kernel = cv2.getGaussianKernel(2 * int(np.ceil(3 * sigma)) + 1, sigma).astype(np.float32).reshape(1, -1)
+    rows = cv2.filter2D(np.ascontiguousarray(images).reshape(n * h, w), -1, kernel, borderType=cv2.BORDER_REFLECT)
+    cols = np.ascontiguousarray(rows.reshape(n, h, w).transpose(0, 2, 1)).reshape(n * w, h)
+    cols = cv2.filter2D(cols, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    return cols.reshape(n, w, h).transpose(0, 2, 1)
+
+
+def _warp(images: np.ndarray, zoom: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """The central 24x24 of each 32 px image zoomed by its ``zoom`` and moved by ``(dy, dx)``: (n, 576).
+
+    One bilinear ``cv2.remap`` over the images stacked into a single tall picture; coordinates are
+    clipped to each image's own rows, so no image borrows pixels from its neighbour.
+    """
+    import cv2
+
+    n = len(images)
+    if n > _REMAP_MAX:  # remap takes pictures under 32,767 rows
+        parts = [slice(i, i + _REMAP_MAX) for i in range(0, n, _REMAP_MAX)]
+        return np.concatenate([_warp(images[p], zoom[p], dy[p], dx[p]) for p in parts])
+    if not n:
+        return np.zeros((0, 576), dtype=np.float32)
+    centre = (THUMB - 1) / 2
+    grid = (np.arange(24, dtype=np.float32) + 4 - centre)[None, :] / zoom[:, None].astype(np.float32) + centre
+    ys = np.clip(grid + dy[:, None].astype(np.float32), 0, THUMB - 1) + (np.arange(n, dtype=np.float32) * THUMB)[:, None]
+    xs = np.clip(grid + dx[:, None].astype(np.float32), 0, THUMB - 1)
+    map_y = np.repeat(ys[:, :, None], 24, axis=2).reshape(n * 24, 24)
+    map_x = np.repeat(xs[:, None, :], 24, axis=1).reshape(n * 24, 24)
+    mosaic = np.ascontiguousarray(images, dtype=np.float32).reshape(n * THUMB, THUMB)
+    out = cv2.remap(mosaic, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(n, 576)
+
+
+_REMAP_MAX = 1000
+_ZOOM_STEP = 1.04  # the fine stage tries the coarse zoom and its neighbours by this factor
+# coarse configurations: (template side, zoom); side 0 takes a's template and searches b
+_CONFIGS = [(0, z) for z in _ZOOMS] + [(1, z) for z in _ZOOMS if z != 1.0]
+_SAMPLERS_16 = {z: _zoom_sampler(16, 12, z) for z in _ZOOMS}
+
+
+def _coarse(ya: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best NCC at 16 px over zoom x shift: (score, config index, position 0..24)."""
+    found = []
+    for search, template_side in ((yb, 0), (ya, 1)):
+        w = _windows(search, 12)
+        norm = np.sqrt(np.maximum((w * w).sum(-1) - w.sum(-1) ** 2 / 144, 1e-6))
+        source = ya if template_side == 0 else yb
+        zooms = [z for side, z in _CONFIGS if side == template_side]
+        tpl = np.stack([_unit(_sample(source, _SAMPLERS_16[z])) for z in zooms], axis=1)  # (P, Z, 144)
+        found.append(np.einsum("pzd,pwd->pzw", tpl, w) / norm[:, None, :])
+    score = np.concatenate(found, axis=1)  # (P, configs, 25)
+    flat = score.reshape(len(ya), -1).argmax(axis=1)
     config, position = np.divmod(flat, score.shape[2])
-    return score.reshape(len(a), -1)[np.arange(len(a)), flat], config, position
+    return score.reshape(len(ya), -1)[np.arange(len(ya)), flat], config, position
 
 
-def _parts(x32: np.ndarray, y32: np.ndarray, z: float, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The zoomed template of ``x32`` and the window of ``y32`` at ``position`` (row, col)."""
-    tpl = _sample(x32, _S32[z])
-    rows = np.arange(len(y32))
-    win = _windows(y32, 24).reshape(len(y32), 9, 9, -1)[rows, position[:, 0], position[:, 1]]
-    return tpl, win
+def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Sub-pixel offset of a peak from three samples (clipped to half a pixel)."""
+    curve = left - 2 * centre + right
+    offset = np.where(curve < -1e-9, 0.5 * (left - right) / np.where(curve < -1e-9, curve, -1.0), 0.0)
+    return np.clip(offset, -0.5, 0.5)
+
+
+def _fine(x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sharper_x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Refine an alignment at 32 px and measure it: (ncc, similarity, zoom).
+
+    The template of ``x`` (zoomed by ``z``) is searched at the 3x3 whole-pixel positions around
+    the coarse ``position`` in ``y``, refined to a sub-pixel shift and one zoom step either way;
+    then the sharper image of each pair is blurred by the extra sigma that fits the other best.
+    """
+    n = len(x)
+    rows = np.arange(n)
+    zero = np.zeros(n, dtype=np.float32)
+    tpl = _unit(_warp(x, z, zero, zero))
+    surface = np.zeros((n, 3, 3))
+    for i, dr in enumerate((-1, 0, 1)):
+        for j, dc in enumerate((-1, 0, 1)):
+            at = np.clip(position + [dr, dc], 0, 8)
+            surface[:, i, j] = (tpl * _unit(_window_at(y, 24, at))).sum(1)
+            surface[(at != position + [dr, dc]).any(1), i, j] = -2.0  # off the edge
+    best = surface.reshape(n, 9).argmax(1)
+    bi, bj = np.divmod(best, 3)
+    at = np.clip(position + np.stack([bi - 1, bj - 1], 1), 0, 8)
+    # sub-pixel: the peak's neighbours along each axis (edges: no refinement)
+    pad = np.pad(surface, ((0, 0), (1, 1), (1, 1)), constant_values=-2.0)
+    centre = surface[rows, bi, bj]
+    sy = _parabola(pad[rows, bi, bj + 1], centre, pad[rows, bi + 2, bj + 1])
+    sx = _parabola(pad[rows, bi + 1, bj], centre, pad[rows, bi + 1, bj + 2])
+    sy = np.where((pad[rows, bi, bj + 1] > -2) & (pad[rows, bi + 2, bj + 1] > -2), sy, 0.0)
+    sx = np.where((pad[rows, bi + 1, bj] > -2) & (pad[rows, bi + 1, bj + 2] > -2), sx, 0.0)
+    # the window sits at a whole pixel: move the template's source by the opposite amount
+    dy, dx = -sy / z, -sx / z
+    window = _unit(_window_at(y, 24, at))
+    score = (_unit(_warp(x, z, dy, dx)) * window).sum(1)
+    zoom = z.astype(np.float64).copy()
+    for factor in (1 / _ZOOM_STEP, _ZOOM_STEP):
+        trial = (_unit(_warp(x, z * factor, dy, dx)) * window).sum(1)
+        better = trial > score
+        score[better], zoom[better] = trial[better], z[better] * factor
+    ncc, part_x, part_y = np.full(n, -2.0), np.zeros((n, 576), np.float32), np.zeros((n, 576), np.float32)
+    sharper = np.where(sharper_x[:, None, None], x, y)
+    plain_t, plain_w = _warp(x, zoom, dy, dx), _window_at(y, 24, at)
+    for sigma in _BLURS:
+        blurred = _blur_batch(sharper, sigma)
+        t = np.where(sharper_x[:, None], _warp(blurred, zoom, dy, dx), plain_t) if sigma else plain_t
+        w = np.where(sharper_x[:, None], plain_w, _window_at(blurred, 24, at)) if sigma else plain_w
+        score = (_unit(t) * _unit(w)).sum(1)
+        better = score > ncc
+        ncc[better], part_x[better], part_y[better] = score[better], t[better], w[better]
+    return ncc, _gradient_similarity(part_x, part_y), zoom
 
 
 def _gradient_similarity(x: np.ndarray, y: np.ndarray, trim: float = _TRIM) -> np.ndarray:
@@ -457,7 +557,7 @@ def _gradient_similarity(x: np.ndarray, y: np.ndarray, trim: float = _TRIM) -> n
     side = int(np.sqrt(x.shape[1]))
 
     def grad(v: np.ndarray) -> np.ndarray:
-        v = v.reshape(len(v), side, side)
+        v = _blur_batch(v.reshape(len(v), side, side).astype(np.float32), _GRADIENT_BLUR)
         gx = v[:, 1:-1, 2:] - v[:, 1:-1, :-2]
         gy = v[:, 2:, 1:-1] - v[:, :-2, 1:-1]
         return np.concatenate([gx.reshape(len(v), -1), gy.reshape(len(v), -1)], axis=1)
@@ -472,72 +572,49 @@ def _gradient_similarity(x: np.ndarray, y: np.ndarray, trim: float = _TRIM) -> n
     return uv / np.maximum(np.sqrt((u * u * keep).sum(1) * (v * v * keep).sum(1)), 1e-12)
 
 
-def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.ndarray, batch: int = 2048) -> pd.DataFrame:
+def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.ndarray, batch: int = 4096) -> pd.DataFrame:
     """Pixel verification of candidate pairs ``(a[i], b[i])`` (indices into ``thumbs``).
 
-    Columns: ``coarse`` (best NCC at 16 px), ``ncc`` (NCC at 32 px, best alignment and matched
-    blur; NaN when the coarse stage already failed), ``similarity`` (trimmed gradient
-    correlation there), ``mirror`` and ``zoom``. ``detail`` (per thumbnail) says which image of a
-    pair is the sharper one, the one blurred to match.
+    Columns: ``coarse`` (best NCC at 16 px), ``ncc`` (NCC at 32 px at the best alignment and
+    matched blur; NaN when the coarse stage already failed), ``similarity`` (trimmed gradient
+    correlation there), ``mirror`` and ``zoom`` (of b relative to a). The orientation is the one
+    in which the two low-frequency descriptors agree best. ``detail`` (per thumbnail) says which
+    image of a pair is the sharper one, the one blurred to match.
     """
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    out = pd.DataFrame({"coarse": np.zeros(len(a)), "ncc": np.nan, "similarity": np.nan, "mirror": False, "zoom": 1.0})
-    for start in range(0, len(a), batch):
-        sl = slice(start, min(start + batch, len(a)))
+    n = len(a)
+    coarse_all, ncc, sim = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
+    mirror_all, zoom_all = np.zeros(n, dtype=bool), np.ones(n)
+    for start in range(0, n, batch):
+        sl = slice(start, min(start + batch, n))
         pa, pb = a[sl], b[sl]
-        used = np.unique(np.r_[pa, pb])
+        used, inverse = np.unique(np.r_[pa, pb], return_inverse=True)
+        ia, ib = inverse[: len(pa)], inverse[len(pa) :]
         t32 = thumbs[used].astype(np.float32)
-        t16 = t32.reshape(len(used), 16, 2, 16, 2).mean(axis=(2, 4))
-        ia, ib = np.searchsorted(used, pa), np.searchsorted(used, pb)
-        coarse, config, position = _coarse(t16, ia, ib)
-        out.loc[out.index[sl], "coarse"] = coarse
+        plain, flipped = descriptors(thumbs[used])
+        mirror = (plain[ia] * flipped[ib]).sum(1) > (plain[ia] * plain[ib]).sum(1)
+        xa = t32[ia]
+        xb = np.where(mirror[:, None, None], t32[ib][:, :, ::-1], t32[ib])
+        coarse, config, position = _coarse(_down(xa), _down(xb))
+        coarse_all[sl], mirror_all[sl] = coarse, mirror
         fine = np.flatnonzero(coarse >= COARSE_FLOOR)
-        ncc, sim = np.full(len(pa), np.nan), np.full(len(pa), np.nan)
-        mirror_out, zoom_out = np.zeros(len(pa), dtype=bool), np.ones(len(pa))
-        for c, (mirror, side, z) in enumerate(_CONFIGS):
-            sel = fine[config[fine] == c]
-            if not len(sel):
-                continue
-            mirror_out[sel], zoom_out[sel] = mirror, z if side == 0 else 1 / z
-            xa, yb = t32[ia[sel]], t32[ib[sel]]
-            if mirror:
-                yb = yb[:, :, ::-1]
-            x, y = (xa, yb) if side == 0 else (yb, xa)
-            sharper_x = detail[pa[sel] if side == 0 else pb[sel]] >= detail[pb[sel] if side == 0 else pa[sel]]
-            # refine the coarse shift (2 px steps at 32 px) to the best of its 3x3 neighbours
-            coarse_rc = np.stack(np.divmod(position[sel], 5), axis=1) * 2
-            best_ncc, best_rc = np.full(len(sel), -2.0), coarse_rc.copy()
-            tpl = _unit(_sample(x, _S32[z]))
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    rc = np.clip(coarse_rc + [dr, dc], 0, 8)
-                    _, win = _parts(x, y, z, rc)
-                    score = (tpl * _unit(win)).sum(1)
-                    better = score > best_ncc
-                    best_ncc[better], best_rc[better] = score[better], rc[better]
-            # matched blur: the sharper image blurred by the extra sigma that fits the other best
-            best_level = np.full(len(sel), -2.0)
-            parts_x, parts_y = None, None
-            for sigma in _BLURS:
-                bx = np.stack([_blur(img, sigma) for img in x]) if sigma else x
-                by = np.stack([_blur(img, sigma) for img in y]) if sigma else y
-                xx = np.where(sharper_x[:, None, None], bx, x)
-                yy = np.where(sharper_x[:, None, None], y, by)
-                tx, wy = _parts(xx, yy, z, best_rc)
-                score = (_unit(tx) * _unit(wy)).sum(1)
-                better = score > best_level
-                if parts_x is None:
-                    parts_x, parts_y = tx.copy(), wy.copy()
-                parts_x[better], parts_y[better] = tx[better], wy[better]
-                best_level[better] = score[better]
-            ncc[sel] = best_level
-            sim[sel] = _gradient_similarity(parts_x, parts_y)
-        idx = out.index[sl]
-        out.loc[idx, "ncc"] = ncc
-        out.loc[idx, "similarity"] = sim
-        out.loc[idx, "mirror"] = mirror_out
-        out.loc[idx, "zoom"] = zoom_out
-    return out
+        side = np.array([c[0] for c in _CONFIGS])[config[fine]]
+        z = np.array([c[1] for c in _CONFIGS], dtype=np.float32)[config[fine]]
+        x = np.where(side[:, None, None] == 0, xa[fine], xb[fine])
+        y = np.where(side[:, None, None] == 0, xb[fine], xa[fine])
+        da, db = detail[pa[fine]], detail[pb[fine]]
+        sharper_x = np.where(side == 0, da >= db, db >= da)
+        coarse_rc = np.stack(np.divmod(position[fine], 5), axis=1) * 2
+        f_ncc, f_sim, f_zoom = _fine(x, y, z, coarse_rc, sharper_x)
+        idx = start + fine
+        ncc[idx], sim[idx] = f_ncc, f_sim
+        zoom_all[idx] = np.where(side == 0, f_zoom, 1 / f_zoom)
+    return pd.DataFrame({"coarse": coarse_all, "ncc": ncc, "similarity": sim, "mirror": mirror_all, "zoom": zoom_all})
+
+
+def _down(images: np.ndarray) -> np.ndarray:
+    """32 px thumbnails averaged down to 16 px."""
+    return images.reshape(len(images), 16, 2, 16, 2).mean(axis=(2, 4))
 
 
 def decide(verified: pd.DataFrame, reason_a: np.ndarray, reason_b: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
@@ -792,6 +869,14 @@ class Verdicts:
     reason: np.ndarray  # per image: why it is undecidable ("" when it is not)
 
 
+_VERIFY_CHUNK = 8192  # candidate pairs per task sent to a worker process
+
+
+def _verify_task(task: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> pd.DataFrame:
+    thumbs, a, b, detail = task
+    return verify_pairs(thumbs, a, b, detail)
+
+
 def find_duplicates(
     sig: Signatures,
     nodes: np.ndarray | None = None,
@@ -799,12 +884,13 @@ def find_duplicates(
     hamming: int = DEFAULT_HAMMING,
     neighbours: int = DEFAULT_NEIGHBOURS,
     similarity: float = DEFAULT_SIMILARITY,
+    workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> Verdicts:
     """Candidates, verification and decision among the images ``nodes`` of ``sig`` (default: all readable).
 
-    Pure: signatures in, verdicts out. Exact duplicates (the same file) are the caller's business:
-    give each file once.
+    Pure: signatures in, verdicts out (``workers`` processes verify the candidates). Exact
+    duplicates (the same file) are the caller's business: give each file once.
     """
     progress = progress or null_progress
     nodes = np.flatnonzero(sig.ok) if nodes is None else np.asarray(nodes, dtype=np.int64)[sig.ok[nodes]]
@@ -814,14 +900,25 @@ def find_duplicates(
     reason = undecidable_reason(detail, contrast, sig.width, sig.height)
     pairs = candidate_pairs(sig, nodes, hamming=hamming, neighbours=neighbours) if len(nodes) > 1 else _pairs_frame(np.zeros(0), np.zeros(0), "")
     total = len(pairs)
+    a_all, b_all = pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64)
+    tasks = []
+    for start in range(0, total, _VERIFY_CHUNK):
+        a, b = a_all[start : start + _VERIFY_CHUNK], b_all[start : start + _VERIFY_CHUNK]
+        used, inverse = np.unique(np.r_[a, b], return_inverse=True)  # ship only the thumbnails needed
+        tasks.append((sig.thumbs[used], inverse[: len(a)], inverse[len(a) :], detail[used]))
     checked = []
-    step = 8192
     progress("verifying candidates", 0, total)
-    for start in range(0, total, step):
-        chunk = pairs.iloc[start : start + step]
-        checked.append(verify_pairs(sig.thumbs, chunk["a"].to_numpy(), chunk["b"].to_numpy(), detail))
-        progress("verifying candidates", min(start + step, total), total)
-    verified = pd.concat(checked, ignore_index=True) if checked else verify_pairs(sig.thumbs, np.zeros(0, int), np.zeros(0, int), detail)
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+            for part in pool.map(_verify_task, tasks):
+                checked.append(part)
+                progress("verifying candidates", min(len(checked) * _VERIFY_CHUNK, total), total)
+    else:
+        for task in tasks:
+            checked.append(_verify_task(task))
+            progress("verifying candidates", min(len(checked) * _VERIFY_CHUNK, total), total)
+    verified = pd.concat(checked, ignore_index=True) if checked else verify_pairs(sig.thumbs, a_all, b_all, detail)
     pairs = pd.concat([pairs.reset_index(drop=True), verified], axis=1)
     a, b = pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64)
     kind, why = decide(pairs, reason[a], reason[b], similarity)
@@ -1012,7 +1109,9 @@ def gather_evidence(
     rows = np.flatnonzero(eligible_rows(frame).to_numpy())
     sig, node = row_signatures(ws, dataset, frame, rows, workers=workers, progress=progress)
     nodes = np.unique(node[node >= 0])
-    verdicts = find_duplicates(sig, nodes, hamming=hamming, neighbours=neighbours, similarity=similarity, progress=progress)
+    verdicts = find_duplicates(
+        sig, nodes, hamming=hamming, neighbours=neighbours, similarity=similarity, workers=workers, progress=progress
+    )
     found = verdicts.pairs
     near = found[found["kind"] == "near"]
     pairs = pd.DataFrame({"a": near["a"], "b": near["b"], "kind": "near", "similarity": near["similarity"], "signature": near["signature"]})
