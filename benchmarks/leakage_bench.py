@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
+import os
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -280,3 +281,200 @@ def build(all_photos: list[Photo], seed: int = 0, held_out: float = 0.3, per_sou
         ramp = np.linspace(0, rng.uniform(0, 12), 48)[None, :] + np.zeros((48, 1))
         add(np.clip(level + ramp, 0, 255).astype(np.uint8), f"flat-field-{i}", "train", "negative", "flat", "near-uniform")
     return Bench(images, pd.DataFrame(rows))
+
+
+# ----------------------------------------------------------------------------- precision and recall
+
+
+def evaluate(benches: list[Bench], similarity: float, workers: int) -> pd.DataFrame:
+    """Run the check on each benchmark; per copy: was its pair with the base found, undecided, missed."""
+    per_copy, pairs = [], []
+    cpu = wall = 0.0
+    n_pairs = 0
+    for number, bench in enumerate(benches):
+        table = bench.table
+        sig = leakage.Signatures.from_images(bench.images)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        verdicts = leakage.find_duplicates(sig, similarity=similarity, workers=workers)
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - started_cpu
+        found = verdicts.pairs
+        n_pairs += len(found)
+        source, split, role = table["source"].to_numpy(), table["split"].to_numpy(), table["role"].to_numpy()
+        transform = table["transform"].to_numpy()
+        kind = {(a, b): k for a, b, k in zip(found["a"], found["b"], found["kind"], strict=True)}
+        bases = {s: i for i, s in enumerate(source) if role[i] == "base"}
+        for j in np.flatnonzero(role == "copy"):
+            i = bases[source[j]]
+            per_copy.append({"bench": number, "transform": transform[j], "verdict": kind.get((min(i, j), max(i, j)), "missed") or "rejected"})
+        reported = found[found["kind"] != ""].copy()
+        reported["true"] = source[reported["a"]] == source[reported["b"]]
+        reported["across"] = split[reported["a"]] != split[reported["b"]]
+        reported["hard_negative"] = (role[reported["a"]] == "negative") | (role[reported["b"]] == "negative")
+        reported["negative_kind"] = np.where(role[reported["a"]] == "negative", transform[reported["a"]], transform[reported["b"]])
+        pairs.append(reported)
+    copies = pd.DataFrame(per_copy)
+    reported = pd.concat(pairs, ignore_index=True)
+    near = reported[(reported["kind"] == "near") & reported["across"]]
+    undecidable = reported[reported["kind"] == "undecidable"]
+
+    print(f"## Precision and recall ({len(benches)} benchmark sets, {len(copies)} known copies, similarity >= {similarity})")
+    print()
+    print("| transformation | copies | found (`near`) | undecidable | not found |")
+    print("|---|---:|---:|---:|---:|")
+    for name, group in copies.groupby("transform", sort=True):
+        counts = group["verdict"].value_counts()
+        n = len(group)
+        print(f"| {name} | {n} | {counts.get('near', 0) / n:.1%} | {counts.get('undecidable', 0) / n:.1%} | "
+              f"{(n - counts.get('near', 0) - counts.get('undecidable', 0)) / n:.1%} |")
+    recall = (copies["verdict"] == "near").mean()
+    undecided = (copies["verdict"] == "undecidable").mean()
+    precision = near["true"].mean() if len(near) else float("nan")
+    print()
+    print(f"overall: recall {recall:.3f} (undecidable {undecided:.1%}), precision of the cross-split `near` pairs "
+          f"{precision:.4f} ({len(near)} reported, {int((~near['true']).sum())} wrong)")
+    sharp = copies[~copies["transform"].isin(["blur-3", "blur-4"])]
+    print(f"without blur sigma 3-4 (too blurred at 48 px to decide): recall {(sharp['verdict'] == 'near').mean():.3f}")
+    hard = undecidable[undecidable["hard_negative"]]
+    print(f"undecidable pairs: {len(undecidable)} in all, {len(hard)} involving a hard negative "
+          f"({', '.join(f'{k} {v}' for k, v in hard['negative_kind'].value_counts().items())}); "
+          f"{int(undecidable['true'].sum())} of all undecidable pairs are in fact copies")
+    wrong_hard = near[near["hard_negative"] & ~near["true"]]
+    print(f"hard negatives reported as `near`: {len(wrong_hard)}")
+    print(f"verification: {n_pairs} candidate pairs, {wall:.1f} s wall, {cpu:.1f} s CPU")
+    print()
+    return copies
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def population(all_photos: list[Photo], n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` 48x48 grayscale faces, FER-like, from the real photos: each a blend of two or three
+    faces under a random warp and lighting, so that most are new faces that look like faces."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    faces = np.stack([view(p, p.box, 48, gray=True).astype(np.float32) for p in all_photos])
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(2, 4))
+        weights = rng.dirichlet(np.ones(k))
+        mix = np.zeros((48, 48), dtype=np.float32)
+        for w, i in zip(weights, rng.choice(len(faces), size=k, replace=False), strict=True):
+            angle, scale = rng.uniform(-12, 12), rng.uniform(0.9, 1.12)
+            matrix = cv2.getRotationMatrix2D((23.5 + rng.uniform(-3, 3), 23.5 + rng.uniform(-3, 3)), angle, scale)
+            mix += w * cv2.warpAffine(faces[i], matrix, (48, 48), borderMode=cv2.BORDER_REFLECT)
+        mix = mix[:, ::-1] if rng.random() < 0.5 else mix
+        gain, offset = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
+        out.append(np.clip(gain * (mix - 128) + 128 + offset + rng.normal(0, 2, mix.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def speed(all_photos: list[Photo], n: int, workers: int) -> None:
+    """``ferdata check-leakage`` on ``n`` 48x48 PNGs (cold: signatures computed; warm: cached),
+    against today's check (pHash within 6 bits only) on the same files in the same run."""
+    import hashlib
+    import tempfile
+
+    from ferdata.schema import BASIC_LABELS, Manifest, new_frame
+    from ferdata.workspace import Workspace
+
+    images = population(all_photos, n)
+    with tempfile.TemporaryDirectory(dir=ROOT, prefix=".leakage-bench-") as tmp:
+        ws = Workspace.resolve(tmp)
+        folder = ws.root / "originals" / "fer2013"
+        folder.mkdir(parents=True)
+        rows = []
+        for i, image in enumerate(images):
+            path = folder / f"{i:06d}.png"
+            Image.fromarray(image).save(path)
+            split = "train" if i < 0.8 * n else ("val" if i < 0.9 * n else "test")
+            label = BASIC_LABELS[i % 7]
+            rows.append({"image_id": f"{i:06d}", "dataset": "fer2013", "source": f"fer2013.csv#row={i}",
+                         "sha256": hashlib.sha256(image.tobytes()).hexdigest(), "split": split, "label_original": label,
+                         "label": label, "original_path": f"originals/fer2013/{i:06d}.png", "width": 48, "height": 48})
+        ws.save(Manifest("fer2013", new_frame(rows)))
+        paths = [ws.root / r["original_path"] for r in rows]
+        started = time.perf_counter()
+        hashes, _ = leakage.phash_files(paths, workers=workers)
+        leakage.near_pairs(np.unique(hashes), 6)
+        baseline = time.perf_counter() - started
+        started = time.perf_counter()
+        report = leakage.check_leakage(ws, workers=workers)
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        leakage.check_leakage(ws, workers=workers)
+        warm = time.perf_counter() - started
+    print(f"## Speed: {n:,} 48x48 images, {workers} workers")
+    print()
+    print(f"- today's check (pHash <= 6 bits, no verification), hashes computed: {baseline:.1f} s")
+    print(f"- ferdata check-leakage, signatures computed (cold): {cold:.1f} s ({cold / baseline:.2f}x the pHash-only check)")
+    print(f"- ferdata check-leakage, signatures cached (warm): {warm:.1f} s ({warm / baseline:.2f}x)")
+    print(f"- {report.candidates:,} candidate pairs verified; {len(report.leaks)} leaks, {len(report.undecidable)} undecidable")
+    print()
+
+
+def scale(all_photos: list[Photo], n: int, workers: int) -> None:
+    """What the check costs at ``n`` images (default 10^6), from signatures made in memory."""
+    rng = np.random.default_rng(1)
+    base = population(all_photos, 20000, seed=2)
+    sig = leakage.Signatures.from_images(base)
+    # n signatures: the 20,000 faces shifted by a pixel or two and relit, so hashes and thumbnails vary
+    pick = rng.integers(0, len(base), n)
+    thumbs = sig.thumbs[pick].astype(np.int16)
+    thumbs = np.roll(thumbs, rng.integers(-1, 2), axis=2) + rng.integers(-6, 7, (n, 1, 1))
+    thumbs = np.clip(thumbs, 0, 255).astype(np.uint8)
+    big = leakage.Signatures(
+        phash=leakage.phash_pixels(thumbs), phash_mirror=leakage.phash_pixels(thumbs[:, :, ::-1]), thumbs=thumbs,
+        width=np.full(n, 48), height=np.full(n, 48), ok=np.ones(n, dtype=bool),
+    )
+    print(f"## Scale: {n:,} images (signatures in memory)")
+    print()
+    started = time.perf_counter()
+    found = leakage.phash_candidates(big, np.arange(n), leakage.DEFAULT_HAMMING)
+    print(f"- pHash multi-index search (<= {leakage.DEFAULT_HAMMING} bits, both orientations): {time.perf_counter() - started:.1f} s, {len(found):,} pairs")
+    queries = 2000
+    started = time.perf_counter()
+    plain, mirror = leakage.descriptors(thumbs)
+    d_time = time.perf_counter() - started
+    started = time.perf_counter()
+    for start in range(0, queries, 500):
+        score = np.maximum(plain[start : start + 500] @ plain.T, plain[start : start + 500] @ mirror.T)
+        np.argpartition(-score, leakage.DEFAULT_NEIGHBOURS, axis=1)
+    per_query = (time.perf_counter() - started) / queries
+    print(f"- descriptors: {d_time:.1f} s; brute-force neighbours: {per_query * 1e3:.2f} ms per image, "
+          f"so {per_query * n * 2 / 3600:.1f} h for all {n:,} (both descriptor passes)")
+    pairs = leakage.neighbour_candidates(leakage.Signatures.from_images(base[:5000]), np.arange(5000), leakage.DEFAULT_NEIGHBOURS)
+    sub = leakage.Signatures.from_images(base[:5000])
+    detail, _ = leakage.detail_and_contrast(sub.thumbs)
+    started = time.perf_counter()
+    leakage.verify_pairs(sub.thumbs, pairs["a"].to_numpy(), pairs["b"].to_numpy(), detail)
+    per_pair = (time.perf_counter() - started) / max(len(pairs), 1)
+    per_image = len(pairs) / 5000
+    print(f"- verification: {per_pair * 1e6:.0f} us per candidate pair (one process), {per_image:.1f} candidates per image, "
+          f"so {per_pair * per_image * n / 60 / workers:.0f} min for {n:,} images on {workers} cores")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=Path, action="append", default=[], help="more folders of face photos")
+    parser.add_argument("--sets", type=int, default=4, help="benchmark sets (different seeds)")
+    parser.add_argument("--similarity", type=float, default=leakage.DEFAULT_SIMILARITY)
+    parser.add_argument("--speed", type=int, default=35887, help="images for the speed run (0: skip)")
+    parser.add_argument("--scale", type=int, default=1_000_000, help="images for the scale measurement (0: skip)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    all_photos = photos(args.photos)
+    print(f"{len(all_photos)} source photos")
+    print()
+    evaluate([build(all_photos, seed=s) for s in range(args.sets)], args.similarity, args.workers)
+    if args.speed:
+        speed(all_photos, args.speed, args.workers)
+    if args.scale:
+        scale(all_photos, args.scale, args.workers)
+
+
+if __name__ == "__main__":
+    main()

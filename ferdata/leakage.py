@@ -346,7 +346,7 @@ def phash_candidates(sig: Signatures, nodes: np.ndarray, max_distance: int, grou
 
 def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, block: int = 2048) -> pd.DataFrame:
     """Each node's ``k`` nearest other nodes by the low-frequency descriptor, either orientation;
-    and its ``k`` nearest by the descriptor of its central 89% (the other image a crop of it)."""
+    and its ``(k + 1) // 2`` nearest by the descriptor of its central 89% (the other a crop of it)."""
     nodes = np.asarray(nodes, dtype=np.int64)
     n = len(nodes)
     k = min(k, n - 1)
@@ -355,17 +355,17 @@ def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, block: int 
     plain, mirror = descriptors(sig.thumbs[nodes])
     cropped = cropped_descriptors(sig.thumbs[nodes])
     found = []
-    for query, name in ((plain, "lowfreq"), (cropped, "lowfreq-crop")):
+    for query, name, kk in ((plain, "lowfreq", k), (cropped, "lowfreq-crop", max(1, (k + 1) // 2))):
         for start in range(0, n, block):
             rows = np.arange(start, min(start + block, n))
             same = query[rows] @ plain.T
             flipped = query[rows] @ mirror.T
             score = np.maximum(same, flipped)
             score[np.arange(len(rows)), rows] = -np.inf
-            top = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(-score, axis=1)[:, :k]
+            top = np.argpartition(-score, kk - 1, axis=1)[:, :kk] if kk < n - 1 else np.argsort(-score, axis=1)[:, :kk]
             keep = (np.take_along_axis(score, top, axis=1) >= DESCRIPTOR_FLOOR).ravel()
             is_mirror = np.take_along_axis(flipped > same, top, axis=1).ravel()[keep]
-            found.append(_pairs_frame(nodes[np.repeat(rows, k)[keep]], nodes[top.ravel()[keep]],
+            found.append(_pairs_frame(nodes[np.repeat(rows, kk)[keep]], nodes[top.ravel()[keep]],
                                       np.where(is_mirror, name + "-mirror", name)))
     return pd.concat(found, ignore_index=True)
 
@@ -412,10 +412,18 @@ def _sample(images: np.ndarray, sampler: tuple[np.ndarray, np.ndarray]) -> np.nd
 
 def _unit(x: np.ndarray) -> np.ndarray:
     """Zero mean, unit norm along the last axis."""
-    x = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    x = x - x.sum(axis=-1, keepdims=True, dtype=np.float32) * np.float32(1 / x.shape[-1])
     norm = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]
     x /= np.maximum(norm, 1e-6)
     return x
+
+
+def _ncc_with(unit_template: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """NCC of zero-mean unit-norm templates with raw windows (last axis), without normalising copies."""
+    d = window.shape[-1]
+    dot = np.einsum("...i,...i->...", unit_template, window)
+    energy = np.einsum("...i,...i->...", window, window) - window.sum(-1) ** 2 / d
+    return dot / np.sqrt(np.maximum(energy, 1e-6))
 
 
 def _windows(images: np.ndarray, window: int) -> np.ndarray:
@@ -485,11 +493,12 @@ def _coarse(ya: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     found = []
     for search, template_side in ((yb, 0), (ya, 1)):
         w = _windows(search, 12)
-        norm = np.sqrt(np.maximum((w * w).sum(-1) - w.sum(-1) ** 2 / 144, 1e-6))
+        energy = np.einsum("pwd,pwd->pw", w, w) - w.sum(-1) ** 2 / 144
+        norm = np.sqrt(np.maximum(energy, 1e-6))
         source = ya if template_side == 0 else yb
         zooms = [z for side, z in _CONFIGS if side == template_side]
         tpl = np.stack([_unit(_sample(source, _SAMPLERS_16[z])) for z in zooms], axis=1)  # (P, Z, 144)
-        found.append(np.einsum("pzd,pwd->pzw", tpl, w) / norm[:, None, :])
+        found.append(np.matmul(tpl, w.transpose(0, 2, 1)) / norm[:, None, :])
     score = np.concatenate(found, axis=1)  # (P, configs, 25)
     flat = score.reshape(len(ya), -1).argmax(axis=1)
     config, position = np.divmod(flat, score.shape[2])
@@ -518,7 +527,7 @@ def _fine(x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sha
     for i, dr in enumerate((-1, 0, 1)):
         for j, dc in enumerate((-1, 0, 1)):
             at = np.clip(position + [dr, dc], 0, 8)
-            surface[:, i, j] = (tpl * _unit(_window_at(y, 24, at))).sum(1)
+            surface[:, i, j] = _ncc_with(tpl, _window_at(y, 24, at))
             surface[(at != position + [dr, dc]).any(1), i, j] = -2.0  # off the edge
     best = surface.reshape(n, 9).argmax(1)
     bi, bj = np.divmod(best, 3)
@@ -532,11 +541,11 @@ def _fine(x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sha
     sx = np.where((pad[rows, bi + 1, bj] > -2) & (pad[rows, bi + 1, bj + 2] > -2), sx, 0.0)
     # the window sits at a whole pixel: move the template's source by the opposite amount
     dy, dx = -sy / z, -sx / z
-    window = _unit(_window_at(y, 24, at))
-    score = (_unit(_warp(x, z, dy, dx)) * window).sum(1)
+    window = _window_at(y, 24, at)
+    score = _ncc_with(_unit(_warp(x, z, dy, dx)), window)
     zoom = z.astype(np.float64).copy()
     for factor in (1 / _ZOOM_STEP, _ZOOM_STEP):
-        trial = (_unit(_warp(x, z * factor, dy, dx)) * window).sum(1)
+        trial = _ncc_with(_unit(_warp(x, z * factor, dy, dx)), window)
         better = trial > score
         score[better], zoom[better] = trial[better], z[better] * factor
     ncc, part_x, part_y = np.full(n, -2.0), np.zeros((n, 576), np.float32), np.zeros((n, 576), np.float32)
@@ -546,7 +555,7 @@ def _fine(x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sha
         blurred = _blur_batch(sharper, sigma)
         t = np.where(sharper_x[:, None], _warp(blurred, zoom, dy, dx), plain_t) if sigma else plain_t
         w = np.where(sharper_x[:, None], plain_w, _window_at(blurred, 24, at)) if sigma else plain_w
-        score = (_unit(t) * _unit(w)).sum(1)
+        score = _ncc_with(_unit(t), w)
         better = score > ncc
         ncc[better], part_x[better], part_y[better] = score[better], t[better], w[better]
     return ncc, _gradient_similarity(part_x, part_y), zoom
@@ -566,7 +575,8 @@ def _gradient_similarity(x: np.ndarray, y: np.ndarray, trim: float = _TRIM) -> n
     u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-6)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
     misfit = (u - v) ** 2
-    cut = np.quantile(misfit, 1 - trim, axis=1, keepdims=True)
+    rank = int((1 - trim) * (misfit.shape[1] - 1))
+    cut = np.partition(misfit, rank, axis=1)[:, rank : rank + 1]
     keep = misfit <= cut
     uv = (u * v * keep).sum(1)
     return uv / np.maximum(np.sqrt((u * u * keep).sum(1) * (v * v * keep).sum(1)), 1e-12)
@@ -614,7 +624,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.nd
 
 def _down(images: np.ndarray) -> np.ndarray:
     """32 px thumbnails averaged down to 16 px."""
-    return images.reshape(len(images), 16, 2, 16, 2).mean(axis=(2, 4))
+    return (images[:, 0::2, 0::2] + images[:, 1::2, 0::2] + images[:, 0::2, 1::2] + images[:, 1::2, 1::2]) * 0.25
 
 
 def decide(verified: pd.DataFrame, reason_a: np.ndarray, reason_b: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
