@@ -439,7 +439,7 @@ def _window_at(images: np.ndarray, window: int, position: np.ndarray) -> np.ndar
     from numpy.lib.stride_tricks import sliding_window_view
 
     view = sliding_window_view(images, (window, window), axis=(1, 2))
-    return view[np.arange(len(images)), position[:, 0], position[:, 1]].reshape(len(images), -1)
+    return view[np.arange(len(images)), position[:, 0], position[:, 1]].reshape(len(images), window * window)
 
 
 def _blur_batch(images: np.ndarray, sigma: float) -> np.ndarray:
@@ -608,6 +608,8 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.nd
         coarse, config, position = _coarse(_down(xa), _down(xb))
         coarse_all[sl], mirror_all[sl] = coarse, mirror
         fine = np.flatnonzero(coarse >= COARSE_FLOOR)
+        if not len(fine):
+            continue
         side = np.array([c[0] for c in _CONFIGS])[config[fine]]
         z = np.array([c[1] for c in _CONFIGS], dtype=np.float32)[config[fine]]
         x = np.where(side[:, None, None] == 0, xa[fine], xb[fine])

@@ -260,7 +260,7 @@ def test_make_folds_writes_fold_provenance_and_tables(small_msde: Workspace) -> 
     assert frame["fold"].notna().all()
     assert frame.groupby("subject_id")["fold"].nunique().max() == 1
     prov = manifest.provenance["folds"]
-    assert prov["k"] == 5 and prov["seed"] == 7 and prov["method"] == "greedy-balanced-v1"
+    assert prov["k"] == 5 and prov["seed"] == 7 and prov["method"] == "greedy-balanced-v2"
     assert prov["groups"] == 20 and prov["groups_from"]["subject_id"] == len(frame)
     assert prov["stratified_by"] == "label+masked"
     assert prov["leakage"]["leaks"] == 0

@@ -166,7 +166,7 @@ def test_pe_config_has_exactly_the_msd_pe_pairs(msd_ws, msd_frame, msd_out, load
 
     train = load(out, "pe")["train"]
     assert train["pair_id"] == published
-    assert result.left_out["MSD-PE pair with a side without aligned face"] == 1
+    assert result.left_out["MSD-PE pair with a side without a face crop"] == 1
     by_id = msd_frame.set_index("image_id")
     for row in train.select(range(0, len(published), 5)):
         nm, m = by_id.loc[row["image_id_nonmasked"]], by_id.loc[row["image_id_masked"]]
@@ -255,7 +255,7 @@ def test_card_tells_how_the_data_was_curated(msd_out) -> None:
     assert "by ferdata 0.1.0" in body and "publish**: ferdata 0.1.0" in body
     assert "@misc{msde" in body and "Not for redistribution" in body
     assert "| mix | train | 54 | 7 | 8 | 7 |" in body  # a surprise relabelled fear; a fear removed; a disgust without face
-    assert "removed by relabelling: 1" in body and "no aligned face: 1" in body
+    assert "removed by relabelling: 1" in body and "no face crop (no face found): 1" in body
 
 
 def test_shard_metadata_is_derived_from_the_schema(msd_out) -> None:
