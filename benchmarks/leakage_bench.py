@@ -288,7 +288,7 @@ def build(all_photos: list[Photo], seed: int = 0, held_out: float = 0.3, per_sou
 
 def evaluate(benches: list[Bench], similarity: float, workers: int) -> pd.DataFrame:
     """Run the check on each benchmark; per copy: was its pair with the base found, undecided, missed."""
-    per_copy, pairs = [], []
+    per_copy, pairs, negatives_max = [], [], []
     cpu = wall = 0.0
     n_pairs = 0
     for number, bench in enumerate(benches):
@@ -307,6 +307,9 @@ def evaluate(benches: list[Bench], similarity: float, workers: int) -> pd.DataFr
         for j in np.flatnonzero(role == "copy"):
             i = bases[source[j]]
             per_copy.append({"bench": number, "transform": transform[j], "verdict": kind.get((min(i, j), max(i, j)), "missed") or "rejected"})
+        decidable = found[(found["reason"] == "") & (found["ncc"] >= leakage.NCC_FLOOR)]
+        wrong = decidable[source[decidable["a"]] != source[decidable["b"]]]
+        negatives_max.append(float(wrong["similarity"].max()) if len(wrong) else float("nan"))
         reported = found[found["kind"] != ""].copy()
         reported["true"] = source[reported["a"]] == source[reported["b"]]
         reported["across"] = split[reported["a"]] != split[reported["b"]]
@@ -339,6 +342,7 @@ def evaluate(benches: list[Bench], similarity: float, workers: int) -> pd.DataFr
     print(f"undecidable pairs: {len(undecidable)} in all, {len(hard)} involving a hard negative "
           f"({', '.join(f'{k} {v}' for k, v in hard['negative_kind'].value_counts().items())}); "
           f"{int(undecidable['true'].sum())} of all undecidable pairs are in fact copies")
+    print(f"highest similarity of a decidable pair of two different pictures: {np.nanmax(negatives_max):.3f}")
     wrong_hard = near[near["hard_negative"] & ~near["true"]]
     print(f"hard negatives reported as `near`: {len(wrong_hard)}")
     print(f"verification: {n_pairs} candidate pairs, {wall:.1f} s wall, {cpu:.1f} s CPU")

@@ -31,7 +31,6 @@ is a row's face crop when it has one (``aligned`` and ``registered`` rows), else
 
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -344,7 +343,7 @@ def phash_candidates(sig: Signatures, nodes: np.ndarray, max_distance: int, grou
     return pd.concat(found, ignore_index=True)
 
 
-def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, block: int = 2048) -> pd.DataFrame:
+def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, block: int = 1024) -> pd.DataFrame:
     """Each node's ``k`` nearest other nodes by the low-frequency descriptor, either orientation;
     and its ``(k + 1) // 2`` nearest by the descriptor of its central 89% (the other a crop of it)."""
     nodes = np.asarray(nodes, dtype=np.int64)
@@ -383,18 +382,15 @@ def candidate_pairs(sig: Signatures, nodes: np.ndarray, *, hamming: int, neighbo
 # ----------------------------------------------------------------------------- verification
 
 
-@functools.lru_cache(maxsize=256)
-def _zoom_sampler(size: int, window: int, zoom: float, dy: float = 0.0, dx: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear sampling of the central ``window``-square of an image zoomed by ``zoom`` about its
-    centre and moved by ``(dy, dx)`` source pixels.
+def _zoom_sampler(size: int, window: int, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear sampling of the central ``window``-square of an image zoomed by ``zoom`` about its centre.
 
     Returns flat source indices (window², 4) and weights (window², 4) into a ``size``-square image.
     """
     centre = (size - 1) / 2
     offset = (size - window) // 2
-    grid = (np.arange(window) + offset - centre) / zoom + centre
-    y, x = np.meshgrid(grid + dy, grid + dx, indexing="ij")
-    y, x = np.clip(y, 0, size - 1), np.clip(x, 0, size - 1)
+    grid = np.clip((np.arange(window) + offset - centre) / zoom + centre, 0, size - 1)
+    y, x = np.meshgrid(grid, grid, indexing="ij")
     y0 = np.clip(np.floor(y).astype(np.int64), 0, size - 2)
     x0 = np.clip(np.floor(x).astype(np.int64), 0, size - 2)
     fy, fx = y - y0, x - x0
@@ -404,7 +400,7 @@ def _zoom_sampler(size: int, window: int, zoom: float, dy: float = 0.0, dx: floa
 
 
 def _sample(images: np.ndarray, sampler: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Apply a :func:`_zoom_sampler` to a batch of square images: (n, window²)."""
+    """Apply a :func:`_zoom_sampler` to a batch of square images: (n, window²) (the 16 px search)."""
     index, weight = sampler
     flat = images.reshape(len(images), -1)
     return np.einsum("nwk,wk->nw", flat[:, index], weight)

@@ -43,7 +43,7 @@ WorkersOpt = Annotated[
 def _cell(value) -> str:
     import pandas as pd
 
-    return "" if pd.isna(value) else str(value)
+    return "-" if pd.isna(value) else str(value)
 
 
 _SHOWN = 10
