@@ -26,11 +26,13 @@ keep rows together in folds. Thresholds and their calibration: docs/check-leakag
 
 A *leak* is a verified pair whose rows sit in different folds, or in different source splits.
 Only rows with a label take part (removed rows are never trained or tested on). The file compared
-is a row's face crop when it has one (``aligned`` and ``registered`` rows), else its original.
+is a row's face crop when it has one (``aligned`` and ``registered`` rows), else its original;
+originals of at most :data:`SMALL_ORIGINAL` px are face pictures already and compared as they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +67,10 @@ NCC_FLOOR = 0.85
 COARSE_FLOOR = 0.75
 # Smallest low-frequency descriptor similarity for a neighbour to become a candidate.
 DESCRIPTOR_FLOOR = 0.5
+# Up to this many images the descriptor neighbours are exact (every pair compared); above it an
+# inverted file compares each image with the members of its NEIGHBOUR_PROBES nearest clusters.
+EXACT_NEIGHBOURS_BELOW = 2000
+NEIGHBOUR_PROBES = 4
 # What an image needs to be decidable (measured on its 32x32 thumbnail): fine detail (the share
 # of its contrast that a 1 px Gaussian blur removes), contrast (grey levels, standard deviation)
 # and size (pixels on its shorter side).
@@ -79,6 +85,7 @@ _CHUNK = 256  # images per task sent to a worker process
 _ZOOMS = (1.0, 1.09, 1.18)  # crops of 100%, 92% and 85%
 _BLURS = (0.0, 0.6, 1.0, 1.5, 2.2)  # extra blur tried on the sharper image (px at 32)
 _TRIM = 0.15  # share of gradients left out of the similarity
+_ALIKE_DETAIL = 0.85  # pairs whose detail differs less than this ratio skip the blur matching
 _GRADIENT_BLUR = 0.5  # px at 32: gradients of a lightly smoothed image forgive resampling and JPEG blocks
 
 
@@ -343,30 +350,155 @@ def phash_candidates(sig: Signatures, nodes: np.ndarray, max_distance: int, grou
     return pd.concat(found, ignore_index=True)
 
 
-def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, block: int = 1024) -> pd.DataFrame:
+def _top_k(query: np.ndarray, ref: np.ndarray, k: int, *, exclude_self: bool, block: int = 1024) -> tuple[np.ndarray, ...]:
+    """Exact ``k`` best references (by dot product) per query: (query, ref, score) triples."""
+    qs, rs, ss = [], [], []
+    k = min(k, len(ref) - (1 if exclude_self else 0))
+    if k < 1:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for start in range(0, len(query), block):
+        rows = np.arange(start, min(start + block, len(query)))
+        score = query[rows] @ ref.T
+        if exclude_self:
+            score[np.arange(len(rows)), rows] = -np.inf
+        top = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < score.shape[1] else np.argsort(-score, axis=1)[:, :k]
+        qs.append(np.repeat(rows, k))
+        rs.append(top.ravel())
+        ss.append(np.take_along_axis(score, top, axis=1).ravel())
+    return np.concatenate(qs), np.concatenate(rs), np.concatenate(ss)
+
+
+def _kmeans(points: np.ndarray, centroids: int, seed: int = 0, rounds: int = 8, sample: int = 50_000) -> np.ndarray:
+    """Spherical k-means centroids of unit vectors (trained on a sample; empty clusters re-seeded)."""
+    rng = np.random.default_rng(seed)
+    train = points[rng.choice(len(points), size=min(sample, len(points)), replace=False)]
+    centre = train[rng.choice(len(train), size=centroids, replace=False)].copy()
+    for _ in range(rounds):
+        nearest = np.concatenate([np.argmax(train[i : i + 4096] @ centre.T, axis=1) for i in range(0, len(train), 4096)])
+        total = np.zeros_like(centre)
+        np.add.at(total, nearest, train)
+        empty = np.bincount(nearest, minlength=centroids) == 0
+        total[empty] = train[rng.choice(len(train), size=int(empty.sum()))]
+        centre = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-6)
+    return centre.astype(np.float32)
+
+
+def _probes(vectors: np.ndarray, centre: np.ndarray, p: int) -> np.ndarray:
+    """The ``p`` nearest centroids of each vector."""
+    out = []
+    for i in range(0, len(vectors), 4096):
+        score = vectors[i : i + 4096] @ centre.T
+        out.append(np.argpartition(-score, p - 1, axis=1)[:, :p] if p < centre.shape[0] else np.argsort(-score, axis=1)[:, :p])
+    return np.concatenate(out)
+
+
+def _indexed_top_k(queries: list[np.ndarray], ref: np.ndarray, k: int, probes: int) -> list[tuple[np.ndarray, ...]]:
+    """Approximate ``k`` best references per query, for several query sets, by an inverted file.
+
+    The references are cut into about 2 sqrt(n) clusters (spherical k-means); each query is only
+    compared with the members of its ``probes`` nearest clusters. A copy sits next to its original
+    in descriptor space, so it is almost always in one of them; the cost falls from n² to about
+    n^1.5 dot products.
+    """
+    n = len(ref)
+    centre = _kmeans(ref, max(2, int(2 * np.sqrt(n))))
+    home = _probes(ref, centre, 1)[:, 0]
+    order = np.argsort(home, kind="stable")
+    starts = np.searchsorted(home[order], np.arange(len(centre) + 1))
+    results = []
+    for query in queries:  # query i is reference i seen another way: never its own neighbour
+        probe = _probes(query, centre, min(probes, len(centre)))
+        by_list = np.argsort(probe.ravel(), kind="stable")
+        q_of = by_list // probe.shape[1]
+        list_starts = np.searchsorted(probe.ravel()[by_list], np.arange(len(centre) + 1))
+        qs, rs, ss = [], [], []
+        for c in range(len(centre)):
+            members = order[starts[c] : starts[c + 1]]
+            asking = q_of[list_starts[c] : list_starts[c + 1]]
+            if not len(members) or not len(asking):
+                continue
+            score = query[asking] @ ref[members].T
+            score[asking[:, None] == members[None, :]] = -np.inf
+            kk = min(k, len(members))
+            top = np.argpartition(-score, kk - 1, axis=1)[:, :kk] if kk < len(members) else np.argsort(-score, axis=1)[:, :kk]
+            qs.append(np.repeat(asking, kk))
+            rs.append(members[top.ravel()])
+            ss.append(np.take_along_axis(score, top, axis=1).ravel())
+        q, r, sc = np.concatenate(qs), np.concatenate(rs), np.concatenate(ss)
+        # the k best per query over all its probed clusters
+        keep = np.lexsort((-sc, q))
+        q, r, sc = q[keep], r[keep], sc[keep]
+        first = np.r_[0, np.flatnonzero(np.diff(q)) + 1]
+        rank = np.arange(len(q)) - np.repeat(first, np.diff(np.r_[first, len(q)]))
+        best = rank < k
+        results.append((q[best], r[best], sc[best]))
+    return results
+
+
+def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, *, exact_below: int = EXACT_NEIGHBOURS_BELOW) -> pd.DataFrame:
     """Each node's ``k`` nearest other nodes by the low-frequency descriptor, either orientation;
-    and its ``(k + 1) // 2`` nearest by the descriptor of its central 89% (the other a crop of it)."""
+    and its ``(k + 1) // 2`` nearest by the descriptor of its central 89% (the other a crop of it).
+
+    Exact (every pair compared) below ``exact_below`` nodes, an inverted file above.
+    """
     nodes = np.asarray(nodes, dtype=np.int64)
     n = len(nodes)
-    k = min(k, n - 1)
-    if k < 1:
+    if n < 2 or k < 1:
         return _pairs_frame(np.zeros(0), np.zeros(0), "lowfreq")
     plain, mirror = descriptors(sig.thumbs[nodes])
     cropped = cropped_descriptors(sig.thumbs[nodes])
-    found = []
-    for query, name, kk in ((plain, "lowfreq", k), (cropped, "lowfreq-crop", max(1, (k + 1) // 2))):
-        for start in range(0, n, block):
-            rows = np.arange(start, min(start + block, n))
-            same = query[rows] @ plain.T
-            flipped = query[rows] @ mirror.T
-            score = np.maximum(same, flipped)
-            score[np.arange(len(rows)), rows] = -np.inf
-            top = np.argpartition(-score, kk - 1, axis=1)[:, :kk] if kk < n - 1 else np.argsort(-score, axis=1)[:, :kk]
-            keep = (np.take_along_axis(score, top, axis=1) >= DESCRIPTOR_FLOOR).ravel()
-            is_mirror = np.take_along_axis(flipped > same, top, axis=1).ravel()[keep]
-            found.append(_pairs_frame(nodes[np.repeat(rows, kk)[keep]], nodes[top.ravel()[keep]],
-                                      np.where(is_mirror, name + "-mirror", name)))
-    return pd.concat(found, ignore_index=True)
+    _, cropped_mirror = descriptors(_unit_square(cropped))
+    # the mirror of a query against the plain references finds a mirrored copy as surely as the
+    # other way round; each query keeps its k best over both orientations
+    groups = [
+        ([(plain, "lowfreq"), (mirror, "lowfreq-mirror")], k),
+        ([(cropped, "lowfreq-crop"), (cropped_mirror, "lowfreq-crop-mirror")], (k + 1) // 2),
+    ]
+    queries = [q for group, _ in groups for q, _ in group]
+    width = max(kk for _, kk in groups)
+    with _single_threaded_blas():
+        if n < exact_below:
+            found = [_top_k(q, plain, width, exclude_self=True) for q in queries]
+        else:
+            found = _indexed_top_k(queries, plain, width, NEIGHBOUR_PROBES)
+    parts, at = [], 0
+    for group, kk in groups:
+        q = np.concatenate([found[at + i][0] for i in range(len(group))])
+        r = np.concatenate([found[at + i][1] for i in range(len(group))])
+        score = np.concatenate([found[at + i][2] for i in range(len(group))])
+        name = np.concatenate([np.full(len(found[at + i][0]), label, dtype=object) for i, (_, label) in enumerate(group)])
+        at += len(group)
+        order = np.lexsort((-score, q))
+        q, r, score, name = q[order], r[order], score[order], name[order]
+        keep = _rank_mask(q, kk) & (score >= DESCRIPTOR_FLOOR) & (q != r)
+        parts.append(_pairs_frame(nodes[q[keep]], nodes[r[keep]], name[keep]))
+    return pd.concat(parts, ignore_index=True)
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """One BLAS thread: many small matrix products on shared cores run faster without thread hand-offs."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it, BLAS keeps its threads
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _rank_mask(query: np.ndarray, k: int) -> np.ndarray:
+    """Keep the first ``k`` entries of each run of equal (sorted) query ids."""
+    if not len(query):
+        return np.zeros(0, dtype=bool)
+    first = np.r_[0, np.flatnonzero(np.diff(query)) + 1]
+    rank = np.arange(len(query)) - np.repeat(first, np.diff(np.r_[first, len(query)]))
+    return rank < k
+
+
+def _unit_square(flat: np.ndarray) -> np.ndarray:
+    side = int(round(np.sqrt(flat.shape[1])))
+    return flat.reshape(len(flat), side, side)
 
 
 def candidate_pairs(sig: Signatures, nodes: np.ndarray, *, hamming: int, neighbours: int) -> pd.DataFrame:
@@ -508,12 +640,15 @@ def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.nda
     return np.clip(offset, -0.5, 0.5)
 
 
-def _fine(x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sharper_x: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fine(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sharper_x: np.ndarray, alike: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """Refine an alignment at 32 px and measure it: (ncc, similarity, zoom).
 
     The template of ``x`` (zoomed by ``z``) is searched at the 3x3 whole-pixel positions around
     the coarse ``position`` in ``y``, refined to a sub-pixel shift and one zoom step either way;
-    then the sharper image of each pair is blurred by the extra sigma that fits the other best.
+    then the sharper image of each pair is blurred by the extra sigma that fits the other best
+    (skipped for pairs ``alike`` in detail, which a blur would not bring closer).
     """
     n = len(x)
     rows = np.arange(n)
@@ -544,16 +679,20 @@ def _fine(x: np.ndarray, y: np.ndarray, z: np.ndarray, position: np.ndarray, sha
         trial = _ncc_with(_unit(_warp(x, z * factor, dy, dx)), window)
         better = trial > score
         score[better], zoom[better] = trial[better], z[better] * factor
-    ncc, part_x, part_y = np.full(n, -2.0), np.zeros((n, 576), np.float32), np.zeros((n, 576), np.float32)
-    sharper = np.where(sharper_x[:, None, None], x, y)
-    plain_t, plain_w = _warp(x, zoom, dy, dx), _window_at(y, 24, at)
-    for sigma in _BLURS:
-        blurred = _blur_batch(sharper, sigma)
-        t = np.where(sharper_x[:, None], _warp(blurred, zoom, dy, dx), plain_t) if sigma else plain_t
-        w = np.where(sharper_x[:, None], plain_w, _window_at(blurred, 24, at)) if sigma else plain_w
-        score = _ncc_with(_unit(t), w)
-        better = score > ncc
-        ncc[better], part_x[better], part_y[better] = score[better], t[better], w[better]
+    part_x, part_y = _warp(x, zoom, dy, dx), _window_at(y, 24, at)
+    ncc = _ncc_with(_unit(part_x), part_y)
+    differ = np.flatnonzero(~alike)
+    if len(differ):
+        sx, ex, ey = sharper_x[differ], x[differ], y[differ]
+        sharper = np.where(sx[:, None, None], ex, ey)
+        for sigma in _BLURS[1:]:
+            blurred = _blur_batch(sharper, sigma)
+            t = np.where(sx[:, None], _warp(blurred, zoom[differ], dy[differ], dx[differ]), part_x[differ])
+            w = np.where(sx[:, None], part_y[differ], _window_at(blurred, 24, at[differ]))
+            score = _ncc_with(_unit(t), w)
+            better = score > ncc[differ]
+            rows = differ[better]
+            ncc[rows], part_x[rows], part_y[rows] = score[better], t[better], w[better]
     return ncc, _gradient_similarity(part_x, part_y), zoom
 
 
@@ -612,8 +751,9 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.nd
         y = np.where(side[:, None, None] == 0, xb[fine], xa[fine])
         da, db = detail[pa[fine]], detail[pb[fine]]
         sharper_x = np.where(side == 0, da >= db, db >= da)
+        alike = np.minimum(da, db) >= _ALIKE_DETAIL * np.maximum(da, db)
         coarse_rc = np.stack(np.divmod(position[fine], 5), axis=1) * 2
-        f_ncc, f_sim, f_zoom = _fine(x, y, z, coarse_rc, sharper_x)
+        f_ncc, f_sim, f_zoom = _fine(x, y, z, coarse_rc, sharper_x, alike)
         idx = start + fine
         ncc[idx], sim[idx] = f_ncc, f_sim
         zoom_all[idx] = np.where(side == 0, f_zoom, 1 / f_zoom)
@@ -763,9 +903,17 @@ def find_leaks(frame: pd.DataFrame, evidence: Evidence) -> tuple[pd.DataFrame, p
 # ----------------------------------------------------------------------------- workspace: signatures
 
 
+# An original no larger than this (pixels, longer side) is a face crop already (FER2013's 48x48,
+# FERV39k's face frames): it is compared as it is, since aligning it again only adds resampling and
+# black borders where the template reaches past the picture.
+SMALL_ORIGINAL = 160
+
+
 def _face_paths(ws, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Per row: the file to compare (its face crop when it has one, else the original) and its kind."""
-    crop = frame["aligned_path"].notna() & frame["face_status"].isin(["aligned", "registered"])
+    """Per row: the file to compare and its kind: the face crop of a row that has one (``aligned``
+    or ``registered``), unless its original is a small face picture already; else the original."""
+    small = pd.concat([frame["width"], frame["height"]], axis=1).max(axis=1).fillna(0) <= SMALL_ORIGINAL
+    crop = frame["aligned_path"].notna() & frame["face_status"].isin(["aligned", "registered"]) & ~small
     rel = frame["aligned_path"].where(crop, frame["original_path"])
     kind = pd.Series(np.where(crop, "aligned", "original"), index=frame.index, dtype=object)
     return rel, kind
@@ -882,7 +1030,8 @@ _VERIFY_CHUNK = 8192  # candidate pairs per task sent to a worker process
 
 def _verify_task(task: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> pd.DataFrame:
     thumbs, a, b, detail = task
-    return verify_pairs(thumbs, a, b, detail)
+    with _single_threaded_blas():
+        return verify_pairs(thumbs, a, b, detail)
 
 
 def find_duplicates(
