@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,8 +295,11 @@ def undecidable_reason(detail: np.ndarray, contrast: np.ndarray, width: np.ndarr
     return reason
 
 
-def descriptors(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def descriptors(thumbs: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Low-frequency descriptor of each thumbnail and of its mirror: 8x8 means, zero mean, unit norm."""
+    if len(thumbs) > chunk:  # bounded memory for a million thumbnails
+        parts = [descriptors(thumbs[i : i + chunk], chunk) for i in range(0, len(thumbs), chunk)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     x = np.asarray(thumbs, dtype=np.float32)
     step = x.shape[1] // _DESCRIPTOR
     small = x.reshape(len(x), _DESCRIPTOR, step, _DESCRIPTOR, step).mean(axis=(2, 4))
@@ -308,8 +312,10 @@ def descriptors(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unit(small), unit(small[:, :, ::-1])
 
 
-def cropped_descriptors(thumbs: np.ndarray, crop: float = 1 / 1.12) -> np.ndarray:
+def cropped_descriptors(thumbs: np.ndarray, crop: float = 1 / 1.12, chunk: int = 65536) -> np.ndarray:
     """The descriptor of each thumbnail's central ``crop`` (what a cropped copy of it looks like)."""
+    if len(thumbs) > chunk:
+        return np.concatenate([cropped_descriptors(thumbs[i : i + chunk], crop, chunk) for i in range(0, len(thumbs), chunk)])
     x = np.asarray(thumbs, dtype=np.float32)
     n = len(x)
     # _warp shows the central 24 px of an image zoomed by its factor: 24 / (32 * crop) of the width
@@ -1058,21 +1064,29 @@ def find_duplicates(
     pairs = candidate_pairs(sig, nodes, hamming=hamming, neighbours=neighbours) if len(nodes) > 1 else _pairs_frame(np.zeros(0), np.zeros(0), "")
     total = len(pairs)
     a_all, b_all = pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64)
-    tasks = []
-    for start in range(0, total, _VERIFY_CHUNK):
-        a, b = a_all[start : start + _VERIFY_CHUNK], b_all[start : start + _VERIFY_CHUNK]
-        used, inverse = np.unique(np.r_[a, b], return_inverse=True)  # ship only the thumbnails needed
-        tasks.append((sig.thumbs[used], inverse[: len(a)], inverse[len(a) :], detail[used]))
-    checked = []
+
+    def tasks():
+        for start in range(0, total, _VERIFY_CHUNK):
+            a, b = a_all[start : start + _VERIFY_CHUNK], b_all[start : start + _VERIFY_CHUNK]
+            used, inverse = np.unique(np.r_[a, b], return_inverse=True)  # ship only the thumbnails needed
+            yield sig.thumbs[used], inverse[: len(a)], inverse[len(a) :], detail[used]
+
+    checked: list[pd.DataFrame] = []
     progress("verifying candidates", 0, total)
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-            for part in pool.map(_verify_task, tasks):
-                checked.append(part)
+    if workers > 1 and total > _VERIFY_CHUNK:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending: deque = deque()
+            for task in tasks():  # at most two tasks per worker in flight: bounded memory
+                pending.append(pool.submit(_verify_task, task))
+                if len(pending) >= 2 * workers:
+                    checked.append(pending.popleft().result())
+                    progress("verifying candidates", min(len(checked) * _VERIFY_CHUNK, total), total)
+            while pending:
+                checked.append(pending.popleft().result())
                 progress("verifying candidates", min(len(checked) * _VERIFY_CHUNK, total), total)
     else:
-        for task in tasks:
+        for task in tasks():
             checked.append(_verify_task(task))
             progress("verifying candidates", min(len(checked) * _VERIFY_CHUNK, total), total)
     verified = pd.concat(checked, ignore_index=True) if checked else verify_pairs(sig.thumbs, a_all, b_all, detail)
