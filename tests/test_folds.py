@@ -329,7 +329,8 @@ def test_make_folds_writes_fold_provenance_and_tables(small_msde: Workspace) -> 
     balance = pd.read_csv(small_msde.root / result.balance_path)
     assert balance["images"].sum() == len(frame)
     assert (small_msde.root / "tables/msd-e/leakage.csv").exists()
-    assert (small_msde.root / "tables/msd-e/phash.parquet").exists()
+    assert (small_msde.root / "tables/msd-e/signatures.parquet").exists()
+    assert (small_msde.root / "tables/msd-e/leakage_undecidable.csv").exists()
     # same seed again: same folds
     make_folds(small_msde, 5, seed=7, workers=1)
     assert small_msde.load().frame["fold"].equals(frame["fold"])
