@@ -78,6 +78,10 @@ NEIGHBOUR_PROBES = 4
 MIN_DETAIL = 0.08
 MIN_CONTRAST = 4.0
 MIN_SIDE = 16
+# A pair whose blurrier image holds little detail (below LOW_DETAIL) is decided only from a higher
+# similarity: different faces blurred to that level reach 0.97, blurred copies stay above 0.99.
+LOW_DETAIL = 0.12
+LOW_DETAIL_SIMILARITY = 0.985
 
 _HASH_SIZE = 8  # 8x8 low frequencies -> 64 bits
 THUMB = 32  # pHash resizes to 32x32 first (imagehash's hash_size * highfreq_factor); so do the thumbnails
@@ -622,21 +626,32 @@ _CONFIGS = [(0, z) for z in _ZOOMS] + [(1, z) for z in _ZOOMS if z != 1.0]
 _SAMPLERS_16 = {z: _zoom_sampler(16, 12, z) for z in _ZOOMS}
 
 
-def _coarse(ya: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best NCC at 16 px over zoom x shift: (score, config index, position 0..24)."""
+def _coarse(t16: np.ndarray, ia: np.ndarray, ib: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best NCC at 16 px over zoom x shift: (score, config index, position 0..24).
+
+    ``t16`` holds each image once (the pairs index it), so the zoomed templates are made once
+    per image and orientation, not once per pair.
+    """
+    flipped = t16[:, :, ::-1]
+    templates = {
+        (z, m): _unit(_sample(flipped if m else t16, _SAMPLERS_16[z])) for z in _ZOOMS for m in (False, True) if z != 1.0 or not m
+    }
+    yb = np.where(mirror[:, None, None], flipped[ib], t16[ib])
     found = []
-    for search, template_side in ((yb, 0), (ya, 1)):
+    for search, template_side in ((yb, 0), (t16[ia], 1)):
         w = _windows(search, 12)
         energy = np.einsum("pwd,pwd->pw", w, w) - w.sum(-1) ** 2 / 144
         norm = np.sqrt(np.maximum(energy, 1e-6))
-        source = ya if template_side == 0 else yb
         zooms = [z for side, z in _CONFIGS if side == template_side]
-        tpl = np.stack([_unit(_sample(source, _SAMPLERS_16[z])) for z in zooms], axis=1)  # (P, Z, 144)
+        if template_side == 0:
+            tpl = np.stack([templates[(z, False)][ia] for z in zooms], axis=1)  # (P, Z, 144)
+        else:
+            tpl = np.stack([np.where(mirror[:, None], templates[(z, True)][ib], templates[(z, False)][ib]) for z in zooms], axis=1)
         found.append(np.matmul(tpl, w.transpose(0, 2, 1)) / norm[:, None, :])
     score = np.concatenate(found, axis=1)  # (P, configs, 25)
-    flat = score.reshape(len(ya), -1).argmax(axis=1)
+    flat = score.reshape(len(ia), -1).argmax(axis=1)
     config, position = np.divmod(flat, score.shape[2])
-    return score.reshape(len(ya), -1)[np.arange(len(ya)), flat], config, position
+    return score.reshape(len(ia), -1)[np.arange(len(ia)), flat], config, position
 
 
 def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -744,17 +759,17 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.nd
         t32 = thumbs[used].astype(np.float32)
         plain, flipped = descriptors(thumbs[used])
         mirror = (plain[ia] * flipped[ib]).sum(1) > (plain[ia] * plain[ib]).sum(1)
-        xa = t32[ia]
-        xb = np.where(mirror[:, None, None], t32[ib][:, :, ::-1], t32[ib])
-        coarse, config, position = _coarse(_down(xa), _down(xb))
+        coarse, config, position = _coarse(_down(t32), ia, ib, mirror)
         coarse_all[sl], mirror_all[sl] = coarse, mirror
         fine = np.flatnonzero(coarse >= COARSE_FLOOR)
         if not len(fine):
             continue
+        xa = t32[ia[fine]]
+        xb = np.where(mirror[fine, None, None], t32[ib[fine]][:, :, ::-1], t32[ib[fine]])
         side = np.array([c[0] for c in _CONFIGS])[config[fine]]
         z = np.array([c[1] for c in _CONFIGS], dtype=np.float32)[config[fine]]
-        x = np.where(side[:, None, None] == 0, xa[fine], xb[fine])
-        y = np.where(side[:, None, None] == 0, xb[fine], xa[fine])
+        x = np.where(side[:, None, None] == 0, xa, xb)
+        y = np.where(side[:, None, None] == 0, xb, xa)
         da, db = detail[pa[fine]], detail[pb[fine]]
         sharper_x = np.where(side == 0, da >= db, db >= da)
         alike = np.minimum(da, db) >= _ALIKE_DETAIL * np.maximum(da, db)
@@ -771,21 +786,28 @@ def _down(images: np.ndarray) -> np.ndarray:
     return (images[:, 0::2, 0::2] + images[:, 1::2, 0::2] + images[:, 0::2, 1::2] + images[:, 1::2, 1::2]) * 0.25
 
 
-def decide(verified: pd.DataFrame, reason_a: np.ndarray, reason_b: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
+def decide(
+    verified: pd.DataFrame, reason_a: np.ndarray, reason_b: np.ndarray, similarity: float, detail: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per verified candidate: ``near``, ``undecidable`` or ``""`` (not the same picture), and the reason.
 
     A pair is undecidable when its pixels correlate (NCC at least :data:`NCC_FLOOR`) but one of
-    its images is too blurred, flat or small for that to mean anything; the reason names it.
+    its images is too blurred, flat or small for that to mean anything; the reason names it. A
+    pair whose blurrier image has ``detail`` below :data:`LOW_DETAIL` needs a similarity of at
+    least :data:`LOW_DETAIL_SIMILARITY` (or ``similarity`` if higher).
     """
     ncc = verified["ncc"].fillna(-1.0).to_numpy()
     sim = verified["similarity"].fillna(-1.0).to_numpy()
+    threshold = np.full(len(verified), similarity)
+    if detail is not None:
+        threshold[detail < LOW_DETAIL] = max(similarity, LOW_DETAIL_SIMILARITY)
     reason = np.where(reason_a != "", reason_a, reason_b).astype(object)
     both = (reason_a != "") & (reason_b != "") & (reason_a != reason_b)
     reason[both] = reason_a[both] + "+" + reason_b[both]
     correlated = ncc >= NCC_FLOOR
     kind = np.full(len(verified), "", dtype=object)
     kind[correlated & (reason != "")] = "undecidable"
-    kind[correlated & (reason == "") & (sim >= similarity)] = "near"
+    kind[correlated & (reason == "") & (sim >= threshold)] = "near"
     return kind, np.where(kind == "undecidable", reason, "")
 
 
@@ -1092,7 +1114,7 @@ def find_duplicates(
     verified = pd.concat(checked, ignore_index=True) if checked else verify_pairs(sig.thumbs, a_all, b_all, detail)
     pairs = pd.concat([pairs.reset_index(drop=True), verified], axis=1)
     a, b = pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64)
-    kind, why = decide(pairs, reason[a], reason[b], similarity)
+    kind, why = decide(pairs, reason[a], reason[b], similarity, np.minimum(detail[a], detail[b]))
     pairs["kind"], pairs["reason"] = kind, why
     return Verdicts(pairs, detail, contrast, reason)
 
