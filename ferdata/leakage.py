@@ -38,6 +38,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -1069,13 +1070,15 @@ def find_duplicates(
     hamming: int = DEFAULT_HAMMING,
     neighbours: int = DEFAULT_NEIGHBOURS,
     similarity: float = DEFAULT_SIMILARITY,
+    keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> Verdicts:
     """Candidates, verification and decision among the images ``nodes`` of ``sig`` (default: all readable).
 
     Pure: signatures in, verdicts out (``workers`` processes verify the candidates). Exact
-    duplicates (the same file) are the caller's business: give each file once.
+    duplicates (the same file) are the caller's business: give each file once. ``keep(a, b)``,
+    when given, says which candidate pairs are worth verifying (the others are dropped).
     """
     progress = progress or null_progress
     nodes = np.flatnonzero(sig.ok) if nodes is None else np.asarray(nodes, dtype=np.int64)[sig.ok[nodes]]
@@ -1084,6 +1087,8 @@ def find_duplicates(
         detail[nodes], contrast[nodes] = detail_and_contrast(sig.thumbs[nodes])
     reason = undecidable_reason(detail, contrast, sig.width, sig.height)
     pairs = candidate_pairs(sig, nodes, hamming=hamming, neighbours=neighbours) if len(nodes) > 1 else _pairs_frame(np.zeros(0), np.zeros(0), "")
+    if keep is not None and len(pairs):
+        pairs = pairs[keep(pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64))].reset_index(drop=True)
     total = len(pairs)
     a_all, b_all = pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64)
 
@@ -1291,19 +1296,25 @@ def gather_evidence(
     similarity: float = DEFAULT_SIMILARITY,
     identity_model: Path | None = None,
     identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,
+    across_only: bool = False,
     workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[Evidence, dict[str, int]]:
     """Signatures (cached), verified pairs and, with a model, identity pairs for the labelled rows.
 
-    Returns the evidence and counts: ``hashed`` (rows whose file could be read), ``candidates``.
+    With ``across_only``, only candidates that could be a leak under the frame's current folds and
+    splits are verified (two rows in one place never are); :func:`ferdata.folds.make_folds` needs
+    every pair, to keep duplicates together, and leaves it off. Returns the evidence and counts:
+    ``hashed`` (rows whose file could be read), ``candidates`` (pairs verified).
     """
     _check_options(hamming, neighbours, similarity)
     rows = np.flatnonzero(eligible_rows(frame).to_numpy())
     sig, node = row_signatures(ws, dataset, frame, rows, workers=workers, progress=progress)
     nodes = np.unique(node[node >= 0])
+    keep = _could_leak(frame, node, rows) if across_only else None
     verdicts = find_duplicates(
-        sig, nodes, hamming=hamming, neighbours=neighbours, similarity=similarity, workers=workers, progress=progress
+        sig, nodes, hamming=hamming, neighbours=neighbours, similarity=similarity, keep=keep, workers=workers,
+        progress=progress,
     )
     found = verdicts.pairs
     near = found[found["kind"] == "near"]
@@ -1328,6 +1339,32 @@ def gather_evidence(
     )
     hashed = int(np.isin(node[rows], np.flatnonzero(sig.ok)).sum())
     return evidence, {"hashed": hashed, "candidates": len(found)}
+
+
+def _could_leak(frame: pd.DataFrame, node: np.ndarray, rows: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``keep(a, b)`` for node pairs: False where no row of ``a`` and row of ``b`` can be a leak.
+
+    A node whose rows all sit in one (fold, split) place is compared by that place, with the rule
+    of :func:`find_leaks` (two known folds that differ, or two known splits that differ); a node
+    spread over several places is always kept.
+    """
+    fold, split, _ = _places(frame)
+    table = pd.DataFrame({"node": node[rows], "fold": fold[rows], "split": split[rows]})
+    spread = table.drop_duplicates().groupby("node").size() > 1
+    first = table.drop_duplicates("node").set_index("node")
+    node_fold = np.full(len(frame), -1, dtype=np.int64)
+    node_split = np.full(len(frame), "", dtype=object)
+    node_spread = np.zeros(len(frame), dtype=bool)
+    node_fold[first.index.to_numpy()] = first["fold"].to_numpy()
+    node_split[first.index.to_numpy()] = first["split"].to_numpy()
+    node_spread[spread.index[spread].to_numpy()] = True
+
+    def keep(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        fa, fb, sa, sb = node_fold[a], node_fold[b], node_split[a], node_split[b]
+        across = ((fa >= 0) & (fb >= 0) & (fa != fb)) | ((sa != "") & (sb != "") & (sa != sb))
+        return across | node_spread[a] | node_spread[b]
+
+    return keep
 
 
 def write_report(ws, dataset: str, table: pd.DataFrame, name: str = REPORT_FILE) -> str:
@@ -1391,7 +1428,8 @@ def check_leakage(
     model = Path(identity_model) if identity_model is not None else None
     evidence, counts = gather_evidence(
         ws, manifest.dataset, frame, hamming=hamming, neighbours=neighbours, similarity=similarity,
-        identity_model=model, identity_threshold=identity_threshold, workers=workers, progress=progress,
+        identity_model=model, identity_threshold=identity_threshold, across_only=True, workers=workers,
+        progress=progress,
     )
     report = report_from(
         ws, manifest.dataset, frame, evidence, counts, hamming=hamming, neighbours=neighbours, similarity=similarity,

@@ -473,3 +473,13 @@ def test_bad_identity_model_is_a_usage_error(identity_ws, tmp_path) -> None:
     bogus.write_bytes(b"not a model")
     with pytest.raises(UsageError, match="cannot load identity model"):
         check_leakage(ws, identity_model=bogus, workers=1)
+
+
+def test_check_verifies_only_pairs_that_could_leak(fer_ws: Workspace) -> None:
+    frame = fer_ws.load().frame.reset_index(drop=True)
+    full, full_counts = leakage.gather_evidence(fer_ws, "fer2013", frame, workers=1)
+    across, across_counts = leakage.gather_evidence(fer_ws, "fer2013", frame, across_only=True, workers=1)
+    assert across_counts["candidates"] < full_counts["candidates"]  # train-train pairs are not verified
+    leaks_full, undecided_full = leakage.find_leaks(frame, full)
+    leaks_across, undecided_across = leakage.find_leaks(frame, across)
+    assert leaks_full.equals(leaks_across) and undecided_full.equals(undecided_across)
