@@ -163,7 +163,7 @@ def bench_hashes(n: int, workers: int) -> None:
         } for i, p in enumerate(paths)]
         frame = new_frame(rows)
         ws.save(Manifest("bench", frame))
-        serial, t_serial = timed(lambda: [leakage._hash_chunk([str(p)])[0] for p in paths])
+        serial, t_serial = timed(lambda: [leakage._signature_chunk([str(p)])[0][0] for p in paths])
         _, t_batched = timed(leakage.phash_files, paths, workers=1)
         (parallel, ok), t_parallel = timed(leakage.phash_files, paths, workers=workers)
         assert ok.all() and np.array_equal(np.array(serial, dtype=np.int64).view(np.uint64), parallel)

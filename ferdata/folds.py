@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
+from .graph import connected_components, key_edges
 from .schema import LABELS
 
-METHOD = "greedy-balanced-v1"
+METHOD = "greedy-balanced-v2"  # v2: balanced on usable rows; groups without a crop placed by name
 
 # Weight of the image-count term against the stratum terms (which are normalised by their own
 # targets, chi-square style). Fold size is what people see first, so it weighs as much as all
@@ -43,36 +44,6 @@ _POLISH_ROUNDS = 30
 
 
 # ----------------------------------------------------------------------------- groups
-
-
-def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Component label per item (the smallest item index in its component) for edges ``a[i]-b[i]``.
-
-    Vectorised label propagation with pointer jumping: each round every item takes the smallest
-    label among its neighbours, then follows its label's own label, until nothing changes.
-    """
-    labels = np.arange(n, dtype=np.int64)
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    if not len(a):
-        return labels
-    while True:
-        before = labels.copy()
-        np.minimum.at(labels, a, labels[b])
-        np.minimum.at(labels, b, labels[a])
-        labels = labels[labels]
-        if np.array_equal(labels, before):
-            return labels
-
-
-def key_edges(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Edges joining every item to the first item with the same key (negative key = none)."""
-    key = np.asarray(key, dtype=np.int64)
-    items = np.flatnonzero(key >= 0)
-    if not len(items):
-        return items, items
-    _, first, inverse = np.unique(key[items], return_index=True, return_inverse=True)
-    return items, items[first][inverse]
 
 
 def _codes(values: pd.Series) -> np.ndarray:
@@ -90,6 +61,10 @@ class Groups:
     n_groups: int
     base_counts: dict[str, int]  # eligible rows whose base group came from each source
     merged: int  # base groups absorbed by pair / duplicate merges
+    keys: np.ndarray  # per group: a stable name (its smallest base key, e.g. "s:<subject_id>")
+
+
+CROP_STATUSES = ("aligned", "registered")
 
 
 def eligible_rows(frame: pd.DataFrame, within_split: str | None = None) -> pd.Series:
@@ -98,6 +73,16 @@ def eligible_rows(frame: pd.DataFrame, within_split: str | None = None) -> pd.Se
     if within_split is not None:
         mask &= frame["split"] == within_split
     return mask.fillna(False).astype(bool)
+
+
+def usable_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows that are trained on and published: a label (not removed) and a face crop.
+
+    A face crop is an ``aligned_path`` on an ``aligned`` (detected) or ``registered`` (the
+    dataset's own registration) row; ``docs/schema.md`` defines both.
+    """
+    crop = frame["aligned_path"].notna() & frame["face_status"].isin(CROP_STATUSES)
+    return (frame["label"].notna() & crop).fillna(False).astype(bool)
 
 
 def fold_groups(
@@ -131,12 +116,14 @@ def fold_groups(
     n_groups = int(group.max()) + 1 if n else 0
     n_base = int(base_codes.max()) + 1 if n else 0
     counts = source.value_counts()
+    keys = pd.Series(base.to_numpy(), dtype=object).groupby(group).min().to_numpy() if n else np.zeros(0, dtype=object)
     return Groups(
         index=rows.index,
         group=group.astype(np.int64),
         n_groups=n_groups,
         base_counts={name: int(counts.get(name, 0)) for name in ("subject_id", "clip_id", "duplicate_cluster", "image")},
         merged=n_base - n_groups,
+        keys=keys,
     )
 
 
@@ -319,15 +306,44 @@ def _check_k(groups: Groups, k: int, within_split: str | None) -> None:
         )
 
 
+def hashed_fold(keys: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A fold per group name that depends on nothing but the name, ``k`` and ``seed``."""
+    import hashlib
+
+    return np.array(
+        [int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "big") % k for key in keys], dtype=np.int64
+    )
+
+
 def _assign(frame: pd.DataFrame, groups: Groups, k: int, *, seed: int, within_split: str | None) -> pd.Series:
+    """Balance the groups holding usable rows on those rows; place the others by their name.
+
+    Groups with at least one usable row (label and face crop) are placed by :func:`_place` on
+    their usable rows only, so the folds are even in what is trained on and published, and adding
+    or removing rows without a crop never moves them. Groups without any usable row get
+    :func:`hashed_fold` of their name: a later ``align`` that gives them crops does not reshuffle
+    anything. When no row has a crop yet (alignment not run), every labelled row counts.
+    """
     _check_k(groups, k, within_split)
     rows = frame.loc[groups.index]
-    stratum = _codes(strata(rows))
+    usable = usable_rows(rows).to_numpy()
+    counted = usable if usable.any() else np.ones(len(rows), dtype=bool)
+    with_rows = np.bincount(groups.group[counted], minlength=groups.n_groups) > 0
+    if with_rows.sum() < k:
+        raise UsageError(
+            f"--k {k} is larger than the number of identity groups with a face crop ({int(with_rows.sum())}): "
+            f"choose --k {int(with_rows.sum())} or fewer, or align more images (ferdata align)"
+        )
+    balanced = np.flatnonzero(with_rows)
+    position = np.full(groups.n_groups, -1, dtype=np.int64)
+    position[balanced] = np.arange(len(balanced))
+    stratum = _codes(strata(rows[counted]))
     n_strata = int(stratum.max()) + 1
-    X = np.zeros((groups.n_groups, n_strata + 1))
-    np.add.at(X, (groups.group, stratum), 1.0)
-    X[:, -1] = np.bincount(groups.group, minlength=groups.n_groups)
-    per_group = _place(X, k, seed)
+    X = np.zeros((len(balanced), n_strata + 1))
+    np.add.at(X, (position[groups.group[counted]], stratum), 1.0)
+    X[:, -1] = X[:, :-1].sum(axis=1)
+    per_group = hashed_fold(groups.keys, k, seed)
+    per_group[balanced] = _place(X, k, seed)
     fold = pd.Series(pd.NA, index=frame.index, dtype="Int64")
     fold.loc[groups.index] = per_group[groups.group]
     return fold
@@ -339,20 +355,29 @@ def _assign(frame: pd.DataFrame, groups: Groups, k: int, *, seed: int, within_sp
 def balance_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per fold: images, its deviation from the mean fold size, subjects, images per label, masked.
 
-    One row per fold (rows without a fold are left out). ``deviation`` is
-    ``images / mean(images) - 1``; :func:`max_deviation` gives the largest one in absolute value.
+    The images counted are the usable ones (label and face crop: what is trained on and
+    published), with ``without_crop`` the fold's other rows; when no row has a crop yet, every
+    labelled row counts and there is no ``without_crop`` column. One row per fold (rows without a
+    fold are left out). ``deviation`` is ``images / mean(images) - 1``; :func:`max_deviation`
+    gives the largest one in absolute value.
     """
-    rows = frame.loc[frame["fold"].notna()]
+    folded = frame.loc[frame["fold"].notna()]
+    usable = usable_rows(folded)
+    rows = folded[usable] if usable.any() else folded
     labels = [x for x in LABELS if (rows["label"] == x).any()]
+    extra = ["without_crop"] if usable.any() else []
     if rows.empty:
-        return pd.DataFrame(columns=["fold", "images", "deviation", "subjects", *labels, "masked"])
+        return pd.DataFrame(columns=["fold", "images", "deviation", "subjects", *labels, "masked", *extra])
     by = rows.groupby(rows["fold"].astype(int), sort=True)
-    table = pd.DataFrame({"images": by.size()})
+    folds = np.sort(folded["fold"].astype(int).unique())
+    table = pd.DataFrame({"images": by.size()}).reindex(folds, fill_value=0)
     table["deviation"] = table["images"] / table["images"].mean() - 1.0
-    table["subjects"] = by["subject_id"].nunique()
+    table["subjects"] = by["subject_id"].nunique().reindex(folds, fill_value=0)
     for label in labels:
-        table[label] = by["label"].apply(lambda s, x=label: int((s == x).sum()))
-    table["masked"] = by["masked"].apply(lambda s: int((s == True).sum()))
+        table[label] = by["label"].apply(lambda s, x=label: int((s == x).sum())).reindex(folds, fill_value=0)
+    table["masked"] = by["masked"].apply(lambda s: int((s == True).sum())).reindex(folds, fill_value=0)
+    if extra:
+        table["without_crop"] = folded[~usable].groupby(folded.loc[~usable, "fold"].astype(int)).size().reindex(folds, fill_value=0)
     table.index.name = "fold"
     return table.reset_index()
 
@@ -390,6 +415,8 @@ def make_folds(
     seed: int = 0,
     within_split: str | None = None,
     hamming: int = 6,
+    neighbours: int | None = None,
+    similarity: float | None = None,
     identity_model=None,
     identity_threshold: float | None = None,
     strict: bool = False,
@@ -398,9 +425,10 @@ def make_folds(
 ) -> FoldsResult:
     """Assign folds in a workspace's manifest, then check them for leakage.
 
-    Rows without ``subject_id`` or ``clip_id`` are grouped by exact and near-duplicate clusters
-    (and identity clusters when ``identity_model`` is given) so that a duplicate never spans two
-    folds. Writes the ``fold`` column and ``provenance['folds']``, ``tables/<dataset>/folds_balance.csv``
+    Rows without ``subject_id`` or ``clip_id`` are grouped by exact and *verified* near-duplicate
+    clusters (and identity clusters when ``identity_model`` is given) so that a duplicate never
+    spans two folds; undecidable pairs never join groups. Folds are balanced on the usable rows
+    (see :func:`_assign`). Writes the ``fold`` column and ``provenance['folds']``, ``tables/<dataset>/folds_balance.csv``
     and the leakage report; with ``strict``, raises :class:`~ferdata.errors.LeakageFound` after
     writing everything when leaks remain (for instance duplicates between two subjects, or between
     the folded split and a fixed test split).
@@ -411,14 +439,16 @@ def make_folds(
     from .fsutil import atomic_path
 
     threshold = leakage.DEFAULT_IDENTITY_THRESHOLD if identity_threshold is None else identity_threshold
+    neighbours = leakage.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
+    similarity = leakage.DEFAULT_SIMILARITY if similarity is None else similarity
     manifest = ws.load(dataset)
     frame = manifest.frame.reset_index(drop=True)
     # cheap checks first: duplicate clusters can only lower the number of groups
     _check_k(fold_groups(frame, within_split=within_split), k, within_split)
     model = Path(identity_model) if identity_model is not None else None
-    evidence, hashed = leakage.gather_evidence(
-        ws, manifest.dataset, frame, hamming=hamming, identity_model=model,
-        identity_threshold=threshold, workers=workers, progress=progress,
+    evidence, counts = leakage.gather_evidence(
+        ws, manifest.dataset, frame, hamming=hamming, neighbours=neighbours, similarity=similarity,
+        identity_model=model, identity_threshold=threshold, workers=workers, progress=progress,
     )
     folded = np.flatnonzero(eligible_rows(frame, within_split).to_numpy())
     clusters = pd.Series(evidence.clusters(folded), index=frame.index)
@@ -426,10 +456,13 @@ def make_folds(
     frame["fold"] = _assign(frame, groups, k, seed=seed, within_split=within_split)
 
     report = leakage.report_from(
-        ws, manifest.dataset, frame, evidence, hashed, hamming=hamming, identity_model=model,
-        identity_threshold=threshold,
+        ws, manifest.dataset, frame, evidence, counts, hamming=hamming, neighbours=neighbours, similarity=similarity,
+        identity_model=model, identity_threshold=threshold,
     )
     balance = balance_table(frame)
+    usable = usable_rows(frame.loc[groups.index]).to_numpy()
+    any_usable = bool(usable.any())
+    groups_with_crop = int((np.bincount(groups.group[usable], minlength=groups.n_groups) > 0).sum()) if any_usable else groups.n_groups
     provenance = {
         "k": k,
         "seed": seed,
@@ -439,7 +472,12 @@ def make_folds(
         "groups_from": groups.base_counts,
         "groups_merged_by_pairs_and_duplicates": groups.merged,
         "stratified_by": "label+masked" if strata(frame.loc[groups.index]).str.contains("/").any() else "label",
+        "balanced_on": "usable rows (label and face crop)" if any_usable else "labelled rows (no face crop yet)",
+        "rows_without_crop": int((~usable).sum()) if any_usable else 0,
+        "groups_placed_by_name": groups.n_groups - groups_with_crop,
         "hamming": hamming,
+        "neighbours": neighbours,
+        "similarity": similarity,
         "identity_model": str(model) if model is not None else None,
         "identity_threshold": threshold if model is not None else None,
         "max_deviation": round(max_deviation(balance), 6),

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .errors import FerdataError, PublishError, UsageError
+from .folds import CROP_STATUSES
 from .fsutil import TEMP_PREFIX, atomic_path, atomic_write_bytes, sync
 from .progress import ProgressFn, null_progress
 from .schema import BASIC_LABELS, LABELS, Column, Manifest, column, to_arrow
@@ -77,11 +78,22 @@ PAIR_ROW_COLUMNS = ("pair_id", "subject_id", "fold")
 # Left out when null in every published row (clip_id outside video datasets, fold before folds).
 OPTIONAL_COLUMNS = ("subject_id", "clip_id", "fold", "pair_id", "det_score")
 
-# why a row is not published
+# why a row is not published (one line each in the summary and the card)
 REMOVED = "removed by relabelling"
-NO_ALIGNED_FACE = "no aligned face"
-PAIR_WITHOUT_FACE = "MSD-PE pair with a side without aligned face"
+NO_CROP = "no face crop"
+NO_CROP_BECAUSE = {
+    "no_face": "no face found",
+    "unreadable": "unreadable image",
+    "not_run": "alignment not run",
+}
+PAIR_WITHOUT_FACE = "MSD-PE pair with a side without a face crop"
 PAIR_INCOMPLETE = "in_pe pair_id not held by exactly one non-masked and one masked row"
+
+
+def no_crop_reason(face_status: str | None) -> str:
+    """The left-out reason of a labelled row without a face crop, by its ``face_status``."""
+    why = NO_CROP_BECAUSE.get(face_status or "", f"face_status {face_status}, no aligned_path")
+    return f"{NO_CROP} ({why})"
 
 
 # ----------------------------------------------------------------------------- features
@@ -187,7 +199,7 @@ def _image_paths(ws: Workspace, frame: pd.DataFrame, images: str) -> pd.Series:
     """Absolute path of each row's image for ``images``, None where the row has none."""
     rel = frame["aligned_path"] if images == "aligned" else frame["original_path"]
     if images == "aligned":
-        rel = rel.where(frame["face_status"] == "aligned", None)
+        rel = rel.where(frame["face_status"].isin(CROP_STATUSES), None)
     root = str(ws.root)
     return rel.map(lambda p: None if p is None or pd.isna(p) else os.path.join(root, p)).astype(object)
 
@@ -206,7 +218,8 @@ def _select(frame: pd.DataFrame, *, include_removed: bool, left_out: dict[str, i
         kept = kept[~removed]
     missing = kept["_image"].isna()
     if missing.any():
-        left_out[NO_ALIGNED_FACE] = int(missing.sum())
+        for status, n in kept.loc[missing, "face_status"].fillna("").value_counts().sort_index().items():
+            left_out[no_crop_reason(status)] = int(n)
     return kept[~missing]
 
 
@@ -624,8 +637,9 @@ def _curation(provenance: dict[str, Any], images: str, include_removed: bool) ->
     folds = provenance.get("folds")
     if folds:
         lines.append(f"- **folds**: {folds.get('k', '?')} identity-independent folds, seed {folds.get('seed', '?')}, "
-                     f"method `{folds.get('method', '?')}`, stratified by {folds.get('stratified_by', '?')}; "
-                     "pairs and clips never span two folds.")
+                     f"method `{folds.get('method', '?')}`, stratified by {folds.get('stratified_by', '?')}, "
+                     f"balanced on {folds.get('balanced_on', 'labelled rows')}; pairs, clips and verified duplicates "
+                     "never span two folds.")
     else:
         lines.append("- **folds**: not assigned.")
     lines.append(f"- **publish**: ferdata {__version__}, images: {images} "
@@ -641,6 +655,27 @@ def _counts_table(parts: Sequence[_Part], class_names: tuple[str, ...]) -> list[
         counts = _label_counts(part, class_names)
         lines.append(f"| {part.config} | {part.split} | {part.n:,} | " + " | ".join(f"{counts.get(c, 0):,}" for c in label_cols) + " |")
     return lines
+
+
+def fold_counts(parts: Sequence[_Part], config: str = "mix") -> dict[int, int]:
+    """Published rows per fold of one config (all its splits); empty before folds are assigned."""
+    counts: dict[int, int] = {}
+    for part in parts:
+        if part.config == config and "fold" in part.rows.column_names:
+            for fold in part.rows.column("fold").to_pylist():
+                if fold is not None:
+                    counts[int(fold)] = counts.get(int(fold), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _fold_lines(parts: Sequence[_Part]) -> list[str]:
+    counts = fold_counts(parts)
+    if not counts:
+        return []
+    mean = sum(counts.values()) / len(counts)
+    worst = max(abs(n / mean - 1) for n in counts.values())
+    listed = ", ".join(f"fold {f}: {n:,}" for f, n in counts.items())
+    return [f"Published `mix` images per fold: {listed} (largest deviation from the mean: {worst:.1%}).", ""]
 
 
 _CONFIG_DOCS = {
@@ -675,6 +710,7 @@ def dataset_card(manifest: Manifest, result: PublishResult, parts: Sequence[_Par
     out += [f"- `{c}`: {_CONFIG_DOCS[c]}" for c in result.counts]
     out += ["", "Folds are a column (`fold`), not splits: cross-validate inside `train`.", ""]
     out += _counts_table(parts, result.class_names) + [""]
+    out += _fold_lines(parts)
     if result.left_out:
         out += ["Left out: " + "; ".join(f"{reason}: {n:,}" for reason, n in result.left_out.items()) + ".", ""]
     out += ["## Columns", ""]
@@ -811,6 +847,7 @@ class PublishResult:
     counts: dict[str, dict[str, int]]  # config -> split -> rows
     left_out: dict[str, int]  # reason -> rows (pairs for the pe reasons)
     gated: bool
+    folds: dict[int, int] = field(default_factory=dict)  # published mix rows per fold
     files: list[Path] = field(default_factory=list)
     bytes_written: int = 0
     seconds: float = 0.0
@@ -865,8 +902,9 @@ def publish(
 ) -> PublishResult:
     """Write ``out_dir`` as a Hugging Face dataset folder (README.md card + Parquet shards).
 
-    ``images``: ``aligned`` embeds the aligned crops (rows without one are left out and counted),
-    ``original`` the extracted originals. Removed rows are left out unless ``include_removed``
+    ``images``: ``aligned`` embeds the face crops of the usable rows (label and crop: ``aligned``
+    or ``registered``; the others are left out and counted by reason), ``original`` the extracted
+    originals of every labelled row. Removed rows are left out unless ``include_removed``
     (their ``label`` is then null and ``label_status`` says ``removed``). ``shards`` fixes the
     shard count of every config × split (default: one per 500 MB of images); ``configs``
     chooses among mix, nm, m, pe (default: all that have rows). ``push`` then uploads the folder
@@ -918,7 +956,7 @@ def publish(
         counts.setdefault(part.config, {})[part.split] = part.n
     result = PublishResult(
         dataset=manifest.dataset, out_dir=out_dir, images=images, class_names=class_names,
-        counts=counts, left_out=left_out, gated=terms["gated"],
+        counts=counts, left_out=left_out, gated=terms["gated"], folds=fold_counts(parts),
     )
     card = out_dir / "README.md"
     atomic_write_bytes(card, dataset_card(manifest, result, parts, terms, include_removed=include_removed).encode(), durable=False)

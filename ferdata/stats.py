@@ -17,9 +17,39 @@ def _masked_name(value: Any) -> str:
     return "unknown"
 
 
+def counted_rows(frame: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The rows the tables count, and what they are: the usable rows (label and face crop: what is
+    trained on and published), or every labelled row while no row has a crop (alignment not run)."""
+    from .folds import usable_rows
+
+    usable = usable_rows(frame)
+    if usable.any():
+        return usable, "usable"
+    return frame["label"].notna().fillna(False).astype(bool), "labelled"
+
+
+def left_out(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows the tables leave out, one entry per reason (as ``ferdata publish`` words them)."""
+    from .publish import REMOVED, no_crop_reason
+
+    counted, what = counted_rows(frame)
+    reasons: dict[str, int] = {}
+    removed = int(frame["label"].isna().sum())
+    if removed:
+        reasons[REMOVED] = removed
+    if what == "usable":
+        missing = frame["label"].notna() & ~counted
+        for status, n in frame.loc[missing, "face_status"].fillna("").value_counts().sort_index().items():
+            reasons[no_crop_reason(status)] = int(n)
+    return reasons
+
+
 def count_table(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:
-    """Rows: current labels in canonical order (removed images left out); columns: ``by`` values + total."""
-    kept = frame[frame["label"].notna()]
+    """Rows: current labels in canonical order; columns: ``by`` values + total.
+
+    Counts the rows :func:`counted_rows` chooses (usable rows once faces are aligned).
+    """
+    kept = frame[counted_rows(frame)[0]]
     labels = [x for x in LABELS if x in set(kept["label"])]
     if by is None:
         table = kept.groupby("label").size().reindex(labels).to_frame("total")
@@ -45,17 +75,21 @@ def summary(manifest: Manifest) -> dict[str, Any]:
 
         tables["label × fold"] = count_table(frame, "fold")
         fold_deviation = max_deviation(balance_table(frame))
+    counted, what = counted_rows(frame)
     return {
         "dataset": manifest.dataset,
         "images": len(frame),
         "kept": int(frame["label"].notna().sum()),
+        "counted": what,  # "usable" (label and face crop: what is published) or "labelled"
+        "usable": int(counted.sum()) if what == "usable" else 0,
+        "left_out": left_out(frame),
         "subjects": int(frame["subject_id"].nunique()),
         "clips": int(frame["clip_id"].nunique()),
         "label_status": {k: int(v) for k, v in frame["label_status"].value_counts().sort_index().items()},
         "face_status": {k: int(v) for k, v in frame["face_status"].value_counts().sort_index().items()},
         "pairs": int(frame["pair_id"].nunique()),
         "pe_pairs": int(frame.loc[frame["in_pe"] == True, "pair_id"].nunique()),  # noqa: E712
-        "fold_deviation": fold_deviation,  # largest |fold size / mean - 1|
+        "fold_deviation": fold_deviation,  # largest |fold size / mean - 1|, counted rows
         "tables": tables,
     }
 

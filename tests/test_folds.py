@@ -18,8 +18,10 @@ from ferdata.folds import (
     assign_folds,
     balance_table,
     connected_components,
+    hashed_fold,
     make_folds,
     max_deviation,
+    usable_rows,
 )
 from ferdata.schema import BASIC_LABELS, Manifest, new_frame
 from ferdata.workspace import Workspace
@@ -213,6 +215,66 @@ def test_clusters_group_rows_without_subject() -> None:
         assert fold.iloc[c * 4 : c * 4 + 4].nunique() == 1
 
 
+# ----------------------------------------------------------------------------- usable rows
+
+
+def with_crops(frame: pd.DataFrame, faceless: set[str]) -> pd.DataFrame:
+    """Give every row an aligned crop except those of the ``faceless`` subjects (no_face)."""
+    frame = frame.copy()
+    none = frame["subject_id"].isin(faceless)
+    frame["face_status"] = np.where(none, "no_face", "aligned")
+    frame["aligned_path"] = np.where(none, None, "aligned/" + frame["image_id"] + ".png")
+    return frame
+
+
+def test_usable_rows_need_a_label_and_a_crop() -> None:
+    frame = new_frame([
+        row("a", aligned_path="x.png", face_status="aligned"),
+        row("b", aligned_path=None, face_status="no_face"),
+        row("c", aligned_path="x.png", face_status="aligned", label=None),
+        row("d", aligned_path=None, face_status="not_run"),
+    ])
+    assert usable_rows(frame).tolist() == [True, False, False, False]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_folds_balance_usable_rows_and_place_faceless_groups_by_name(seed: int) -> None:
+    frame = with_crops(msde_like(seed, subjects=100), faceless={f"s{s}" for s in range(3, 100, 4)})
+    fold = assign_folds(frame, 5, seed=seed)
+    assert fold.notna().all()
+    usable = usable_rows(frame)
+    sizes = fold[usable].value_counts()
+    assert (sizes / sizes.mean() - 1).abs().max() <= 0.05
+    # every faceless subject sits where its name (and the seed) puts it, whatever else is there
+    faceless = frame.loc[~usable].groupby("subject_id").head(1)
+    expected = hashed_fold(("s:" + faceless["subject_id"]).to_numpy(), 5, seed)
+    assert fold[faceless.index].tolist() == expected.tolist()
+    # rows without a crop never move the usable ones: drop them, or add more, and nothing changes
+    only_usable = frame[usable]
+    assert assign_folds(only_usable, 5, seed=seed).equals(fold[usable])
+    extra = with_crops(msde_like(seed + 50, subjects=20), faceless={f"s{s}" for s in range(20)})
+    extra["image_id"] = "x" + extra["image_id"]
+    extra["subject_id"] = "x" + extra["subject_id"]
+    extra["pair_id"] = "x" + extra["pair_id"].astype(object)
+    more = pd.concat([frame, extra], ignore_index=True)
+    assert assign_folds(more, 5, seed=seed).iloc[: len(frame)].equals(fold)
+
+
+def test_balance_table_counts_usable_rows_and_the_rest_apart() -> None:
+    frame = with_crops(msde_like(0, subjects=12), faceless={"s0", "s1"})
+    frame["fold"] = assign_folds(frame, 3, seed=0)
+    table = balance_table(frame)
+    assert table["images"].sum() == usable_rows(frame).sum()
+    assert table["without_crop"].sum() == (~usable_rows(frame)).sum()
+    assert table[list(BASIC_LABELS)].to_numpy().sum() == table["images"].sum()
+
+
+def test_k_larger_than_the_groups_with_a_crop_is_an_error() -> None:
+    frame = with_crops(msde_like(0, subjects=6), faceless={"s0", "s1", "s2", "s3"})
+    with pytest.raises(UsageError, match=r"identity groups with a face crop \(2\)"):
+        assign_folds(frame, 3)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -260,14 +322,15 @@ def test_make_folds_writes_fold_provenance_and_tables(small_msde: Workspace) -> 
     assert frame["fold"].notna().all()
     assert frame.groupby("subject_id")["fold"].nunique().max() == 1
     prov = manifest.provenance["folds"]
-    assert prov["k"] == 5 and prov["seed"] == 7 and prov["method"] == "greedy-balanced-v1"
+    assert prov["k"] == 5 and prov["seed"] == 7 and prov["method"] == "greedy-balanced-v2"
     assert prov["groups"] == 20 and prov["groups_from"]["subject_id"] == len(frame)
     assert prov["stratified_by"] == "label+masked"
     assert prov["leakage"]["leaks"] == 0
     balance = pd.read_csv(small_msde.root / result.balance_path)
     assert balance["images"].sum() == len(frame)
     assert (small_msde.root / "tables/msd-e/leakage.csv").exists()
-    assert (small_msde.root / "tables/msd-e/phash.parquet").exists()
+    assert (small_msde.root / "tables/msd-e/signatures.parquet").exists()
+    assert (small_msde.root / "tables/msd-e/leakage_undecidable.csv").exists()
     # same seed again: same folds
     make_folds(small_msde, 5, seed=7, workers=1)
     assert small_msde.load().frame["fold"].equals(frame["fold"])

@@ -1,4 +1,4 @@
-"""Leakage check: pHash, near-duplicate search, planted leaks across splits and folds, identity model."""
+"""Leakage check: signatures, candidates, verification on real faces, undecidable pairs, folds, identity model."""
 
 from __future__ import annotations
 
@@ -33,12 +33,6 @@ def face_like(seed: int, rgb: bool = False) -> np.ndarray:
     return np.asarray(small.resize((48, 48), Image.Resampling.BICUBIC))
 
 
-def near_copy(pixels: np.ndarray, seed: int) -> np.ndarray:
-    """Brighter, noisy: the kind of copy a re-upload produces."""
-    noise = np.random.default_rng(seed).integers(-6, 7, pixels.shape)
-    return np.clip(pixels.astype(int) + 8 + noise, 0, 255).astype(np.uint8)
-
-
 def build_workspace(root: Path, images: list[tuple[dict, np.ndarray]], dataset: str = "fer2013") -> Workspace:
     """Write each image as a PNG under originals/ and a manifest row pointing at it."""
     ws = Workspace.resolve(root)
@@ -64,27 +58,6 @@ def build_workspace(root: Path, images: list[tuple[dict, np.ndarray]], dataset: 
         )
     ws.save(Manifest(dataset, new_frame(rows)))
     return ws
-
-
-# FER2013's Usage column maps to split: Training -> train, PublicTest -> val, PrivateTest -> test
-FER_SPLITS = ["train"] * 20 + ["val"] * 5 + ["test"] * 5
-
-
-@pytest.fixture
-def fer_ws(tmp_path) -> Workspace:
-    """30 distinct faces, with planted duplicates: train-3 == test-27 (exact), val-22 ~ train-5 (near),
-    and train-1 == train-0 (exact, same split: not a leak until folds split them)."""
-    images = []
-    for i, split in enumerate(FER_SPLITS):
-        pixels = face_like(i)
-        if i == 27:
-            pixels = face_like(3)
-        elif i == 22:
-            pixels = near_copy(face_like(5), seed=22)
-        elif i == 1:
-            pixels = face_like(0)
-        images.append(({"image_id": f"{split}-{i}", "split": split, "label": BASIC_LABELS[i % 7]}, pixels))
-    return build_workspace(tmp_path / "ws", images)
 
 
 # ----------------------------------------------------------------------------- pHash
@@ -137,76 +110,237 @@ def test_near_pairs_equals_brute_force(seeds, flips, max_distance) -> None:
     assert np.array_equal(d, dist[i, j])
 
 
-# ----------------------------------------------------------------------------- planted leaks
+# ----------------------------------------------------------------------------- real faces and known copies
+
+FACES = Path(__file__).parent / "data" / "leakage-faces"
+
+
+def photo(i: int) -> Image.Image:
+    paths = sorted(FACES.glob("*.jpg"))
+    return Image.open(paths[i]).convert("L")
+
+
+def fer_view(img: Image.Image, dx: float = 0.0, dy: float = 0.0, fraction: float = 0.88, size: int = 48) -> np.ndarray:
+    """A FER2013-like 48x48 face: the central ``fraction`` of the photo, moved by (dx, dy) output pixels."""
+    w, h = img.size
+    side = fraction * min(w, h)
+    step = side / size
+    x1, y1 = (w - side) / 2 + dx * step, (h - side) / 2 + dy * step
+    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, box=(x1, y1, x1 + side, y1 + side)))
+
+
+def jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+
+
+def watermark(pixels: np.ndarray) -> np.ndarray:
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.fromarray(pixels).convert("RGBA")
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).text((2, 18), "stock", fill=(255, 255, 255, 110), font=ImageFont.load_default(size=11))
+    return np.asarray(Image.alpha_composite(img, layer).convert("L"))
+
+
+def blurred(pixels: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(pixels, (0, 0), sigma)
+
+
+def known_copies(i: int) -> dict[str, np.ndarray]:
+    face = photo(i)
+    base = fer_view(face)
+    return {
+        "shift": fer_view(face, dx=3, dy=-2),
+        "crop": fer_view(face, fraction=0.88 * 0.9, dx=1),
+        "jpeg": jpeg(base, 30),
+        "mirror": base[:, ::-1].copy(),
+        "gamma": np.clip(255 * (base / 255.0) ** 0.6, 0, 255).astype(np.uint8),
+        "watermark": watermark(base),
+        "blur-1": blurred(base, 1.0),
+    }
+
+
+def test_verification_accepts_known_copies_of_real_faces_and_rejects_other_people() -> None:
+    bases, copies, names = [], [], []
+    for i in range(4):
+        for name, image in known_copies(i).items():
+            bases.append(fer_view(photo(i)))
+            copies.append(image)
+            names.append(name)
+    strangers = [fer_view(photo(i)) for i in range(4, 24)]  # other people, same pose and framing
+    sig = leakage.Signatures.from_images(bases + copies + strangers)
+    detail, contrast = leakage.detail_and_contrast(sig.thumbs)
+    assert (leakage.undecidable_reason(detail, contrast, sig.width, sig.height) == "").all()
+    n = len(bases)
+    verdict = leakage.verify_pairs(sig.thumbs, np.arange(n), np.arange(n, 2 * n), detail)
+    assert (verdict["similarity"] >= leakage.DEFAULT_SIMILARITY).all(), dict(zip(names, verdict["similarity"].round(3)))
+    assert (verdict["ncc"] >= leakage.NCC_FLOOR).all()
+    assert verdict["mirror"].to_numpy()[[k for k, name in enumerate(names) if name == "mirror"]].all()
+    # every pair of two different people, both orientations searched: none reaches the threshold
+    a, b = np.triu_indices(len(strangers), 1)
+    other = leakage.verify_pairs(sig.thumbs, a + 2 * n, b + 2 * n, detail)
+    assert other["similarity"].fillna(0).max() < leakage.DEFAULT_SIMILARITY
+
+
+def test_blurred_flat_and_tiny_images_have_a_reason() -> None:
+    face = fer_view(photo(0))
+    images = [face, blurred(face, 4.0), np.full((48, 48), 120, np.uint8) + (face // 40), np.asarray(Image.fromarray(face).resize((12, 12)))]
+    sig = leakage.Signatures.from_images(images)
+    detail, contrast = leakage.detail_and_contrast(sig.thumbs)
+    assert leakage.undecidable_reason(detail, contrast, sig.width, sig.height).tolist() == ["", "blurred", "flat", "tiny"]
+
+
+# ----------------------------------------------------------------------------- planted leaks in a workspace
 
 
 def test_find_leaks_pairs_rows_by_kind() -> None:
-    # a and c: same bytes; b: other bytes, same pHash; d: pHash 3 bits away from a's; e: removed
+    # a and c: same bytes; b: a verified near copy of a; d: undecidable with c; e: removed, near a
     frame = new_frame([
         {"image_id": x, "dataset": "fer2013", "source": x, "sha256": sha, "label_original": "sad", "label": label,
-             "label_status": "original" if label else "removed", "original_path": x, "width": 1, "height": 1, "fold": fold}
+         "label_status": "original" if label else "removed", "original_path": x, "width": 1, "height": 1, "fold": fold}
         for x, sha, fold, label in [
-            ("a", "s1", 0, "sad"), ("b", "s2", 0, "sad"), ("c", "s1", 1, "sad"), ("d", "s3", 2, "sad"), ("e", "s4", 1, None),
+            ("a", "s1", 0, "sad"), ("b", "s2", 1, "sad"), ("c", "s1", 1, "sad"), ("d", "s3", 2, "sad"), ("e", "s4", 1, None),
         ]
     ])
     evidence = leakage.Evidence(
         exact_key=np.array([0, 1, 0, 2, 3]),
-        hash_key=np.array([0, 0, 0, 1, 1]),
-        near_a=np.array([0]), near_b=np.array([1]), near_distance=np.array([3]),
+        node=np.array([0, 1, 0, 3, -1]),
+        pairs=pd.DataFrame({"a": [0, 0], "b": [1, 4], "kind": "near", "similarity": [0.97, 0.99], "signature": "phash"}),
+        undecidable=pd.DataFrame({"a": [0], "b": [3], "kind": "undecidable", "similarity": [0.93], "signature": "lowfreq",
+                                  "reason": "blurred"}),
     )
-    got = {(r.kind, r.image_id_a, r.image_id_b, r.distance) for r in leakage.find_leaks(frame, evidence).itertuples()}
-    # d is near a and c (fold 0 and fold 1 each represented once), never near the removed e
-    assert got == {("exact", "a", "c", 0.0), ("near", "b", "c", 0.0), ("near", "a", "d", 3.0), ("near", "c", "d", 3.0)}
-    assert leakage.find_leaks(frame, evidence)["across"].eq("fold").all()
+    leaks, undecidable = leakage.find_leaks(frame, evidence)
+    got = {(r.kind, r.image_id_a, r.image_id_b, r.signature) for r in leaks.itertuples()}
+    # b is near a (fold 0); c holds a's bytes in fold 1, the same fold as b: no leak between them
+    assert got == {("exact", "a", "c", "sha256"), ("near", "a", "b", "phash")}
+    assert leaks["across"].eq("fold").all()
+    # the undecidable pair is reported apart, for both places of a's file, never as a leak
+    assert {(r.image_id_a, r.image_id_b, r.reason) for r in undecidable.itertuples()} == {("a", "d", "blurred"), ("c", "d", "blurred")}
+    # verified pairs (and exact bytes) join clusters; undecidable ones do not
+    clusters = evidence.clusters()
+    assert clusters[0] == clusters[1] == clusters[2] and clusters[3] != clusters[0]
+
+
+def fer_workspace(root: Path) -> Workspace:
+    """20 real faces in train, 8 test images: 5 altered copies of train faces, an exact copy, a
+    heavily blurred copy (undecidable) and a face seen nowhere else."""
+    images = []
+    for i in range(20):
+        images.append(({"image_id": f"train-{i:02d}", "split": "train", "label": BASIC_LABELS[i % 7]}, fer_view(photo(i))))
+    planted = [
+        ("test-shift", known_copies(1)["shift"]),
+        ("test-crop", known_copies(2)["crop"]),
+        ("test-jpeg", known_copies(3)["jpeg"]),
+        ("test-mirror", known_copies(4)["mirror"]),
+        ("test-watermark", known_copies(5)["watermark"]),
+        ("test-exact", fer_view(photo(6))),
+        ("test-blurred", blurred(fer_view(photo(7)), 4.0)),
+        ("test-stranger", fer_view(photo(20))),
+    ]
+    for k, (name, pixels) in enumerate(planted):
+        images.append(({"image_id": name, "split": "test", "label": BASIC_LABELS[k % 7]}, pixels))
+    return build_workspace(root, images)
 
 
 def leak_set(report) -> set[tuple[str, str, str, str]]:
     return {(r.kind, r.across, r.image_id_a, r.image_id_b) for r in report.leaks.itertuples()}
 
 
-def test_planted_duplicates_across_fer2013_splits_are_caught(fer_ws: Workspace) -> None:
+EXPECTED_LEAKS = {
+    ("near", "test-shift", "train-01"), ("near", "test-crop", "train-02"), ("near", "test-jpeg", "train-03"),
+    ("near", "test-mirror", "train-04"), ("near", "test-watermark", "train-05"), ("exact", "test-exact", "train-06"),
+}
+
+
+@pytest.fixture
+def fer_ws(tmp_path) -> Workspace:
+    return fer_workspace(tmp_path / "ws")
+
+
+def test_planted_copies_across_fer2013_splits_are_verified(fer_ws: Workspace) -> None:
     report = check_leakage(fer_ws, workers=1)
-    assert leak_set(report) == {
-        ("exact", "split", "train-3", "test-27"),
-        ("near", "split", "train-5", "val-22"),
-    }
-    near = report.leaks[report.leaks["kind"] == "near"].iloc[0]
-    assert 0 <= near["distance"] <= 6
-    assert report.rows_checked == 30 and report.hashed == 30
+    assert {(r.kind, r.image_id_a, r.image_id_b) for r in report.leaks.itertuples()} == EXPECTED_LEAKS
+    assert report.leaks["across"].eq("split").all()
+    near = report.leaks[report.leaks["kind"] == "near"]
+    assert (near["similarity"] >= leakage.DEFAULT_SIMILARITY).all()
+    assert near["signature"].str.match(r"(phash|lowfreq)").all()
+    assert near.set_index("image_id_a").loc["test-mirror", "signature"].endswith("mirror")
+    # the heavily blurred copy cannot be told from the other faces it resembles: undecidable, apart
+    assert set(report.undecidable["image_id_a"]) | set(report.undecidable["image_id_b"]) >= {"test-blurred"}
+    assert set(report.undecidable["reason"]) == {"blurred"}
+    assert "test-blurred" not in set(report.leaks["image_id_a"]) | set(report.leaks["image_id_b"])
+    assert "test-stranger" not in set(report.leaks["image_id_a"]) | set(report.leaks["image_id_b"])
     on_disk = pd.read_csv(fer_ws.root / "tables/fer2013/leakage.csv")
-    assert len(on_disk) == 2 and set(on_disk["image_id_b"]) == {"test-27", "val-22"}
-    # the near copy is beyond a threshold of 0 bits unless it hashes identically
-    strict_report = check_leakage(fer_ws, hamming=0, workers=1)
-    expected_near = int(near["distance"]) == 0
-    assert (("near", "split", "train-5", "val-22") in leak_set(strict_report)) == expected_near
+    assert list(on_disk.columns) == leakage.REPORT_COLUMNS and len(on_disk) == len(EXPECTED_LEAKS)
+    apart = pd.read_csv(fer_ws.root / "tables/fer2013/leakage_undecidable.csv")
+    assert list(apart.columns) == leakage.UNDECIDABLE_COLUMNS and len(apart) == len(report.undecidable)
+    assert report.summary()["undecidable"] == len(report.undecidable) > 0
 
 
-def test_folds_within_train_keep_duplicates_together_and_report_split_leaks(fer_ws: Workspace) -> None:
-    result = make_folds(fer_ws, 3, within_split="train", seed=0, workers=1)
-    frame = fer_ws.load().frame.set_index("image_id")
-    assert frame.loc["train-0", "fold"] == frame.loc["train-1", "fold"]  # exact duplicates, one fold
-    assert frame.loc[frame["split"] != "train", "fold"].isna().all()
-    assert frame.loc[frame["split"] == "train", "fold"].notna().all()
-    assert result.provenance["groups"] == 19  # 20 train images, two of them identical
-    assert result.provenance["groups_from"]["duplicate_cluster"] == 20
-    assert {(k, a) for k, a, *_ in leak_set(result.leakage)} == {("exact", "split"), ("near", "split")}
+def test_strict_fails_on_verified_leaks_only(fer_ws: Workspace) -> None:
+    with pytest.raises(LeakageFound) as caught:
+        check_leakage(fer_ws, strict=True, workers=1)
+    assert len(caught.value.report.leaks) == len(EXPECTED_LEAKS)
+    # drop the verified copies: only the undecidable blurred copy remains, and --strict passes
+    manifest = fer_ws.load()
+    copies = {a for _, a, _ in EXPECTED_LEAKS}  # the test side of each verified pair
+    manifest.frame = manifest.frame[~manifest.frame["image_id"].isin(copies)].reset_index(drop=True)
+    fer_ws.save(manifest)
+    report = check_leakage(fer_ws, strict=True, workers=1)
+    assert not report.found and len(report.undecidable) > 0
+    runner = CliRunner()
+    assert runner.invoke(app, ["check-leakage", "--strict", "--workers", "1", "-w", str(fer_ws.root)]).exit_code == 0
+
+
+def test_folds_keep_verified_copies_together_and_never_join_undecidable_pairs(fer_ws: Workspace) -> None:
+    manifest = fer_ws.load()
+    manifest.frame["split"] = "train"  # fold everything: copies must share a fold
+    fer_ws.save(manifest)
+    for seed in range(3):
+        result = make_folds(fer_ws, 4, seed=seed, workers=1)
+        frame = fer_ws.load().frame.set_index("image_id")
+        for _, a, b in EXPECTED_LEAKS:
+            assert frame.loc[a, "fold"] == frame.loc[b, "fold"], (a, b)
+        assert not result.leakage.found
+    # 28 images, 6 verified copies: 22 groups; the undecidable blurred copy stays alone
+    assert result.provenance["groups"] == 22
+
+
+def test_report_shows_full_ids_when_piped(tmp_path) -> None:
+    long_a = "train/" + "a" * 70 + "/PublicTest_0001.png"
+    long_b = "test/" + "b" * 70 + "/PrivateTest_0002.png"
+    face = fer_view(photo(0))
+    images = [({"image_id": long_a, "split": "train"}, face), ({"image_id": long_b, "split": "test"}, jpeg(face, 40))]
+    images += [({"image_id": f"other-{i}", "split": "train"}, fer_view(photo(i))) for i in range(1, 6)]
+    ws = build_workspace(tmp_path / "ws", images)
+    result = CliRunner().invoke(app, ["check-leakage", "--workers", "1", "-w", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    assert long_a in result.output and long_b in result.output
+    assert "near\tsplit\t" in result.output  # tab-separated rows when piped
 
 
 def test_duplicate_across_folds_is_caught_and_strict_fails(tmp_path) -> None:
-    # two subjects with a near-identical photo; the folds (set by hand) put them apart
+    # two subjects with the same photo (one re-encoded); the folds (set by hand) put them apart
     images = []
     for s in range(4):
         for i in range(3):
-            pixels = face_like(10 * s + i)
+            pixels = fer_view(photo(3 * s + i))
             if (s, i) == (1, 1):
-                pixels = near_copy(face_like(0), seed=1)  # near copy of subject 0's first image
+                pixels = jpeg(fer_view(photo(0)), 50)  # a copy of subject 0's first image
             images.append(({"image_id": f"s{s}-{i}", "subject_id": f"s{s}", "fold": s % 2}, pixels))
     ws = build_workspace(tmp_path / "ws", images, dataset="msd-e")
     with pytest.raises(LeakageFound) as caught:
         check_leakage(ws, strict=True, workers=1)
-    assert leak_set(caught.value.report) == {("near", "fold", "s0-0", "s1-1")}
+    assert {(r.kind, r.across, r.image_id_a, r.image_id_b) for r in caught.value.report.leaks.itertuples()} == {
+        ("near", "fold", "s0-0", "s1-1")
+    }
     assert (ws.root / "tables/msd-e/leakage.csv").exists()  # written before failing
-    # through the CLI: exit 1 with --strict, 0 without
     runner = CliRunner()
     assert runner.invoke(app, ["check-leakage", "--strict", "--workers", "1", "-w", str(ws.root)]).exit_code == 1
     assert runner.invoke(app, ["check-leakage", "--workers", "1", "-w", str(ws.root)]).exit_code == 0
@@ -231,30 +365,39 @@ def test_exact_duplicate_between_subjects_merges_them_into_one_fold(tmp_path) ->
         assert result.provenance["groups"] == 5 and not result.leakage.found
 
 
+def test_bad_options_are_usage_errors(fer_ws: Workspace) -> None:
+    with pytest.raises(UsageError, match="hamming must be between 0 and 32"):
+        check_leakage(fer_ws, hamming=40)
+    with pytest.raises(UsageError, match="similarity must be in"):
+        check_leakage(fer_ws, similarity=1.5)
+    result = CliRunner().invoke(app, ["check-leakage", "--similarity", "2", "-w", str(fer_ws.root)])
+    assert result.exit_code == 2
+
+
 # ----------------------------------------------------------------------------- cache
 
 
-def test_hashes_are_cached_by_sha256(fer_ws: Workspace, monkeypatch) -> None:
+def test_signatures_are_cached_by_sha256(fer_ws: Workspace, monkeypatch) -> None:
     calls: list[int] = []
-    real = leakage._hash_chunk
+    real = leakage._signature_chunk
 
     def counting(paths):
         calls.append(len(paths))
         return real(paths)
 
-    monkeypatch.setattr(leakage, "_hash_chunk", counting)
+    monkeypatch.setattr(leakage, "_signature_chunk", counting)
     frame = fer_ws.load().frame
     first = row_hashes(fer_ws, "fer2013", frame, workers=1)
-    assert sum(calls) == 28  # 30 rows, two pairs of identical files hashed once
-    cache = pd.read_parquet(fer_ws.root / "tables/fer2013/phash.parquet")
-    assert len(cache) == 28 and cache["sha256"].is_unique
+    assert sum(calls) == 27  # 28 rows, one exact copy read once
+    cache = pd.read_parquet(fer_ws.root / "tables/fer2013/signatures.parquet")
+    assert len(cache) == 27 and cache["sha256"].is_unique
     again = row_hashes(fer_ws, "fer2013", frame, workers=1)
-    assert sum(calls) == 28 and again.equals(first)
-    # a file rewritten in place (e.g. a new alignment) is hashed again, alone
+    assert sum(calls) == 27 and again.equals(first)
+    # a file rewritten in place (e.g. a new alignment) is read again, alone
     path = fer_ws.absolute(frame["original_path"].iloc[10])
     Image.fromarray(face_like(999)).save(path)
     changed = row_hashes(fer_ws, "fer2013", frame, workers=1)
-    assert sum(calls) == 29
+    assert sum(calls) == 28
     assert changed.iloc[10] != first.iloc[10] and changed.drop(index=10).equals(first.drop(index=10))
 
 
@@ -310,7 +453,8 @@ def test_identity_model_reports_same_person_across_folds(identity_ws) -> None:
     assert not without.found  # pHash does not see it
     report = check_leakage(ws, identity_model=model, identity_threshold=0.9, workers=1)
     assert leak_set(report) == {("identity", "fold", "img0", "img5")}
-    assert report.leaks["distance"].iloc[0] == pytest.approx(0.0, abs=1e-5)  # 1 - cosine similarity
+    assert report.leaks["similarity"].iloc[0] == pytest.approx(1.0, abs=1e-4)  # cosine similarity
+    assert report.leaks["signature"].iloc[0] == "identity-model"
     assert report.summary()["identity_model"] == str(model)
 
 
@@ -329,3 +473,13 @@ def test_bad_identity_model_is_a_usage_error(identity_ws, tmp_path) -> None:
     bogus.write_bytes(b"not a model")
     with pytest.raises(UsageError, match="cannot load identity model"):
         check_leakage(ws, identity_model=bogus, workers=1)
+
+
+def test_check_verifies_only_pairs_that_could_leak(fer_ws: Workspace) -> None:
+    frame = fer_ws.load().frame.reset_index(drop=True)
+    full, full_counts = leakage.gather_evidence(fer_ws, "fer2013", frame, workers=1)
+    across, across_counts = leakage.gather_evidence(fer_ws, "fer2013", frame, across_only=True, workers=1)
+    assert across_counts["candidates"] < full_counts["candidates"]  # train-train pairs are not verified
+    leaks_full, undecided_full = leakage.find_leaks(frame, full)
+    leaks_across, undecided_across = leakage.find_leaks(frame, across)
+    assert leaks_full.equals(leaks_across) and undecided_full.equals(undecided_across)

@@ -28,7 +28,7 @@ from ferdata.publish import (
     terms_of,
 )
 from ferdata.relabel import relabel
-from ferdata.schema import BASIC_LABELS, LABELS, column, new_frame
+from ferdata.schema import BASIC_LABELS, LABELS, Manifest, column, new_frame
 from ferdata.workspace import Workspace
 
 ANNOTATORS = [f"a{i}" for i in range(1, 8)]
@@ -166,7 +166,7 @@ def test_pe_config_has_exactly_the_msd_pe_pairs(msd_ws, msd_frame, msd_out, load
 
     train = load(out, "pe")["train"]
     assert train["pair_id"] == published
-    assert result.left_out["MSD-PE pair with a side without aligned face"] == 1
+    assert result.left_out["MSD-PE pair with a side without a face crop"] == 1
     by_id = msd_frame.set_index("image_id")
     for row in train.select(range(0, len(published), 5)):
         nm, m = by_id.loc[row["image_id_nonmasked"]], by_id.loc[row["image_id_masked"]]
@@ -255,7 +255,7 @@ def test_card_tells_how_the_data_was_curated(msd_out) -> None:
     assert "by ferdata 0.1.0" in body and "publish**: ferdata 0.1.0" in body
     assert "@misc{msde" in body and "Not for redistribution" in body
     assert "| mix | train | 54 | 7 | 8 | 7 |" in body  # a surprise relabelled fear; a fear removed; a disgust without face
-    assert "removed by relabelling: 1" in body and "no aligned face: 1" in body
+    assert "removed by relabelling: 1" in body and "no face crop (no face found): 1" in body
 
 
 def test_shard_metadata_is_derived_from_the_schema(msd_out) -> None:
@@ -405,3 +405,77 @@ def test_cli_publish_errors_are_one_line(msd_ws, tmp_path) -> None:
     assert result.exit_code == 1
     assert "--images raw is not one of aligned, original" in result.output
     assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- usable rows
+
+
+def quarter_without_faces(root: Path, subjects: int = 100, seed: int = 0) -> Workspace:
+    """MSD-E-like: 7-21 images per subject, masked twins; a quarter of the subjects hold no visible
+    face (face_status no_face, no crop), the others an aligned crop per image (random pixels, so
+    that no two images look alike)."""
+    rng = np.random.default_rng(seed)
+    ws = Workspace.resolve(root)
+    weights = np.array([249, 249, 241, 357, 265, 247, 352], dtype=float) / 1960
+    rows = []
+    for s in range(subjects):
+        faceless = s % 4 == 3
+        n = int(rng.integers(7, 22))
+        for i in range(n):
+            if i % 2 == 0:
+                label = BASIC_LABELS[int(rng.choice(7, p=weights))]
+            image_id = f"s{s:03d}-{i:02d}"
+            original = f"originals/msd-e/{image_id}.png"
+            pixels = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+            write(ws.absolute(original), _png(pixels))
+            row = {
+                "image_id": image_id, "dataset": "msd-e", "source": image_id, "subject_id": f"s{s:03d}",
+                "sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "label_original": label, "label": label,
+                "masked": bool(i % 2), "pair_id": f"s{s:03d}-p{i // 2}" if i % 2 or i + 1 < n else None,
+                "original_path": original, "width": 24, "height": 24,
+                "face_status": "no_face" if faceless else "aligned", "n_faces": 0 if faceless else 1,
+            }
+            if not faceless:
+                row["aligned_path"] = f"aligned/msd-e/{image_id}.png"
+                write(ws.absolute(row["aligned_path"]), _png(pixels))
+            rows.append(row)
+    ws.save(Manifest("msd-e", new_frame(rows)))
+    return ws
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quarter_without_faces_publishes_even_folds_with_every_label(tmp_path, seed: int) -> None:
+    ws = quarter_without_faces(tmp_path / "ws", seed=seed)
+    runner = CliRunner()
+    folded = runner.invoke(app, ["folds", "--k", "5", "--seed", str(seed), "--workers", "1", "-w", str(ws.root)])
+    assert folded.exit_code == 0, folded.output
+    frame = ws.load().frame
+    assert frame["fold"].notna().all()  # rows without a face get a fold too
+    prov = ws.load().provenance["folds"]
+    assert prov["balanced_on"].startswith("usable") and prov["groups_placed_by_name"] == 25
+    published = runner.invoke(app, ["publish", "-w", str(ws.root), "--out", str(tmp_path / "hf"), "--config", "mix"])
+    assert published.exit_code == 0, published.output
+    no_face = int((frame["face_status"] == "no_face").sum())
+    assert f"left out: no face crop (no face found): {no_face:,}" in published.output
+    table = pq.read_table(sorted((tmp_path / "hf" / "data" / "mix").glob("train-*.parquet"))).to_pandas()
+    assert len(table) == len(frame) - no_face
+    sizes = table["fold"].value_counts().sort_index()
+    assert sizes.index.tolist() == [0, 1, 2, 3, 4]
+    deviation = (sizes / sizes.mean() - 1).abs().max()
+    assert deviation <= 0.05, sizes.to_dict()
+    labels = table.groupby("fold")["label"].nunique()
+    assert (labels == 7).all(), labels.to_dict()
+    # the card and stats report what was published
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert "Published `mix` images per fold: " + ", ".join(f"fold {f}: {n:,}" for f, n in sizes.items()) in card
+    stats = runner.invoke(app, ["stats", "--json", "-w", str(ws.root)])
+    data = __import__("json").loads(stats.stdout)
+    assert data["counted"] == "usable" and data["usable"] == len(table)
+    assert data["tables"]["label × fold"]["total"] == {**{str(f): int(n) for f, n in sizes.items()}, "total": len(table)}
+    assert data["left_out"] == {"no face crop (no face found)": no_face}

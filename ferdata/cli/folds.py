@@ -10,9 +10,18 @@ import typer
 from .common import DatasetOpt, WorkspaceOpt, command, out, progress_bar, warn
 
 HammingOpt = Annotated[
-    int, typer.Option("--hamming", help="Near duplicates: largest pHash distance in bits (0-32).", min=0, max=32)
+    int, typer.Option("--hamming", help="Candidates: largest pHash distance in bits (0-32), either orientation.", min=0, max=32)
 ]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 when any leak is found (after writing the report).")]
+NeighboursOpt = Annotated[
+    int, typer.Option("--neighbours", help="Candidates: nearest images per image by a low-frequency descriptor.", min=0)
+]
+SimilarityOpt = Annotated[
+    float,
+    typer.Option("--similarity", help="Verification: gradient similarity from which a candidate is the same picture.", min=0.5, max=1.0),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Exit 1 when a verified leak is found (after writing the report); undecidable pairs never count.")
+]
 IdentityOpt = Annotated[
     Path | None,
     typer.Option(
@@ -27,41 +36,68 @@ IdentityThresholdOpt = Annotated[
     float, typer.Option("--identity-threshold", help="Cosine similarity from which two faces count as one person.")
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", help="Processes for the perceptual hashes (default: all cores).", min=1)
+    int | None, typer.Option("--workers", help="Processes for signatures and verification (default: all cores).", min=1)
 ]
 
 
 def _cell(value) -> str:
     import pandas as pd
 
-    return "" if pd.isna(value) else str(value)
+    return "-" if pd.isna(value) else str(value)
 
 
-def _print_leaks(report) -> None:
+_SHOWN = 10
+
+
+def _pair_rows(table, *, reason: bool) -> list[list[str]]:
+    rows = []
+    for pair in table.head(_SHOWN).itertuples(index=False):
+        row = [pair.kind, pair.across, pair.image_id_a, pair.image_id_b,
+               f"{_cell(pair.fold_a)}/{_cell(pair.fold_b)}", f"{_cell(pair.split_a)}/{_cell(pair.split_b)}",
+               f"{pair.similarity:.3f}", pair.signature]
+        rows.append([*row, pair.reason] if reason else row)
+    return rows
+
+
+def _print_pairs(title: str, table, *, reason: bool = False) -> None:
+    """Both image ids in full: a table on a terminal (ids wrap, never cut), tab-separated lines when piped."""
     from rich import box
     from rich.table import Table
 
+    header = ["kind", "across", "image a", "image b", "folds", "splits", "similarity", "signature"]
+    header += ["reason"] if reason else []
+    rows = _pair_rows(table, reason=reason)
+    more = f" (first {_SHOWN} of {len(table)})" if len(table) > _SHOWN else ""
+    if not out.is_terminal:
+        out.print(f"{title}{more}", highlight=False, soft_wrap=True)
+        for row in [header, *rows]:
+            typer.echo("\t".join(row))  # plain tab-separated lines: nothing wrapped, cut or expanded
+        return
+    grid = Table(title=f"{title}{more}", box=box.SIMPLE_HEAD)
+    for name in header:
+        grid.add_column(name, overflow="fold", no_wrap=name not in ("image a", "image b"))
+    for row in rows:
+        grid.add_row(*row)
+    out.print(grid)
+
+
+def _print_leaks(report) -> None:
     if not report.found:
-        out.print(f"leakage: none found in {report.rows_checked} labelled rows (hamming <= {report.hamming}); "
-                  f"report: {report.report_path}")
+        out.print(f"leakage: no verified leak in {report.rows_checked} labelled rows ({report.candidates} candidate pairs "
+                  f"checked on pixels); report: {report.report_path}", highlight=False, soft_wrap=True)
     else:
-        table = Table(title=f"{len(report.leaks)} leaks (report: {report.report_path})", box=box.SIMPLE_HEAD)
-        for name in ("kind", "across", "image a", "image b", "folds", "splits", "distance"):
-            table.add_column(name)
-        for leak in report.leaks.head(10).itertuples(index=False):
-            distance = f"{leak.distance:.3f}" if leak.kind == "identity" else f"{leak.distance:.0f} bits"
-            table.add_row(
-                leak.kind, leak.across, leak.image_id_a, leak.image_id_b,
-                f"{_cell(leak.fold_a)}/{_cell(leak.fold_b)}", f"{_cell(leak.split_a)}/{_cell(leak.split_b)}", distance,
-            )
-        if len(report.leaks) > 10:
-            table.caption = f"first 10 of {len(report.leaks)}"
-        out.print(table)
+        _print_pairs(f"{len(report.leaks)} verified leaks (report: {report.report_path})", report.leaks)
+    if len(report.undecidable):
+        reasons = ", ".join(f"{n} {r}" for r, n in report.undecidable_counts().items())
+        _print_pairs(
+            f"{len(report.undecidable)} undecidable pairs, not leaks: too little detail to tell ({reasons}; "
+            f"report: {report.undecidable_path})", report.undecidable, reason=True,
+        )
     if report.not_hashed:
-        warn(f"{report.not_hashed} images could not be read for perceptual hashing and were only checked by SHA-256")
+        warn(f"{report.not_hashed} images could not be read for signatures and were only checked by SHA-256")
 
 
-_SHORT = {"deviation": "dev", "subjects": "subj", "surprise": "sur", "fear": "fea", "disgust": "dis",
+_SHORT = {"without_crop": "no crop", "deviation": "dev", "subjects": "subj", "surprise": "sur", "fear": "fea", "disgust": "dis",
           "happy": "hap", "angry": "ang", "neutral": "neu", "contempt": "con", "masked": "mask"}
 
 
@@ -80,10 +116,18 @@ def _print_balance(result) -> None:
     worst = int(balance["deviation"].abs().idxmax())
     groups = result.provenance["groups_from"]
     used = ", ".join(f"{n} rows by {name}" for name, n in groups.items() if n)
+    prov = result.provenance
     out.print(
-        f"largest deviation from the mean fold size: {result.max_deviation:.1%} (fold {balance['fold'][worst]}); "
-        f"{result.provenance['groups']} groups ({used}); balance: {result.balance_path}"
+        f"balanced on {prov['balanced_on']}; largest deviation from the mean fold size: {result.max_deviation:.1%} "
+        f"(fold {balance['fold'][worst]}); {prov['groups']} groups ({used}); balance: {result.balance_path}",
+        highlight=False, soft_wrap=True,
     )
+    if prov.get("rows_without_crop"):
+        out.print(
+            f"{prov['rows_without_crop']} rows without a face crop have a fold but are not counted above; "
+            f"{prov['groups_placed_by_name']} groups without any crop were placed by their name (stable when align adds crops)",
+            highlight=False, soft_wrap=True,
+        )
 
 
 @command("folds")
@@ -95,6 +139,8 @@ def folds(
         typer.Option("--within-split", help="Fold only this source split (e.g. train); other rows get no fold."),
     ] = None,
     hamming: HammingOpt = 6,
+    neighbours: NeighboursOpt = 5,
+    similarity: SimilarityOpt = 0.96,
     strict: StrictOpt = False,
     identity_model: IdentityOpt = None,
     identity_threshold: IdentityThresholdOpt = 0.5,
@@ -104,8 +150,10 @@ def folds(
 ) -> None:
     """Identity-independent, label-stratified folds, with a balance table and a leakage check.
 
-    No subject, clip, masked/non-masked pair or duplicate cluster is ever split between two folds.
-    Writes the `fold` column, tables/DATASET/folds_balance.csv and tables/DATASET/leakage.csv.
+    No subject, clip, masked/non-masked pair or verified duplicate is ever split between two folds.
+    Folds are balanced on the usable rows (label and face crop); rows without a crop get a fold
+    too, fixed by their group's name. Writes the `fold` column, tables/DATASET/folds_balance.csv
+    and the leakage reports.
 
     Example: ferdata folds --k 10 --seed 0 -w ws
     """
@@ -118,7 +166,7 @@ def folds(
         try:
             result = make_folds(
                 ws, k, dataset=dataset, seed=seed, within_split=within_split, hamming=hamming,
-                identity_model=identity_model, identity_threshold=identity_threshold, strict=strict,
+                neighbours=neighbours, similarity=similarity, identity_model=identity_model, identity_threshold=identity_threshold, strict=strict,
                 workers=workers, progress=progress,
             )
         except LeakageFound as exc:
@@ -131,6 +179,8 @@ def folds(
 @command("check-leakage")
 def check_leakage(
     hamming: HammingOpt = 6,
+    neighbours: NeighboursOpt = 5,
+    similarity: SimilarityOpt = 0.96,
     strict: StrictOpt = False,
     identity_model: IdentityOpt = None,
     identity_threshold: IdentityThresholdOpt = 0.5,
@@ -138,12 +188,16 @@ def check_leakage(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
-    """Find exact duplicates, near duplicates (pHash) and optionally the same person across folds and splits.
+    """Find the same picture (exact or altered) and optionally the same person across folds and splits.
 
-    Reads the manifest without changing it; writes tables/DATASET/leakage.csv (every leak: both
-    image ids, their folds and splits, the distance) and caches hashes in tables/DATASET/phash.parquet.
+    Cheap signatures propose candidates; each is verified on the pixels before it is reported.
+    Pairs with too little detail to decide (heavily blurred, flat or tiny images) are reported
+    apart as undecidable and never fail --strict. Reads the manifest without changing it; writes
+    tables/DATASET/leakage.csv (verified leaks: kind, both image ids, folds, splits, similarity,
+    signature), tables/DATASET/leakage_undecidable.csv (with the reason) and caches signatures in
+    tables/DATASET/signatures.parquet.
 
-    Example: ferdata check-leakage --strict --hamming 4 -w ws
+    Example: ferdata check-leakage --strict -w ws
     """
     from ..errors import LeakageFound
     from ..leakage import check_leakage as run_check
@@ -153,7 +207,8 @@ def check_leakage(
     with ws.lock("check-leakage"), progress_bar() as progress:
         try:
             report = run_check(
-                ws, dataset=dataset, hamming=hamming, identity_model=identity_model,
+                ws, dataset=dataset, hamming=hamming, neighbours=neighbours, similarity=similarity,
+                identity_model=identity_model,
                 identity_threshold=identity_threshold, strict=strict, workers=workers, progress=progress,
             )
         except LeakageFound as exc:

@@ -67,7 +67,12 @@ def publish_command(
             table.add_row(name, split, f"{n:,}")
     out.print(table)
     for reason, n in result.left_out.items():
-        out.print(f"left out: {reason}: {n:,}")
+        out.print(f"left out: {reason}: {n:,}", highlight=False, soft_wrap=True)
+    if result.folds:
+        mean = sum(result.folds.values()) / len(result.folds)
+        worst = max(abs(n / mean - 1) for n in result.folds.values())
+        listed = ", ".join(f"{f}: {n:,}" for f, n in result.folds.items())
+        out.print(f"mix images per fold: {listed} (largest deviation from the mean {worst:.1%})", highlight=False, soft_wrap=True)
     out.print(f"{len(result.files)} files, {result.bytes_written / 2**20:,.1f} MiB in {result.out_dir} ({result.seconds:.1f} s)")
     if result.gated:
         out.print(f"{result.dataset} is gated: keep this folder inside your lab (terms in {result.out_dir / 'README.md'})")

@@ -23,6 +23,10 @@ def print_tables(data: dict) -> None:
             table.add_row(str(label), *(f"{int(v):,}" for v in row), style=style)
         out.print(table)
     facts = [f"{data['images']:,} images", f"{data['kept']:,} kept"]
+    if data["counted"] == "usable":
+        facts.append(f"{data['usable']:,} usable (label and face crop: the tables count these, as publish does)")
+    else:
+        facts.append("no face crop yet: the tables count every labelled image")
     if data["subjects"]:
         facts.append(f"{data['subjects']:,} subjects")
     if data["clips"]:
@@ -32,6 +36,8 @@ def print_tables(data: dict) -> None:
     out.print(", ".join(facts))
     if data["fold_deviation"] is not None:
         out.print(f"folds: largest deviation from the mean fold size {data['fold_deviation']:.1%}")
+    for reason, n in data["left_out"].items():
+        out.print(f"left out: {reason}: {n:,}", highlight=False, soft_wrap=True)
     out.print("labels: " + ", ".join(f"{k} {v:,}" for k, v in data["label_status"].items()))
     out.print("faces: " + ", ".join(f"{k} {v:,}" for k, v in data["face_status"].items()))
 
@@ -48,7 +54,9 @@ def stats_command(
 ) -> None:
     """Count images by label × masked × split (× fold once folds exist), like the paper's tables.
 
-    Removed images (after relabelling) are left out of the tables and counted separately.
+    The tables count the usable images (a label and a face crop), which is what publish and
+    train-baseline use; removed images and images without a crop are counted apart, one line per
+    reason. Before any face is aligned they count every labelled image.
 
     Example: ferdata stats -w ws --dataset msd-e --contact-sheet faces.png
     """
