@@ -30,7 +30,7 @@ import pandas as pd
 
 from .errors import UsageError
 from .graph import connected_components, key_edges
-from .schema import LABELS
+from .schema import LABELS, usable_rows
 
 METHOD = "greedy-balanced-v2"  # v2: balanced on usable rows; groups without a crop placed by name
 
@@ -64,25 +64,12 @@ class Groups:
     keys: np.ndarray  # per group: a stable name (its smallest base key, e.g. "s:<subject_id>")
 
 
-CROP_STATUSES = ("aligned", "registered")
-
-
 def eligible_rows(frame: pd.DataFrame, within_split: str | None = None) -> pd.Series:
     """Rows that get a fold: labelled (not removed), and in ``within_split`` when given."""
     mask = frame["label"].notna()
     if within_split is not None:
         mask &= frame["split"] == within_split
     return mask.fillna(False).astype(bool)
-
-
-def usable_rows(frame: pd.DataFrame) -> pd.Series:
-    """Rows that are trained on and published: a label (not removed) and a face crop.
-
-    A face crop is an ``aligned_path`` on an ``aligned`` (detected) or ``registered`` (the
-    dataset's own registration) row; ``docs/schema.md`` defines both.
-    """
-    crop = frame["aligned_path"].notna() & frame["face_status"].isin(CROP_STATUSES)
-    return (frame["label"].notna() & crop).fillna(False).astype(bool)
 
 
 def fold_groups(

@@ -48,10 +48,19 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .errors import FerdataError, PublishError, UsageError
-from .folds import CROP_STATUSES
 from .fsutil import TEMP_PREFIX, atomic_path, atomic_write_bytes, sync
 from .progress import ProgressFn, null_progress
-from .schema import BASIC_LABELS, LABELS, Column, Manifest, column, to_arrow
+from .schema import (
+    BASIC_LABELS,
+    LABELS,
+    REMOVED_REASON,
+    Column,
+    Manifest,
+    column,
+    has_crop,
+    no_crop_reason,
+    to_arrow,
+)
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -78,22 +87,10 @@ PAIR_ROW_COLUMNS = ("pair_id", "subject_id", "fold")
 # Left out when null in every published row (clip_id outside video datasets, fold before folds).
 OPTIONAL_COLUMNS = ("subject_id", "clip_id", "fold", "pair_id", "det_score")
 
-# why a row is not published (one line each in the summary and the card)
-REMOVED = "removed by relabelling"
-NO_CROP = "no face crop"
-NO_CROP_BECAUSE = {
-    "no_face": "no face found",
-    "unreadable": "unreadable image",
-    "not_run": "alignment not run",
-}
+# why a row is not published (one line each in the summary and the card), besides the reasons
+# every usable-row consumer shares (schema.left_out_reasons)
 PAIR_WITHOUT_FACE = "MSD-PE pair with a side without a face crop"
 PAIR_INCOMPLETE = "in_pe pair_id not held by exactly one non-masked and one masked row"
-
-
-def no_crop_reason(face_status: str | None) -> str:
-    """The left-out reason of a labelled row without a face crop, by its ``face_status``."""
-    why = NO_CROP_BECAUSE.get(face_status or "", f"face_status {face_status}, no aligned_path")
-    return f"{NO_CROP} ({why})"
 
 
 # ----------------------------------------------------------------------------- features
@@ -199,7 +196,7 @@ def _image_paths(ws: Workspace, frame: pd.DataFrame, images: str) -> pd.Series:
     """Absolute path of each row's image for ``images``, None where the row has none."""
     rel = frame["aligned_path"] if images == "aligned" else frame["original_path"]
     if images == "aligned":
-        rel = rel.where(frame["face_status"].isin(CROP_STATUSES), None)
+        rel = rel.where(has_crop(frame), None)
     root = str(ws.root)
     return rel.map(lambda p: None if p is None or pd.isna(p) else os.path.join(root, p)).astype(object)
 
@@ -214,7 +211,7 @@ def _select(frame: pd.DataFrame, *, include_removed: bool, left_out: dict[str, i
     if not include_removed:
         removed = kept["label_status"] == "removed"
         if removed.any():
-            left_out[REMOVED] = int(removed.sum())
+            left_out[REMOVED_REASON] = int(removed.sum())
         kept = kept[~removed]
     missing = kept["_image"].isna()
     if missing.any():

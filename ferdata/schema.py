@@ -58,6 +58,18 @@ PROVENANCE_KEY = b"ferdata.provenance"
 # original's image_id. Re-ingest keeps them; alignment leaves them alone (they are crops already).
 SYNTHETIC_SOURCE_PREFIX = "mask-synth:"
 
+# A row is *usable* (contract) when it has a label and a face crop: an ``aligned_path`` written by
+# detection (``aligned``) or from the dataset's own registration (``registered``). Folds are
+# balanced, and publish and the trainer work, on usable rows; each left-out row gets one reason.
+CROP_STATUSES = ("aligned", "registered")
+REMOVED_REASON = "label removed by relabelling"
+NO_LABEL_REASON = "no label"
+_NO_CROP_BECAUSE = {
+    "no_face": "no face found",
+    "unreadable": "unreadable image",
+    "not_run": "alignment not run",
+}
+
 
 @dataclass(frozen=True)
 class Column:
@@ -282,3 +294,38 @@ def markdown_table() -> str:
     for col in COLUMNS:
         lines.append(f"| `{col.name}` | {col.type_name} | {'yes' if col.nullable else 'no'} | {col.doc} |")
     return "\n".join(lines)
+
+
+def has_crop(frame: pd.DataFrame) -> pd.Series:
+    """Rows with a face crop: an ``aligned_path`` on an ``aligned`` or ``registered`` row."""
+    crop = frame["aligned_path"].notna() & frame["face_status"].isin(CROP_STATUSES)
+    return crop.fillna(False).astype(bool)
+
+
+def usable_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows that are trained on and published: a label (not removed) and a face crop."""
+    return (frame["label"].notna() & has_crop(frame)).fillna(False).astype(bool)
+
+
+def no_crop_reason(face_status: str | None) -> str:
+    """Why a labelled row without a face crop is left out, by its ``face_status``."""
+    why = _NO_CROP_BECAUSE.get(face_status or "", f"face_status {face_status}, no aligned_path")
+    return f"no face crop ({why})"
+
+
+def left_out_reasons(frame: pd.DataFrame, *, need_crop: bool = True) -> dict[str, int]:
+    """Rows that are not usable, counted per reason (one line each wherever they are reported).
+
+    ``need_crop=False`` counts only rows without a label (a dataset of original images needs no crop).
+    """
+    labelled = frame["label"].notna().fillna(False).astype(bool)
+    removed = ~labelled & (frame["label_status"] == "removed").fillna(False).astype(bool)
+    reasons: dict[str, int] = {}
+    for reason, mask in ((REMOVED_REASON, removed), (NO_LABEL_REASON, ~labelled & ~removed)):
+        if mask.any():
+            reasons[reason] = int(mask.sum())
+    if need_crop:
+        missing = labelled & ~has_crop(frame)
+        for status, n in frame.loc[missing, "face_status"].fillna("").value_counts().sort_index().items():
+            reasons[no_crop_reason(status)] = int(n)
+    return reasons

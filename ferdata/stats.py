@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from .schema import LABELS, Manifest
+from .schema import LABELS, Manifest, left_out_reasons, usable_rows
 
 
 def _masked_name(value: Any) -> str:
@@ -20,8 +20,6 @@ def _masked_name(value: Any) -> str:
 def counted_rows(frame: pd.DataFrame) -> tuple[pd.Series, str]:
     """The rows the tables count, and what they are: the usable rows (label and face crop: what is
     trained on and published), or every labelled row while no row has a crop (alignment not run)."""
-    from .folds import usable_rows
-
     usable = usable_rows(frame)
     if usable.any():
         return usable, "usable"
@@ -30,18 +28,8 @@ def counted_rows(frame: pd.DataFrame) -> tuple[pd.Series, str]:
 
 def left_out(frame: pd.DataFrame) -> dict[str, int]:
     """Rows the tables leave out, one entry per reason (as ``ferdata publish`` words them)."""
-    from .publish import REMOVED, no_crop_reason
-
-    counted, what = counted_rows(frame)
-    reasons: dict[str, int] = {}
-    removed = int(frame["label"].isna().sum())
-    if removed:
-        reasons[REMOVED] = removed
-    if what == "usable":
-        missing = frame["label"].notna() & ~counted
-        for status, n in frame.loc[missing, "face_status"].fillna("").value_counts().sort_index().items():
-            reasons[no_crop_reason(status)] = int(n)
-    return reasons
+    _, what = counted_rows(frame)
+    return left_out_reasons(frame, need_crop=what == "usable")
 
 
 def count_table(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:

@@ -255,7 +255,7 @@ def test_card_tells_how_the_data_was_curated(msd_out) -> None:
     assert "by ferdata 0.1.0" in body and "publish**: ferdata 0.1.0" in body
     assert "@misc{msde" in body and "Not for redistribution" in body
     assert "| mix | train | 54 | 7 | 8 | 7 |" in body  # a surprise relabelled fear; a fear removed; a disgust without face
-    assert "removed by relabelling: 1" in body and "no face crop (no face found): 1" in body
+    assert "label removed by relabelling: 1" in body and "no face crop (no face found): 1" in body
 
 
 def test_shard_metadata_is_derived_from_the_schema(msd_out) -> None:
@@ -305,10 +305,10 @@ def test_shard_count_changes_replace_old_shards(msd_ws, tmp_path) -> None:
 
 def test_removed_rows_only_with_include_removed(msd_ws, msd_out, tmp_path, load) -> None:
     _, default = msd_out
-    assert default.left_out["removed by relabelling"] == 1
+    assert default.left_out["label removed by relabelling"] == 1
     result = publish(msd_ws, tmp_path / "audit", include_removed=True, configs=["mix", "nm"])
     assert result.counts == {"mix": {"train": 55}, "nm": {"train": 28}}
-    assert "removed by relabelling" not in result.left_out
+    assert "label removed by relabelling" not in result.left_out
     train = load(tmp_path / "audit", "nm")["train"]
     row = train[train["image_id"].index(REMOVED)]
     assert row["label"] is None and row["label_status"] == "removed"

@@ -163,9 +163,9 @@ def test_usable_rows_have_a_label_and_a_crop_and_the_rest_is_counted_by_reason()
     assert used.index.tolist() == [0, 1, 7]  # registered crops are as usable as detected ones
     assert skipped == {
         "label removed by relabelling": 2,
-        "no face crop: no face found (face_status no_face)": 1,
-        "no face crop: not aligned yet (face_status not_run; run ferdata align)": 1,
-        "no face crop: unreadable image (face_status unreadable)": 1,
+        "no face crop (no face found)": 1,
+        "no face crop (alignment not run)": 1,
+        "no face crop (unreadable image)": 1,
     }
 
 
@@ -177,7 +177,7 @@ def test_rows_without_fold_or_face_are_counted_not_trained(tmp_path):
     ws.save(manifest)
     data = load_faces(ws, image_size=SIZE)
     assert len(data) == 13
-    assert data.skipped == {"no face crop: no face found (face_status no_face)": 1}
+    assert data.skipped == {"no face crop (no face found)": 1}
     plan = plan_rounds(data, TrainConfig(**QUICK).for_data(data))
     assert plan.left_out == {"no fold (run ferdata folds)": 1}
     assert sum(len(r.evaluate) for r in plan.rounds) == 12

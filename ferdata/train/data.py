@@ -42,7 +42,8 @@ import pandas as pd
 
 from ..errors import ImageUnreadable, UsageError
 from ..progress import ProgressFn, null_progress
-from ..schema import BASIC_LABELS, LABELS
+from ..schema import BASIC_LABELS, LABELS, REMOVED_REASON, left_out_reasons
+from ..schema import usable_rows as schema_usable_rows
 
 if TYPE_CHECKING:
     import torch
@@ -55,14 +56,6 @@ MASKED, NON_MASKED, UNKNOWN = 1, 0, -1
 NO_FOLD_VALUE = -1
 
 # why a row takes no part in training (one line each in the report)
-REMOVED = "label removed by relabelling"
-NO_LABEL = "no label"
-NO_CROP = {
-    "no_face": "no face crop: no face found (face_status no_face)",
-    "unreadable": "no face crop: unreadable image (face_status unreadable)",
-    "not_run": "no face crop: not aligned yet (face_status not_run; run ferdata align)",
-}
-NO_CROP_OTHER = "no face crop (face_status {status}, no aligned_path)"
 
 # a published shard's file name: <split>-00000-of-00002.parquet (Hub split names)
 _SHARD_NAME = re.compile(r"^(train|validation|test)-\d+-of-\d+\.parquet$")
@@ -170,23 +163,9 @@ def pe_pairs(data: FaceData, *, rows: np.ndarray | None = None) -> np.ndarray:
 
 
 def usable_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The manifest rows a trainer can use, and how many it leaves out, by reason (pure).
-
-    Usable (contract): a label (relabelling did not remove it) and an ``aligned_path`` (a crop:
-    ``face_status`` ``aligned``, or ``registered`` where the dataset's own registration gave it).
-    """
-    labelled = frame["label"].notna().to_numpy(bool)
-    has_crop = frame["aligned_path"].notna().to_numpy(bool)
-    skipped: dict[str, int] = {}
-    removed = ~labelled & (frame["label_status"] == "removed").to_numpy(bool)
-    for reason, mask in ((REMOVED, removed), (NO_LABEL, ~labelled & ~removed)):
-        if mask.any():
-            skipped[reason] = int(mask.sum())
-    no_crop = labelled & ~has_crop
-    for status, n in frame.loc[no_crop, "face_status"].fillna("not_run").value_counts().sort_index().items():
-        reason = NO_CROP.get(str(status), NO_CROP_OTHER.format(status=status))
-        skipped[reason] = skipped.get(reason, 0) + int(n)
-    return frame[labelled & has_crop], skipped
+    """The manifest rows a trainer can use (:func:`ferdata.schema.usable_rows`), and how many it
+    leaves out, by reason (pure)."""
+    return frame[schema_usable_rows(frame).to_numpy(bool)], left_out_reasons(frame)
 
 
 def classes_for(labels: pd.Series) -> tuple[str, ...]:
@@ -457,7 +436,7 @@ def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[st
         agree = frame.groupby("pair_id")["label"].agg(lambda s: len(s) == 2 and s.nunique() == 1)
         frame["in_pe"] = frame["pair_id"].map(agree).fillna(False).astype(bool)
     labelled = frame["label"].notna().to_numpy(bool)
-    skipped = {REMOVED: int((~labelled).sum())}  # publish leaves rows without a crop out
+    skipped = {REMOVED_REASON: int((~labelled).sum())}  # publish leaves rows without a crop out
     used = frame[labelled]
     rows = pd.DataFrame(
         {
