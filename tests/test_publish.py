@@ -219,7 +219,7 @@ def test_contempt_makes_eight_classes() -> None:
 def test_aligned_images_need_alignment(tmp_path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
     ingest(write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(3))), ws, dataset="fer2013", align=False)
-    with pytest.raises(PublishError, match="run ferdata align, or pass --images original"):
+    with pytest.raises(PublishError, match="run ferdata align, or pass images='original'"):
         publish(ws, tmp_path / "hf")
 
 
@@ -270,10 +270,10 @@ def test_shard_metadata_is_derived_from_the_schema(msd_out) -> None:
 
 
 def test_row_groups_are_capped_in_bytes(msd_ws, tmp_path, monkeypatch) -> None:
-    import ferdata.publish
+    import ferdata.publish.shards
 
     crop = max(p.stat().st_size for p in (msd_ws.aligned_dir("msd-e") / "112px").iterdir())
-    monkeypatch.setattr(ferdata.publish, "ROW_GROUP_MAX_BYTES", 6 * crop)  # a pe row holds two crops
+    monkeypatch.setattr(ferdata.publish.shards, "ROW_GROUP_MAX_BYTES", 6 * crop)  # a pe row holds two crops
     publish(msd_ws, tmp_path / "hf", configs=["pe"])
     meta = pq.ParquetFile(tmp_path / "hf" / "data" / "pe" / "train-00000-of-00001.parquet").metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3] * 8 + [1]
@@ -385,7 +385,7 @@ def test_public_copies_of_gated_datasets(msd_ws, tmp_path) -> None:
     check_push_allowed("msd-e", terms, public=False, repo_private=True)
     check_push_allowed("msd-e", terms, public=True, repo_private=False)
     check_push_allowed("fer2013", terms_of("fer2013"), public=False, repo_private=False)
-    with pytest.raises(UsageError, match="--public only applies with --push"):
+    with pytest.raises(UsageError, match=r"public=True only applies with push=REPO_ID"):
         publish(msd_ws, tmp_path / "hf", public=True)
 
 
