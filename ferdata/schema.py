@@ -2,8 +2,9 @@
 
 Everything is derived from ``manifests/schema.toml``, the one description of the schema: the
 Arrow schema written to Parquet, the pandas dtypes used in memory, the checks in
-:func:`validate`, and the published dataset's features (:mod:`ferdata.publish.features`). Other modules name columns only
-through the strings listed there; :func:`validate` rejects a frame that lacks one.
+:func:`validate`, and the published dataset's features (:mod:`ferdata.publish.features`). Other
+modules name columns only through the strings listed there; :func:`validate` rejects a frame
+that lacks one.
 
 In memory a manifest is a pandas DataFrame with nullable dtypes: strings are ``object`` columns of
 ``str``/``None``, ``bool`` columns are ``boolean``, ``int64`` columns are ``Int64``, lists are
