@@ -2,21 +2,22 @@
 
 The header carries the licence and, for a gated dataset, the Hub's gating fields; ``configs:``
 (each config's ``data_files``, the first one the default) and ``dataset_info`` (features and
-split sizes). It is written with PyYAML (``safe_dump``) in the order built here, never sorted,
-and never folded, so the same workspace gives the same bytes.
+split sizes). It is written by PyYAML's safe dumper in the order built here: never sorted, never
+folded, no anchors, so the same workspace gives the same bytes.
 
 The prose says what the data is, how to load it, the counts per config, split and label, what
 was left out and why, every column, how the data was curated (from the manifest's provenance),
-the terms of use and the citation. Each part of the card is one function below: the header's
-blocks (:func:`configs_block`, :func:`dataset_info_block`) and the prose's sections
-(:data:`SECTIONS`), so a new field or section is one more function.
+the terms of use and the citation. Everything the card says comes from :class:`CardFacts`, and
+each part of the card is one function of it: the header's blocks (:func:`configs_block`,
+:func:`dataset_info_block`) and the prose's sections (:data:`SECTIONS`), so a new fact is one
+more field and a new block or section one more function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -25,9 +26,6 @@ from ..errors import FerdataError
 from ..schema import Manifest
 from . import layout
 from .plan import Part, fold_counts
-
-if TYPE_CHECKING:
-    from .folder import PublishResult
 
 # the Hub's access-request form for a gated dataset
 GATED_FIELDS = {
@@ -61,13 +59,15 @@ def terms_of(dataset: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Card:
-    """What the card is written from."""
+class CardFacts:
+    """What the card is written from: the workspace's manifest and the published parts."""
 
     manifest: Manifest
-    result: PublishResult
     parts: Sequence[Part]
-    terms: dict[str, Any]
+    terms: dict[str, Any]  # terms_of(dataset)
+    images: str  # "aligned" or "original"
+    class_names: tuple[str, ...]
+    left_out: dict[str, int]  # reason -> rows
     include_removed: bool
 
     @property
@@ -82,9 +82,8 @@ class Card:
         return out
 
 
-def dataset_card(manifest: Manifest, result: PublishResult, parts: Sequence[Part], terms: dict[str, Any], *, include_removed: bool) -> str:
+def dataset_card(card: CardFacts) -> str:
     """README.md: YAML header, then the prose sections."""
-    card = Card(manifest, result, parts, terms, include_removed)
     out = ["---", yaml_text(card_header(card)), "---", "", layout.CARD_MARKER, ""]
     for section in SECTIONS:
         out += section(card)
@@ -108,7 +107,7 @@ def yaml_text(header: dict[str, Any]) -> str:
     return text.removesuffix("\n")
 
 
-def card_header(card: Card) -> dict[str, Any]:
+def card_header(card: CardFacts) -> dict[str, Any]:
     """The card's YAML header: licence, gating, configs and their features and split sizes."""
     terms = card.terms
     header: dict[str, Any] = {
@@ -127,7 +126,7 @@ def card_header(card: Card) -> dict[str, Any]:
     return header
 
 
-def configs_block(card: Card) -> list[dict[str, Any]]:
+def configs_block(card: CardFacts) -> list[dict[str, Any]]:
     """Where ``datasets`` finds each config's splits; the first config is the default."""
     return [
         {
@@ -139,7 +138,7 @@ def configs_block(card: Card) -> list[dict[str, Any]]:
     ]
 
 
-def dataset_info_block(card: Card) -> list[dict[str, Any]]:
+def dataset_info_block(card: CardFacts) -> list[dict[str, Any]]:
     """Each config's features and split sizes."""
     return [
         {
@@ -154,13 +153,13 @@ def dataset_info_block(card: Card) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- prose
 
 
-def _intro(card: Card) -> list[str]:
-    terms, result = card.terms, card.result
-    what = "aligned face crops" if result.images == "aligned" else "original images"
+def _intro(card: CardFacts) -> list[str]:
+    terms = card.terms
+    what = "aligned face crops" if card.images == "aligned" else "original images"
     out = [
         f"# {terms['title']}, curated with ferdata", "",
         (f"{terms['title']} (`{card.dataset}`) as curated in one licensee's ferdata workspace: a facial expression "
-         f"recognition dataset with canonical labels ({', '.join(result.class_names)}), {what} embedded as "
+         f"recognition dataset with canonical labels ({', '.join(card.class_names)}), {what} embedded as "
          "`Image`, and the curation columns of the ferdata manifest."),
         "",
     ]
@@ -173,7 +172,7 @@ def _intro(card: Card) -> list[str]:
     return out
 
 
-def _load(card: Card) -> list[str]:
+def _load(card: CardFacts) -> list[str]:
     return ["## Load", "", "```python", "from datasets import load_dataset", "",
             f'ds = load_dataset("path/to/this/folder", "{card.parts[0].config}")  # or the Hub repo id', "```", ""]
 
@@ -205,19 +204,18 @@ def _fold_lines(parts: Sequence[Part]) -> list[str]:
     return [f"Published `mix` images per fold: {listed} (largest deviation from the mean: {worst:.1%}).", ""]
 
 
-def _configs_and_counts(card: Card) -> list[str]:
-    result = card.result
+def _configs_and_counts(card: CardFacts) -> list[str]:
     out = ["## Configs and counts", ""]
-    out += [f"- `{c}`: {CONFIG_DOCS[c]}" for c in result.counts]
+    out += [f"- `{c}`: {CONFIG_DOCS[c]}" for c in card.configs()]
     out += ["", "Folds are a column (`fold`), not splits: cross-validate inside `train`.", ""]
-    out += _counts_table(card.parts, result.class_names) + [""]
+    out += _counts_table(card.parts, card.class_names) + [""]
     out += _fold_lines(card.parts)
-    if result.left_out:
-        out += ["Left out: " + "; ".join(f"{reason}: {n:,}" for reason, n in result.left_out.items()) + ".", ""]
+    if card.left_out:
+        out += ["Left out: " + "; ".join(f"{reason}: {n:,}" for reason, n in card.left_out.items()) + ".", ""]
     return out
 
 
-def _columns(card: Card) -> list[str]:
+def _columns(card: CardFacts) -> list[str]:
     out = ["## Columns", ""]
     seen: set[str] = set()
     for feat in (f for part in card.parts for f in part.features):
@@ -227,9 +225,9 @@ def _columns(card: Card) -> list[str]:
     return out + [""]
 
 
-def _curation(card: Card) -> list[str]:
+def _curation(card: CardFacts) -> list[str]:
     """One line per step that shaped the data, from the manifest's provenance."""
-    provenance, images = card.manifest.provenance, card.result.images
+    provenance, images = card.manifest.provenance, card.images
     lines = ["## Curation", ""]
     ingest = provenance.get("ingest")
     if ingest:
@@ -272,17 +270,17 @@ def _curation(card: Card) -> list[str]:
     return lines + [""]
 
 
-def _terms(card: Card) -> list[str]:
+def _terms(card: CardFacts) -> list[str]:
     terms = card.terms
     return ["## Terms of use", "", terms.get("summary", ""), "", " ".join(terms.get("text", "").split()) or "(none given)", ""]
 
 
-def _citation(card: Card) -> list[str]:
+def _citation(card: CardFacts) -> list[str]:
     citation = card.terms.get("citation", "").strip()
     return ["## Citation", "", "```bibtex", citation, "```", ""] if citation else []
 
 
 # the prose, in order: each section gives its lines (ending with a blank one), or none
-SECTIONS: tuple[Callable[[Card], list[str]], ...] = (
+SECTIONS: tuple[Callable[[CardFacts], list[str]], ...] = (
     _intro, _load, _configs_and_counts, _columns, _curation, _terms, _citation,
 )

@@ -20,7 +20,7 @@ from ..errors import PublishError, UsageError
 from ..fsutil import atomic_write_bytes, sync
 from ..progress import ProgressFn, null_progress
 from . import layout
-from .card import dataset_card, terms_of
+from .card import CardFacts, dataset_card, terms_of
 from .hub import PUSH_TIMEOUT_S, hub_client, push_folder
 from .plan import IMAGE_MODES, fold_counts, plan_parts
 from .shards import default_workers, write_parts
@@ -155,11 +155,12 @@ def publish(
         dataset=manifest.dataset, out_dir=out_dir, images=images, class_names=class_names,
         counts=counts, left_out=left_out, gated=terms["gated"], folds=fold_counts(parts),
     )
-    card = out_dir / layout.CARD
-    atomic_write_bytes(card, dataset_card(manifest, result, parts, terms, include_removed=include_removed).encode(), durable=False)
+    card = dataset_card(CardFacts(manifest, parts, terms, images, class_names, left_out, include_removed))
+    card_path = out_dir / layout.CARD
+    atomic_write_bytes(card_path, card.encode(), durable=False)  # last: a folder with its card is whole
     _remove_stale(out_dir, set(written))
     sync()
-    result.files = [card, *written]
+    result.files = [card_path, *written]
     result.bytes_written = sum(p.stat().st_size for p in result.files)
     if push is not None:
         result.pushed_to = push_folder(out_dir, push, dataset=manifest.dataset, terms=terms, public=public, api=hub)
