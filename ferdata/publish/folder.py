@@ -157,7 +157,7 @@ def publish(
     )
     card = dataset_card(CardFacts(manifest, parts, terms, images, class_names, left_out, include_removed))
     card_path = out_dir / layout.CARD
-    atomic_write_bytes(card_path, card.encode(), durable=False)  # last: a folder with its card is whole
+    atomic_write_bytes(card_path, card.encode(), durable=False)
     _remove_stale(out_dir, set(written))
     sync()
     result.files = [card_path, *written]
