@@ -7,6 +7,8 @@ fast: heavy dependencies (pandas, pyarrow, onnxruntime, torch) load only when a 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -18,7 +20,14 @@ _API = {
     "read_manifest": "schema",
     "write_manifest": "schema",
     "FerdataError": "errors",
+    "ArchiveError": "errors",
+    "PasswordError": "errors",
+    "UnsafeArchiveError": "errors",
     "ingest": "ingest",
+    "Secret": "archives",
+    "Password": "archives",
+    "Limits": "archives",
+    "open_tree": "archives",
     "align_manifest": "align",
     "relabel": "relabel",
     "make_pairs": "pairs",
@@ -32,6 +41,21 @@ _API = {
     "label_issues": "labelissues",
     "run_demo": "demo",
 }
+
+
+class _Package(types.ModuleType):
+    """Keeps ``ferdata.ingest`` (and ``relabel``, ``publish``) the function, not the submodule of
+    the same name: the import system binds a submodule on its package once it is imported, which
+    would hide the function (a second ``ferdata.ingest(...)`` failed with "'module' object is not
+    callable"). Bound this way, the attribute is what ``from .ingest import ingest`` would give."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{_API[name]}":
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
