@@ -287,3 +287,19 @@ def test_library_errors_name_arguments_and_cli_errors_name_options(tmp_path: Pat
                                     env={"PW": "wrong"})  # fmt: skip
         assert result.exit_code == 1, result.output
         assert cli_says in result.output and "password=" not in result.output and "Limits(" not in result.output
+
+
+# -- the public API ------------------------------------------------------------------------
+
+
+def test_public_names_are_the_library_objects_even_after_their_modules_are_imported() -> None:
+    import importlib
+
+    import ferdata.ingest  # noqa: F401 - binds the submodule on the package, which must not hide the function
+    import ferdata.publish  # noqa: F401
+    import ferdata.relabel  # noqa: F401
+
+    for name, module in ferdata._API.items():
+        assert getattr(ferdata, name) is getattr(importlib.import_module(f"ferdata.{module}"), name), name
+    assert callable(ferdata.ingest) and ferdata.Secret is Secret and ferdata.Limits is Limits
+    assert {"Secret", "Password", "Limits", "open_tree", "PasswordError"} <= set(ferdata.__all__)
