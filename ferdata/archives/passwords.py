@@ -20,8 +20,6 @@ Messages speak of the ``password=`` argument; the CLI maps that to its own optio
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
-
 from ferdata.errors import PasswordError, UsageError
 
 __all__ = ["Password", "PasswordProvider", "Secret", "as_provider", "encrypted", "wrong_password"]
@@ -60,10 +58,10 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-Password = Union[str, bytes, Secret, Callable[[], Union[str, bytes, Secret, None]]]
+Password = str | bytes | Secret | Callable[[], str | bytes | Secret | None]
 """What ``password=`` accepts: see the module's docstring."""
 
-PasswordProvider = Callable[[], Union[Secret, None]]
+PasswordProvider = Callable[[], Secret | None]
 """What the readers call, at most once, when they meet something encrypted."""
 
 
