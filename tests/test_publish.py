@@ -313,10 +313,11 @@ def test_the_layout_module_is_light() -> None:
 
 
 def test_row_groups_are_capped_in_bytes(msd_ws, tmp_path, monkeypatch) -> None:
-    import ferdata.publish.shards
+    import importlib
 
     crop = max(p.stat().st_size for p in (msd_ws.aligned_dir("msd-e") / "112px").iterdir())
-    monkeypatch.setattr(ferdata.publish.shards, "ROW_GROUP_MAX_BYTES", 6 * crop)  # a pe row holds two crops
+    shards = importlib.import_module("ferdata.publish.shards")  # `ferdata.publish` is the function
+    monkeypatch.setattr(shards, "ROW_GROUP_MAX_BYTES", 6 * crop)  # a pe row holds two crops
     publish(msd_ws, tmp_path / "hf", configs=["pe"])
     meta = pq.ParquetFile(tmp_path / "hf" / "data" / "pe" / "train-00000-of-00001.parquet").metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3] * 8 + [1]
