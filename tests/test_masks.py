@@ -24,26 +24,14 @@ from typer.testing import CliRunner
 from ferdata.align import find_faces
 from ferdata.cli import app
 from ferdata.ingest import ingest
-from ferdata.masks import (
-    DEFAULT_MODEL,
-    SYNTH_ID_SUFFIX,
-    auto_tag_masks,
-    builtin_textures,
-    choose_style,
-    crop_points,
-    draw_mask,
-    fit_mask_model,
-    load_textures,
-    mask_features,
-    precision_recall,
-    synthesize_masks,
-    workspace_features,
-)
+from ferdata.masks.synth import SYNTH_ID_SUFFIX, synthesize_masks
+from ferdata.masks.tagging import DEFAULT_MODEL, auto_tag_masks, fit_mask_model, mask_features, precision_recall, workspace_features
 from ferdata.pairs import make_pairs
 from ferdata.tags import AUTO, MASKED_ORIGIN_COLUMN, SOURCE, tag_origins
 from ferdata.vision.align import template
 from ferdata.vision.decode import decode
 from ferdata.vision.detectors import load_detector
+from ferdata.vision.masks import builtin_textures, choose_style, crop_points, draw_mask, load_textures
 from ferdata.workspace import Workspace
 
 IMAGES = Path(insightface.__file__).parent / "data" / "images"
