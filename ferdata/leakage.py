@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import ImageUnreadable, LeakageFound, UsageError
-from .folds import eligible_rows
 from .graph import connected_components, key_edges
 from .progress import ProgressFn, null_progress
+from .schema import labelled_rows
 
 SIGNATURE_TABLE = "signatures.parquet"
 REPORT_FILE = "leakage.csv"
@@ -915,7 +915,7 @@ def find_leaks(frame: pd.DataFrame, evidence: Evidence) -> tuple[pd.DataFrame, p
     m times costs at most places² pairs, not m². Columns: :data:`REPORT_COLUMNS`, and
     :data:`UNDECIDABLE_COLUMNS` for the undecidable pairs.
     """
-    eligible = eligible_rows(frame).to_numpy()
+    eligible = labelled_rows(frame).to_numpy()
     _, _, place = _places(frame)
     pos = np.flatnonzero(eligible)
     exact = pd.DataFrame({"key": evidence.exact_key[pos], "place": place[pos], "row": pos}).drop_duplicates(["key", "place"])
@@ -1312,7 +1312,7 @@ def gather_evidence(
     ``hashed`` (rows whose file could be read), ``candidates`` (pairs verified).
     """
     _check_options(hamming, neighbours, similarity)
-    rows = np.flatnonzero(eligible_rows(frame).to_numpy())
+    rows = np.flatnonzero(labelled_rows(frame).to_numpy())
     sig, node = row_signatures(ws, dataset, frame, rows, workers=workers, progress=progress)
     nodes = np.unique(node[node >= 0])
     keep = _could_leak(frame, node, rows) if across_only else None
@@ -1388,7 +1388,7 @@ def report_from(
 ) -> LeakageReport:
     """Find the leaks for the frame's current folds and splits, and write both report files."""
     leaks, undecidable = find_leaks(frame, evidence)
-    checked = int(eligible_rows(frame).sum())
+    checked = int(labelled_rows(frame).sum())
     return LeakageReport(
         dataset=dataset,
         leaks=leaks,

@@ -261,6 +261,8 @@ def auto_tag_masks(
     from ..schema import Manifest
     from ..tags import MASKED_ORIGIN_COLUMN, SOURCE, USER, apply_auto_mask, with_origins
 
+    if fit and model is not None:
+        raise UsageError("fit=True fits a new model, so model= must be left out")
     name = ws.dataset_name(dataset)
     manifest = ws.load(name)
     frame = with_origins(manifest.frame)
@@ -271,8 +273,6 @@ def auto_tag_masks(
     truth = frame.loc[features.index[known], "masked"].astype(bool).to_numpy()
     written: list[Path] = []
     if fit:
-        if model is not None:
-            raise UsageError("fit=True fits a new model, so model= must be left out")
         chosen = fit_mask_model(features[known].to_numpy(), truth, trained_on=f"workspace {name}: {int(known.sum())} faces with known masked")
         path = ws.tables_dir(name) / "mask_model.json"
         chosen.save(path)
