@@ -78,9 +78,9 @@ def synthesize_masks(
 ) -> MaskSynthResult:
     """``ferdata mask-synth``: a masked twin for each eligible non-masked face crop.
 
-    Eligible: a face crop (``aligned`` or ``registered``), not masked (``masked`` false or unknown, no mask tag), not yet paired,
-    optionally narrowed by ``where`` (as in ``ferdata tag``). Each new row copies its original's
-    label, subject, split and fold; gets ``masked=true``, the tag ``synthetic_mask`` (origin
+    Eligible: a face crop (``aligned`` or ``registered``), not masked (``masked`` false or
+    unknown, no mask tag), not yet paired, optionally narrowed by ``where`` (as in ``ferdata
+    tag``). Each new row copies its original's label, subject, split, fold and ``face_status``; gets ``masked=true``, the tag ``synthetic_mask`` (origin
     source) and ``source`` ``mask-synth:<original id>``; its crop is both ``original_path`` and
     ``aligned_path`` (``aligned/<dataset>/<size>px/synthetic/``). Original and twin share a
     ``pair_key`` (the original's, or ``synthetic|<id>``), so ``pair_id`` holds and a later
