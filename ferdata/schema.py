@@ -303,6 +303,12 @@ def has_crop(frame: pd.DataFrame) -> pd.Series:
     return crop.fillna(False).astype(bool)
 
 
+def labelled_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows with a label (a relabelling's ``removed`` rows have none): the rows folds are assigned to
+    and the leakage check compares."""
+    return frame["label"].notna().fillna(False).astype(bool)
+
+
 def usable_rows(frame: pd.DataFrame) -> pd.Series:
     """Rows that are trained on and published: a label (not removed) and a face crop."""
     return (frame["label"].notna() & has_crop(frame)).fillna(False).astype(bool)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
+from .align import DETECTOR_FLAGS, DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
 from .common import WorkspaceOpt, command, err, out, progress_bar, warn
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def _check_split(value: str | None) -> str | None:
     return value
 
 
-@command("ingest", flags=INGEST_FLAGS)
+@command("ingest", flags=INGEST_FLAGS | DETECTOR_FLAGS)
 def ingest_command(
     path: Annotated[Path, typer.Argument(help="The archive (zip, 7z, tar, tar.gz/bz2/xz) or folder you received.")],
     dataset: Annotated[

@@ -26,7 +26,6 @@ evaluates on (folds, official splits) is :mod:`ferdata.train.loop`'s business.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -433,17 +432,6 @@ def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[st
 # ----------------------------------------------------------------------------- decoding
 
 
-def decode_face(source: Path | bytes, size: int) -> np.ndarray:
-    """One face as ``size x size x 3`` uint8 RGB (aligned crops are square; others are resized)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        image = image.convert("RGB")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(image, dtype=np.uint8)
-
-
 def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, cache_dir: Path | str | None,
             progress: ProgressFn) -> Any:
     """Decode into memory when the faces fit ``budget``, else into a file (:class:`DiskFaces`).
@@ -525,17 +513,21 @@ def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progre
                    put: Callable[[int, np.ndarray], None]) -> None:
     """Decode the faces of ``rows`` in row order, handing ``put(first row, block)`` consecutive
     blocks of at most ``_READ_BATCH`` faces (``block`` is n x 3 x S x S)."""
+    from ..vision.decode import read_crop
+
     total = len(rows)
     done = 0
+    fix = "align the dataset again" if origin["kind"] == "workspace" else "publish the dataset again"
 
     def one(job: tuple[int, Path | bytes | None, str], block: np.ndarray, first: int) -> None:
+        # aligned crops are square already; other faces are resized (bilinear, see read_crop)
         i, source, where = job
         if source is None:
             raise ImageUnreadable(f"{where} holds no image bytes: publish the dataset again")
         try:
-            block[i - first] = decode_face(source, size).transpose(2, 0, 1)
-        except (OSError, ValueError) as exc:
-            raise ImageUnreadable(f"cannot decode the face crop {where}: {exc}; run ferdata align again") from None
+            block[i - first] = read_crop(source, size, name=where).transpose(2, 0, 1)
+        except ImageUnreadable as exc:
+            raise ImageUnreadable(f"cannot decode the face crop {exc}; {fix}") from None
 
     if origin["kind"] == "workspace":
         paths = rows["image"].tolist()
