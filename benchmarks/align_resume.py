@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ingest(fer_like_folder(tmp / "src", args.rows), Workspace(tmp / "base"), dataset="imagefolder", align=False)
+        ingest(Workspace(tmp / "base"), fer_like_folder(tmp / "src", args.rows), dataset="imagefolder", align=False)
         reference, ws = shutil.copytree(tmp / "base", tmp / "reference"), shutil.copytree(tmp / "base", tmp / "ws")
         full = timed(reference)
         start = time.monotonic()

@@ -52,6 +52,7 @@ from .vision.align import TEMPLATE_112, shape_problem, similarity_transform, tem
 from .vision.decode import Decoded, decode, pad
 from .vision.detectors import BUNDLED_MODEL, Detector, Face, load_detector
 from .vision.encode import write_crop
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 FACE_CHOICES = ("largest", "center")
 ERROR_COLUMN = "face_error"  # extra manifest column: why a row is unreadable or registered
@@ -251,6 +252,7 @@ class AlignReport:
     resumed: int = 0  # rows taken from the journal of an interrupted run instead of detected again
     registered: bool = False  # whether the source was treated as registered face crops
     shape_rows: int = 0  # aligned rows the mean landmark shape comes from (registered sources)
+    dataset: str = ""  # the dataset aligned
 
     @property
     def images_per_second(self) -> float:
@@ -557,9 +559,9 @@ def align_manifest(
     saving the returned manifest.
     """
     if face_choice not in FACE_CHOICES:
-        raise UsageError(f"--face {face_choice} is not one of {', '.join(FACE_CHOICES)}")
+        raise UsageError(f"face_choice={face_choice!r} is not one of {', '.join(FACE_CHOICES)}")
     if not 32 <= size <= 1024:
-        raise UsageError(f"--size {size} is out of range: use 112 (the standard), 224, or another size from 32 to 1024")
+        raise UsageError(f"size={size} is out of range: use 112 (the standard), 224, or another size from 32 to 1024")
     if batch_size < 1 or det_size < 128:
         raise UsageError("batch_size must be 1 or more and det_size 128 or more")
     progress = progress or null_progress
@@ -689,6 +691,7 @@ def align_manifest(
         resumed=resumed,
         registered=registered,
         shape_rows=shape_rows,
+        dataset=manifest.dataset,
     )
     return Manifest(dataset=manifest.dataset, frame=new_frame, provenance=provenance), report
 
@@ -740,3 +743,36 @@ def _apply(frame, results: dict[int, dict[str, Any]]):
 
 
 _DTYPES = {"det_score": "float64", "n_faces": "Int64", "width": "Int64", "height": "Int64"}
+
+
+@writes_workspace("align")
+def align(
+    ws: WorkspaceLike,
+    *,
+    dataset: str | None = None,
+    detector: str | Detector = "retinaface",
+    model_dir: str | os.PathLike[str] | None = None,
+    size: int = 112,
+    device: str = "auto",
+    face_choice: str = "largest",
+    only_missing: bool = False,
+    registered: bool | None = None,
+    restart: bool = False,
+    progress: ProgressFn | None = None,
+) -> AlignReport:
+    """Detect and align the faces of a workspace's dataset and save its manifest.
+
+    The step ``ferdata align`` runs: :func:`align_manifest` on the manifest of ``dataset`` (the
+    only one when None), the result saved atomically and the alignment journal discarded. A run
+    that was interrupted resumes from its journal unless ``restart``.
+    """
+    ws = Workspace.of(ws)
+    manifest = ws.load(dataset)
+    aligned, report = align_manifest(
+        ws, manifest, detector=detector, model_dir=Path(model_dir) if model_dir is not None else None, size=size,
+        device=device, face_choice=face_choice, only_missing=only_missing, registered=registered,
+        resume=not restart, progress=progress,
+    )
+    ws.save(aligned)
+    discard_journal(ws, aligned.dataset)
+    return report

@@ -231,7 +231,7 @@ def run_demo(
     ])
 
     result = ingest(
-        sample.archive, ws, dataset="msd-e", password=lambda: Secret(DEMO_PASSWORD),
+        ws, sample.archive, dataset="msd-e", password=lambda: Secret(DEMO_PASSWORD),
         align_options={"device": device}, progress=progress,
     )
     faces = result.manifest.frame["face_status"].value_counts().to_dict()

@@ -31,6 +31,7 @@ import pandas as pd
 from .errors import UsageError
 from .graph import connected_components, key_edges
 from .schema import LABELS, labelled_rows, usable_rows
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 METHOD = "greedy-balanced-v2"  # v2: balanced on usable rows; groups without a crop placed by name
 
@@ -279,7 +280,7 @@ def assign_folds(
 
 def _check_k(groups: Groups, k: int, within_split: str | None) -> None:
     if k < 2:
-        raise UsageError(f"--k must be 2 or more (got {k}): cross-validation needs at least two folds")
+        raise UsageError(f"k must be 2 or more (got {k}): cross-validation needs at least two folds")
     if groups.n_groups == 0:
         where = f" in split {within_split!r}" if within_split else ""
         raise UsageError(
@@ -288,8 +289,8 @@ def _check_k(groups: Groups, k: int, within_split: str | None) -> None:
         )
     if k > groups.n_groups:
         raise UsageError(
-            f"--k {k} is larger than the number of identity groups ({groups.n_groups}): "
-            f"choose --k {groups.n_groups} or fewer"
+            f"k={k} is larger than the number of identity groups ({groups.n_groups}): "
+            f"choose k={groups.n_groups} or fewer"
         )
 
 
@@ -318,8 +319,8 @@ def _assign(frame: pd.DataFrame, groups: Groups, k: int, *, seed: int, within_sp
     with_rows = np.bincount(groups.group[counted], minlength=groups.n_groups) > 0
     if with_rows.sum() < k:
         raise UsageError(
-            f"--k {k} is larger than the number of identity groups with a face crop ({int(with_rows.sum())}): "
-            f"choose --k {int(with_rows.sum())} or fewer, or align more images (ferdata align)"
+            f"k={k} is larger than the number of identity groups with a face crop ({int(with_rows.sum())}): "
+            f"choose k={int(with_rows.sum())} or fewer, or align more images (ferdata align)"
         )
     balanced = np.flatnonzero(with_rows)
     position = np.full(groups.n_groups, -1, dtype=np.int64)
@@ -394,8 +395,9 @@ class FoldsResult:
         return max_deviation(self.balance)
 
 
+@writes_workspace("folds")
 def make_folds(
-    ws,
+    ws: WorkspaceLike,
     k: int,
     *,
     dataset: str | None = None,
@@ -420,6 +422,7 @@ def make_folds(
     writing everything when leaks remain (for instance duplicates between two subjects, or between
     the folded split and a fixed test split).
     """
+    ws = Workspace.of(ws)
     from pathlib import Path
 
     from . import leakage

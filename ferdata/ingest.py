@@ -226,8 +226,8 @@ def _source_key(path: Path, dataset: str) -> str:
 
 
 def ingest(
-    path: Path | str,
-    ws: Workspace,
+    ws: Workspace | str | os.PathLike[str],
+    path: str | os.PathLike[str],
     *,
     dataset: str | None = None,
     password: Password | None = None,
@@ -240,7 +240,7 @@ def ingest(
     align_options: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> IngestResult:
-    """Ingest ``path`` (archive or folder) into the workspace as dataset ``dataset``.
+    """Ingest ``path`` (archive or folder) into the workspace ``ws`` as dataset ``dataset``.
 
     ``dataset`` is detected from the layout when None. Files the adapter cannot parse stop the
     ingest (listed in ``.ferdata/reports/``) unless ``skip_unparsed``. ``split`` (``train``,
@@ -250,7 +250,8 @@ def ingest(
     and aligned after the manifest is written (see :mod:`ferdata.align`).
     """
     password = as_provider(password)  # a bad password= fails here, and the value leaves this frame
-    path = Path(path).expanduser()
+    ws = Workspace.of(ws)
+    path = Path(os.fspath(path)).expanduser()
     if not path.exists():
         raise FerdataError(f"{path} does not exist: give the path of the archive or folder you received")
     if split is not None and split not in SPLITS:
@@ -362,7 +363,7 @@ def _ingest_tree(
                 f"Full list: {report}. Fix or remove them, or pass skip_unparsed=True to ingest the rest"
             )
         if not records:
-            raise LayoutError(f"{path.name} holds no {name} images: check the archive, or pass the right --dataset")
+            raise LayoutError(f"{path.name} holds no {name} images: check the archive, or pass the right dataset=")
         _check_unique(records, name)
         if previous is not None:  # before extracting anything: the ids alone tell which rows go
             _check_lost_work(previous.frame, _kept_ids(records, old_rows), path, name, prune)

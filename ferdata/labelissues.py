@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import UsageError
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 TAG = "label_issue"
 TABLE = "label_issues.csv"
@@ -57,7 +55,7 @@ def rank_label_issues(oof: pd.DataFrame, *, filter_by: str = "prune_by_noise_rat
     from cleanlab.rank import get_label_quality_scores
 
     if filter_by not in FILTERS:
-        raise UsageError(f"unknown --filter {filter_by!r}: choose one of {', '.join(FILTERS)}")
+        raise UsageError(f"unknown filter_by={filter_by!r}: choose one of {', '.join(FILTERS)}")
     classes = _classes(oof)
     if not classes:
         raise UsageError("the predictions have no p_<class> columns: were they written by ferdata train-baseline?")
@@ -91,11 +89,13 @@ def rank_label_issues(oof: pd.DataFrame, *, filter_by: str = "prune_by_noise_rat
     )
 
 
-def tag_label_issues(ws: Workspace, image_ids: list[str], *, dataset: str | None = None, run: str | None = None) -> int:
+@writes_workspace("label-issues")
+def tag_label_issues(ws: WorkspaceLike, image_ids: list[str], *, dataset: str | None = None, run: str | None = None) -> int:
     """Add ``label_issue`` to these images' ``occlusion`` tags; returns how many rows gained it.
 
-    The caller holds the workspace lock. Unknown ids are an error: the run came from another data.
+    Takes the workspace lock. Unknown ids are an error: the run came from another data.
     """
+    ws = Workspace.of(ws)
     manifest = ws.load(dataset)
     frame = manifest.frame
     wanted = set(image_ids)
@@ -122,21 +122,22 @@ def run_origin(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()).get("data", {}) if path.exists() else {}
 
 
+@writes_workspace("label-issues")
 def label_issues(
     run_dir: Path | str,
     *,
     tag: bool = False,
-    ws: Workspace | None = None,
+    ws: WorkspaceLike | None = None,
     dataset: str | None = None,
     filter_by: str = "prune_by_noise_rate",
 ) -> LabelIssuesResult:
     """Rank the run's likely label errors, write ``RUN_DIR/label_issues.csv``, and tag them when asked.
 
     ``ws`` defaults to the workspace recorded in the run's ``run.json``; tagging a run trained on a
-    published folder needs it. The caller holds the lock of ``ws`` when ``tag`` is true.
+    published folder needs it. The lock of ``ws`` is held while tagging.
     """
+    ws = Workspace.of(ws) if ws is not None else None
     from .fsutil import atomic_path
-    from .workspace import Workspace
 
     run_dir = Path(run_dir)
     found = [run_dir / name for name in PREDICTION_FILES if (run_dir / name).exists()]

@@ -48,6 +48,7 @@ from .errors import ImageUnreadable, LeakageFound, UsageError
 from .graph import connected_components, key_edges
 from .progress import ProgressFn, null_progress
 from .schema import labelled_rows
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 SIGNATURE_TABLE = "signatures.parquet"
 REPORT_FILE = "leakage.csv"
@@ -1407,8 +1408,9 @@ def report_from(
     )
 
 
+@writes_workspace("check-leakage")
 def check_leakage(
-    ws,
+    ws: WorkspaceLike,
     *,
     dataset: str | None = None,
     hamming: int = DEFAULT_HAMMING,
@@ -1427,6 +1429,7 @@ def check_leakage(
     raises :class:`~ferdata.errors.LeakageFound` after writing the reports when any verified leak
     is found; undecidable pairs never make it fail.
     """
+    ws = Workspace.of(ws)
     manifest = ws.load(dataset)
     frame = manifest.frame.reset_index(drop=True)
     model = Path(identity_model) if identity_model is not None else None

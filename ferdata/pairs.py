@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .schema import LABELS
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 TAKE_COLUMN = "take"  # optional extra manifest column: which posing session of a subject
 
@@ -184,12 +182,14 @@ class PairsResult:
     written: list[Path] = field(default_factory=list)
 
 
-def make_pairs(ws: Workspace, *, dataset: str | None = None) -> PairsResult:
+@writes_workspace("pairs")
+def make_pairs(ws: WorkspaceLike, *, dataset: str | None = None) -> PairsResult:
     """Pair a workspace's images and write the manifest plus ``tables/<dataset>/pairs.*``.
 
     Writes ``pairs.parquet``/``pairs.csv`` (one row per pair) and ``unpaired.csv``, each
-    atomically, then the manifest; records ``provenance["pairs"]``. The caller holds the lock.
+    atomically, then the manifest; records ``provenance["pairs"]``.
     """
+    ws = Workspace.of(ws)
     from .fsutil import atomic_path
     from .schema import Manifest
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,7 @@ import pandas as pd
 from .errors import UsageError, VotesError
 from .schema import LABELS
 from .votes import CATEGORIES, NOT_FACE, UNKNOWN, read_votes, tally
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 SCHEMES = ("msd-e", "ferplus-majority")
 OTHER_RULES = ("total", "per-class")
@@ -80,11 +78,11 @@ def check_parameters(
         raise UsageError(f"unknown scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
     if other_rule not in OTHER_RULES:
         raise UsageError(f"unknown other rule {other_rule!r}: use one of {', '.join(OTHER_RULES)}")
-    for name, value in (("--min-agree", min_agree), ("--max-other", max_other)):
+    for name, value in (("min_agree", min_agree), ("max_other", max_other)):
         if not (isinstance(value, int | float) and 0.0 <= float(value) <= 1.0):
-            raise VotesError(f"{name} {value} is outside [0, 1]: give a fraction of the annotators, e.g. 0.5")
+            raise VotesError(f"{name}={value} is outside [0, 1]: give a fraction of the annotators, e.g. 0.5")
     if annotators is not None and (not isinstance(annotators, int | np.integer) or annotators < 1):
-        raise VotesError(f"--annotators {annotators} must be a whole number of at least 1")
+        raise VotesError(f"annotators={annotators} must be a whole number of at least 1")
 
 
 # ----------------------------------------------------------------------------- the schemes
@@ -274,9 +272,9 @@ def decide(
             shown = [f"{i} ({n} votes)" for i, n in zip(ids[over][:5], counts.sum(axis=1)[over][:5])]
             more = int(over.sum()) - len(shown)
             raise VotesError(
-                f"{int(over.sum())} images have more votes than --annotators {annotators}: "
+                f"{int(over.sum())} images have more votes than annotators={annotators}: "
                 + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-                + "; raise --annotators or leave it out"
+                + "; raise annotators= or leave it out"
             )
     if scheme == "msd-e":
         result = _msd_e(
@@ -427,8 +425,9 @@ def _write_tables(ws: Workspace, dataset: str, audit: pd.DataFrame, summary: pd.
     return [parquet, csv, summary_csv]
 
 
+@writes_workspace("relabel")
 def relabel(
-    ws: Workspace,
+    ws: WorkspaceLike,
     votes_path: Path | str,
     *,
     dataset: str | None = None,
@@ -444,9 +443,9 @@ def relabel(
 
     Writes ``tables/<dataset>/relabel_audit.parquet`` (and ``.csv``), ``relabel_summary.csv`` and
     the manifest, each atomically, unless ``dry_run``; records ``provenance["relabel"]``. Where
-    the manifest already has pairs, ``in_pe`` is refreshed from the new labels. The caller holds
-    the workspace lock.
+    the manifest already has pairs, ``in_pe`` is refreshed from the new labels.
     """
+    ws = Workspace.of(ws)
     from .pairs import refresh_in_pe
     from .schema import Manifest
 

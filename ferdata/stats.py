@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from .schema import LABELS, Manifest, left_out_reasons, usable_rows
+from .workspace import Workspace, WorkspaceLike
 
 
 def _masked_name(value: Any) -> str:
@@ -90,3 +91,8 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
         for name, table in data["tables"].items()
     }
     return out
+
+
+def stats(ws: WorkspaceLike, *, dataset: str | None = None) -> dict[str, Any]:
+    """The :func:`summary` of a workspace's dataset (the only one when ``dataset`` is None)."""
+    return summary(Workspace.of(ws).load(dataset))

@@ -27,16 +27,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import TagError, UsageError
 from .schema import OCCLUSION_TAGS
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 TAG_ORIGIN_COLUMN = "tag_origin"
 MASKED_ORIGIN_COLUMN = "masked_origin"
@@ -438,8 +436,9 @@ def _record(manifest, action: str, info: dict[str, Any]) -> None:
     history.setdefault("operations", []).append({"action": action, **info})
 
 
+@writes_workspace("tag")
 def tag_images(
-    ws: Workspace,
+    ws: WorkspaceLike,
     tag: str,
     *,
     remove: bool = False,
@@ -450,8 +449,9 @@ def tag_images(
 ) -> TagResult:
     """``ferdata tag add|remove``: add (or remove) ``tag`` on the rows chosen by ``where`` / ``ids_file``.
 
-    The caller holds the workspace lock. Records the operation in ``provenance["tag"]``.
+    Takes the workspace lock. Records the operation in ``provenance["tag"]``.
     """
+    ws = Workspace.of(ws)
     from .schema import Manifest
 
     check_tag(tag)
@@ -469,8 +469,9 @@ def tag_images(
     return TagResult(name, action, tag, change.selected, change.changed, change.kept_source)
 
 
+@writes_workspace("tag import")
 def import_tags(
-    ws: Workspace,
+    ws: WorkspaceLike,
     path: Path,
     *,
     list_tag: str | None = None,
@@ -478,7 +479,8 @@ def import_tags(
 ) -> TagResult:
     """``ferdata tag import``: a CSV of image,tag, or (``list_tag`` given) an occlusion list file
     whose every image gets ``list_tag``. Images not in the manifest are reported, not fatal,
-    unless none matches. The caller holds the lock."""
+    unless none matches."""
+    ws = Workspace.of(ws)
     from .schema import Manifest
 
     name = ws.dataset_name(dataset)
@@ -504,8 +506,9 @@ def import_tags(
     return TagResult(name, "import", list_tag, change.selected, change.changed, unmatched=change.unmatched)
 
 
-def list_tags(ws: Workspace, *, dataset: str | None = None) -> TagResult:
+def list_tags(ws: WorkspaceLike, *, dataset: str | None = None) -> TagResult:
     """``ferdata tag list``: images per tag and origin (read only)."""
+    ws = Workspace.of(ws)
     name = ws.dataset_name(dataset)
     manifest = ws.load(name)
     return TagResult(name, "list", None, len(manifest.frame), 0, counts=tag_counts(manifest.frame))

@@ -178,7 +178,7 @@ def read_votes(path: Path | str) -> RawVotes:
     if path.is_dir():
         return read_votes_folder(path)
     if not path.is_file():
-        raise VotesError(f"votes file {path} does not exist: check the --votes path")
+        raise VotesError(f"votes file {path} does not exist: check the path")
     frame = _read_table(path)
     if frame.empty:
         raise VotesError(f"votes file {path} holds no votes (only a header): pass the file the annotators filled in")
@@ -244,7 +244,7 @@ def read_votes_folder(folder: Path | str) -> RawVotes:
     parts = [read_votes(p) for p in files]
     ferplus = [p.path.name for p in parts if p.form == "ferplus"]
     if ferplus:
-        raise VotesError(f"votes folder {folder} holds a FER+ count matrix ({ferplus[0]}): pass that file alone with --votes")
+        raise VotesError(f"votes folder {folder} holds a FER+ count matrix ({ferplus[0]}): pass that file alone")
     digest = hashlib.sha256("".join(f"{p.path.name}\0{p.sha256}\n" for p in parts).encode())
     forms = "+".join(sorted({p.form for p in parts}))
     return RawVotes(
@@ -363,8 +363,8 @@ def _check_matches(path: Path, unmatched: list[str], ambiguous: list[str], skip_
     if unmatched and not skip_unmatched:
         raise VotesError(
             f"votes file {path} names {len(unmatched)} images that are not in the manifest: "
-            f"{_offenders([key or '(empty name)' for key in unmatched])}; check --dataset, "
-            "or pass --skip-unmatched to ignore them"
+            f"{_offenders([key or '(empty name)' for key in unmatched])}; check dataset=, "
+            "or pass skip_unmatched=True to ignore them"
         )
 
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import inspect
 import json
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from .errors import WorkspaceError, WorkspaceLocked, WorkspaceWriteError
 from .fsutil import TEMP_PREFIX, remove_stale_temps
@@ -31,6 +35,19 @@ ENV_VAR = "FERDATA_WORKSPACE"
 # A lock file that is still empty (or unreadable) this many seconds after it was created was left
 # by a process killed between creating it and writing its holder: nobody can hold it any more.
 EMPTY_LOCK_STALE_S = 5.0
+
+# Workspaces whose lock this thread holds, and how deeply (a library function that writes takes the
+# lock, and may call another that takes it too: the inner one only counts).
+_held = threading.local()
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _depths() -> dict[Path, int]:
+    if not hasattr(_held, "depth"):
+        _held.depth = {}
+    return _held.depth
 
 
 def _pid_alive(pid: int) -> bool:
@@ -45,10 +62,24 @@ def _pid_alive(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class Workspace:
+    """A workspace folder. ``Workspace("path")`` takes a str or any path-like; :meth:`of` also
+    takes a ``Workspace``, which is what every library function does with its ``ws`` argument."""
+
     root: Path
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.root, Path):
+            object.__setattr__(self, "root", Path(os.fspath(self.root)))
+
     @classmethod
-    def resolve(cls, path: Path | str | None = None) -> Workspace:
+    def of(cls, ws: Workspace | str | os.PathLike[str]) -> Workspace:
+        """``ws`` itself, or the workspace at that path (made absolute)."""
+        if isinstance(ws, Workspace):
+            return ws
+        return cls(Path(os.fspath(ws)).expanduser().resolve())
+
+    @classmethod
+    def resolve(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
         """``path``, else ``$FERDATA_WORKSPACE``, else the current directory."""
         chosen = path if path is not None else os.environ.get(ENV_VAR) or Path.cwd()
         return cls(Path(chosen).expanduser().resolve())
@@ -96,18 +127,18 @@ class Workspace:
                 have = ", ".join(present) if present else "none"
                 raise WorkspaceError(
                     f"workspace {self.root} has no manifest for {dataset} (it has: {have}); "
-                    f"run ferdata ingest ... --dataset {dataset} first"
+                    f"ingest it first (dataset={dataset!r})"
                 )
             return dataset
         if len(present) == 1:
             return present[0]
         if not present:
             raise WorkspaceError(
-                f"workspace {self.root} holds no manifest: run ferdata ingest first, "
-                "or point --workspace/-w (or $FERDATA_WORKSPACE) at the right folder"
+                f"workspace {self.root} holds no manifest: ingest a dataset first, "
+                "or choose the workspace= that holds one"
             )
         raise WorkspaceError(
-            f"workspace {self.root} holds several datasets ({', '.join(present)}): choose one with --dataset"
+            f"workspace {self.root} holds several datasets ({', '.join(present)}): choose one with dataset="
         )
 
     def load(self, dataset: str | None = None):
@@ -132,7 +163,19 @@ class Workspace:
         ``wait`` seconds are spent retrying before :class:`WorkspaceLocked` is raised. Once held,
         temporary files that a killed writer left in ``manifests/``, ``tables/*/`` and
         ``aligned/*/*/*/`` are removed.
+
+        Re-entrant within a thread: every library function that writes takes the lock, and one
+        that calls another (``ingest`` aligning, ``label_issues`` tagging) holds it once.
         """
+        key = self.root.resolve()
+        depths = _depths()
+        if depths.get(key):
+            depths[key] += 1
+            try:
+                yield
+            finally:
+                depths[key] -= 1
+            return
         try:
             self.internal.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -170,15 +213,17 @@ class Workspace:
         # The one writer now: a temporary file left here was left by a writer that was killed.
         for folder in (self.root / "manifests", *self.root.glob("tables/*/"), *self.root.glob("aligned/*/*/*/")):
             remove_stale_temps(folder)
+        depths[key] = 1
         try:
             yield
         finally:
+            depths.pop(key, None)
             path.unlink(missing_ok=True)
 
     def _cannot_lock(self, exc: OSError) -> WorkspaceError:
         """The one line for a workspace whose lock cannot be written (nothing has changed yet)."""
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return WorkspaceError(f"workspace {self.root} is read-only: choose a writable --workspace")
+            return WorkspaceError(f"workspace {self.root} is read-only: choose a writable workspace=")
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return WorkspaceWriteError(
                 f"cannot write the lock of workspace {self.root} ({os.strerror(exc.errno)}): free some disk space, "
@@ -216,3 +261,30 @@ class Workspace:
         if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int) or holder["pid"] < 1:
             return None
         return holder
+
+
+def writes_workspace(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a library function that writes the workspace given as its ``ws`` argument: the
+    argument becomes a :class:`Workspace` (a str or path-like is accepted) and the workspace's lock
+    is held while the function runs, named ``command`` in the lock file. A ``ws`` of None (where the
+    function accepts none) takes no lock."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+            bound = signature.bind(*args, **kwargs)
+            if bound.arguments.get("ws") is None:
+                return function(*args, **kwargs)
+            ws = bound.arguments["ws"] = Workspace.of(bound.arguments["ws"])
+            with ws.lock(command):
+                return function(*bound.args, **bound.kwargs)
+
+        return locked
+
+    return decorate
+
+
+WorkspaceLike = Workspace | str | os.PathLike[str]
+"""What every library function accepts as its workspace: a :class:`Workspace` or its folder's path."""

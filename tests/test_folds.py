@@ -282,7 +282,7 @@ def test_errors_name_the_fix() -> None:
     frame = new_frame([row(f"r{i}", subject_id=f"s{i % 3}") for i in range(9)])
     with pytest.raises(UsageError, match="2 or more"):
         assign_folds(frame, 1)
-    with pytest.raises(UsageError, match=r"--k 4 is larger than the number of identity groups \(3\)"):
+    with pytest.raises(UsageError, match=r"k=4 is larger than the number of identity groups \(3\)"):
         assign_folds(frame, 4)
     removed = new_frame([row(f"r{i}", label=None) for i in range(5)])
     with pytest.raises(UsageError, match="no labelled rows"):

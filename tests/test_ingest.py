@@ -47,7 +47,7 @@ def msd_zip(tmp_path) -> Path:
 
 def test_reingest_gives_the_same_manifest_and_keeps_curated_columns(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=2)
-    first = ingest(src, ws, dataset="msd-e", align=False)
+    first = ingest(ws, src, dataset="msd-e", align=False)
     assert first.written == 28
     manifest = ws.load("msd-e")
     frame = manifest.frame
@@ -55,7 +55,7 @@ def test_reingest_gives_the_same_manifest_and_keeps_curated_columns(tmp_path, ws
     frame["fold"] = 1
     ws.save(manifest)
 
-    second = ingest(src, ws, dataset="msd-e", align=False)
+    second = ingest(ws, src, dataset="msd-e", align=False)
     assert second.written == 0 and second.kept == 28 and second.rows == 28
     again = ws.load("msd-e").frame
     assert again["image_id"].is_unique
@@ -65,7 +65,7 @@ def test_reingest_gives_the_same_manifest_and_keeps_curated_columns(tmp_path, ws
     # A changed image loses its curated columns (they described other pixels) and is rewritten.
     target = src / "delivery/MSD-E/001_0_dslr.jpg"
     target.write_bytes(target.read_bytes() + b"\0")
-    third = ingest(src, ws, dataset="msd-e", align=False)
+    third = ingest(ws, src, dataset="msd-e", align=False)
     assert third.written == 1 and third.kept == 27
     row = ws.load("msd-e").frame.set_index("image_id").loc["MSD-E/001_0_dslr"]
     assert row["label"] == "surprise" and row["label_status"] == "original" and row["fold"] is pd_na()
@@ -82,7 +82,7 @@ def test_an_interrupted_ingest_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
     (src).mkdir()
     (src / "fer2013.csv").write_bytes(fer2013_csv(fer_rows(40)))
     clean = Workspace.resolve(tmp_path / "clean")
-    ingest(src, clean, align=False)
+    ingest(clean, src, align=False)
 
     crashed = Workspace.resolve(tmp_path / "crashed")
     calls = {"n": 0}
@@ -96,7 +96,7 @@ def test_an_interrupted_ingest_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
 
     monkeypatch.setattr(ingest_module._Staging, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        ingest(src, crashed, align=False)
+        ingest(crashed, src, align=False)
     monkeypatch.setattr(ingest_module._Staging, "write", real)
     assert crashed.datasets() == [] and not crashed.originals_dir("fer2013").exists()
     assert not (crashed.internal / "lock").exists()
@@ -104,7 +104,7 @@ def test_an_interrupted_ingest_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
     journal = (crashed.staging_dir("fer2013") / "journal.jsonl").read_text().splitlines()
     assert 0 < len(journal) < 40
 
-    resumed = ingest(src, crashed, align=False)
+    resumed = ingest(crashed, src, align=False)
     assert resumed.written == 40 - len(journal)  # what was staged before the crash is not written again
     assert tree_hash(crashed.root).keys() == tree_hash(clean.root).keys()
     assert {k: v for k, v in tree_hash(crashed.root).items() if not k.endswith(".parquet")} == \
@@ -200,7 +200,7 @@ def test_ingest_aligns_real_faces_and_a_rerun_does_not_redo_them(tmp_path, ws):
     shutil.copy(images / "Tom_Hanks_54745.png", src / "MSD-E" / "001_3_a.png")
     Image.fromarray(skdata.astronaut()).save(src / "MSD-E" / "002_6_a.jpg")
     (src / "MSD-ME" / "001_3_a.jpg").write_bytes(b"not an image at all")
-    first = ingest(src, ws, dataset="msd-e", align_options={"device": "cpu"})
+    first = ingest(ws, src, dataset="msd-e", align_options={"device": "cpu"})
     frame = first.manifest.frame.set_index("image_id")
     assert frame.loc["MSD-E/001_3_a", "face_status"] == "aligned"
     assert frame.loc["MSD-E/002_6_a", "face_status"] == "aligned"
@@ -209,7 +209,7 @@ def test_ingest_aligns_real_faces_and_a_rerun_does_not_redo_them(tmp_path, ws):
     assert Image.open(crop).size == (112, 112)
     assert first.manifest.provenance["align"]["provider"] == "CPUExecutionProvider"
 
-    second = ingest(src, ws, dataset="msd-e", align_options={"device": "cpu"})
+    second = ingest(ws, src, dataset="msd-e", align_options={"device": "cpu"})
     assert second.written == 0 and second.align_report.processed == 0
     assert second.manifest.frame.equals(first.manifest.frame)
 
@@ -224,14 +224,14 @@ def test_reingest_keeps_synthetic_masks_and_align_leaves_them_alone(tmp_path, ws
     src = tmp_path / "src"
     (src / "train" / "happy").mkdir(parents=True)
     shutil.copy(images / "Tom_Hanks_54745.png", src / "train" / "happy" / "tom.png")
-    ingest(src, ws, dataset="imagefolder", align_options={"device": "cpu"})
+    ingest(ws, src, dataset="imagefolder", align_options={"device": "cpu"})
     with ws.lock("mask-synth"):
         synthesize_masks(ws, seed=3)
     before = ws.load("imagefolder").frame
     synthetic = before[before["source"].str.startswith("mask-synth:")]
     assert len(synthetic) == 1 and synthetic["masked"].iloc[0] == True  # noqa: E712
 
-    again = ingest(src, ws, dataset="imagefolder", align_options={"device": "cpu"})
+    again = ingest(ws, src, dataset="imagefolder", align_options={"device": "cpu"})
     assert again.rows == 2 and again.kept == 2
     assert again.manifest.frame.equals(before)
 
@@ -266,7 +266,7 @@ def test_reingest_that_would_drop_rows_holding_work_is_refused_and_changes_nothi
     import pandas as pd
 
     src = msd_e_tree(tmp_path / "src", subjects=4)
-    ingest(src, ws, dataset="msd-e", align=False)
+    ingest(ws, src, dataset="msd-e", align=False)
     manifest = ws.load("msd-e")
     frame = manifest.frame
     chosen = frame["subject_id"].isin(["003", "004"]) & (frame["masked"] == False)  # noqa: E712 - 14 rows
@@ -278,7 +278,7 @@ def test_reingest_that_would_drop_rows_holding_work_is_refused_and_changes_nothi
     incomplete = _drop_subjects(src, ("003", "004"))  # an incomplete delivery: 28 of 56 rows gone
 
     with pytest.raises(ingest_module.WorkWouldBeLost) as caught:
-        ingest(incomplete, ws, dataset="msd-e", align=False)
+        ingest(ws, incomplete, dataset="msd-e", align=False)
 
     message = str(caught.value)
     assert f"would drop 28 of the 56 msd-e rows" in message and f"14 of those hold work (14 {kind})" in message
@@ -291,13 +291,13 @@ def test_with_prune_the_dropped_rows_are_kept_in_a_table(tmp_path, ws):
     from ferdata.schema import read_manifest
 
     src = msd_e_tree(tmp_path / "src", subjects=4)
-    ingest(src, ws, dataset="msd-e", align=False)
+    ingest(ws, src, dataset="msd-e", align=False)
     manifest = ws.load("msd-e")
     manifest.frame["fold"] = [k % 3 for k in range(len(manifest.frame))]
     ws.save(manifest)
     previous = manifest.frame
 
-    result = ingest(_drop_subjects(src, ("004",)), ws, dataset="msd-e", align=False, prune=True)
+    result = ingest(ws, _drop_subjects(src, ("004",)), dataset="msd-e", align=False, prune=True)
 
     assert result.rows == 42 and result.dropped == 14
     assert result.pruned_table.startswith("tables/msd-e/pruned-") and result.pruned_table.endswith(".parquet")
@@ -312,8 +312,8 @@ def test_with_prune_the_dropped_rows_are_kept_in_a_table(tmp_path, ws):
 
 def test_rows_without_work_are_dropped_without_asking_but_still_listed(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=3)
-    ingest(src, ws, dataset="msd-e", align=False)
-    result = ingest(_drop_subjects(src, ("003",)), ws, dataset="msd-e", align=False)
+    ingest(ws, src, dataset="msd-e", align=False)
+    result = ingest(ws, _drop_subjects(src, ("003",)), dataset="msd-e", align=False)
     assert result.rows == 28 and result.dropped == 14 and result.pruned_table is not None
     assert (ws.root / result.pruned_table).is_file()
 
@@ -321,11 +321,11 @@ def test_rows_without_work_are_dropped_without_asking_but_still_listed(tmp_path,
 def test_an_additive_reingest_keeps_every_row_and_its_work(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=3)
     small = msd_e_tree(tmp_path / "small", subjects=2)
-    ingest(small, ws, dataset="msd-e", align=False)
+    ingest(ws, small, dataset="msd-e", align=False)
     manifest = ws.load("msd-e")
     manifest.frame["fold"] = 1
     ws.save(manifest)
-    result = ingest(src, ws, dataset="msd-e", align=False)  # the same 28 images and 14 more
+    result = ingest(ws, src, dataset="msd-e", align=False)  # the same 28 images and 14 more
     frame = ws.load("msd-e").frame
     assert result.rows == 42 and result.kept == 28 and result.dropped == 0 and result.pruned_table is None
     assert int(frame["fold"].notna().sum()) == 28
@@ -373,7 +373,7 @@ def test_a_symlink_planted_in_the_workspace_is_never_written_through(tmp_path, w
     link.symlink_to(outside, target_is_directory=True)
 
     with pytest.raises(ingest_module.WorkspaceError, match="outside the workspace .*remove the link"):
-        ingest(src, ws, dataset="msd-e", align=False)
+        ingest(ws, src, dataset="msd-e", align=False)
     assert list(outside.iterdir()) == []
     if not planted.startswith("originals"):
         assert not (ws.root / "originals").exists()  # refused before anything was moved into place
@@ -381,7 +381,7 @@ def test_a_symlink_planted_in_the_workspace_is_never_written_through(tmp_path, w
 
 def test_a_symlink_planted_before_a_reingest_is_refused_too(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=1)
-    ingest(src, ws, dataset="msd-e", align=False)
+    ingest(ws, src, dataset="msd-e", align=False)
     before = ws.manifest_path("msd-e").read_bytes()
     outside = tmp_path / "outside"
     shutil.move(ws.originals_dir("msd-e") / "MSD-ME", outside)
@@ -390,7 +390,7 @@ def test_a_symlink_planted_before_a_reingest_is_refused_too(tmp_path, ws):
     changed.write_bytes(changed.read_bytes() + b"\0")  # its new bytes would be moved through the link
 
     with pytest.raises(ingest_module.WorkspaceError, match="outside the workspace"):
-        ingest(src, ws, dataset="msd-e", align=False)
+        ingest(ws, src, dataset="msd-e", align=False)
     assert ws.manifest_path("msd-e").read_bytes() == before
     assert not (outside / "001_0_dslr.jpg").read_bytes().endswith(b"\0")
 
@@ -399,7 +399,7 @@ def test_an_empty_zip_is_one_line(tmp_path, ws):
     import archive_factory as af
 
     with pytest.raises(ingest_module.LayoutError, match="empty.zip holds no files"):
-        ingest(af.zip_archive(tmp_path / "empty.zip", {}), ws, align=False)
+        ingest(ws, af.zip_archive(tmp_path / "empty.zip", {}), align=False)
 
 
 def test_cli_split_that_cannot_apply_names_the_option(tmp_path):

@@ -47,7 +47,7 @@ def test_the_planted_label_ranks_first():
 
 
 def test_filter_choice_is_checked():
-    with pytest.raises(UsageError, match="--filter"):
+    with pytest.raises(UsageError, match="filter_by="):
         rank_label_issues(oof_frame(), filter_by="nonsense")
 
 

@@ -76,7 +76,7 @@ def faces_ws(tmp_path_factory) -> Workspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     ws = Workspace.resolve(root / "ws")
-    ingest(root / "src", ws, dataset="msd-e", align_options={"device": "cpu"})
+    ingest(ws, root / "src", dataset="msd-e", align_options={"device": "cpu"})
     frame = ws.load("msd-e").frame
     assert len(frame) == N_FACES and (frame["face_status"] == "aligned").all()
     return ws

@@ -62,7 +62,7 @@ def test_ingest_gives_the_same_manifest_whatever_the_password_form(archive: Path
     frames = {}
     for form in ("str", "bytes", "Secret", "function->Secret"):
         ws = Workspace.resolve(tmp_path / form)
-        result = ferdata.ingest(archive, ws, dataset="imagefolder", align=False, password=FORMS[form]())
+        result = ferdata.ingest(ws, archive, dataset="imagefolder", align=False, password=FORMS[form]())
         frames[form] = result.manifest.frame[["image_id", "sha256", "label_original", "original_path"]]
     assert len(frames["str"]) == len(FILES)
     for form, frame in frames.items():
@@ -75,7 +75,7 @@ def test_a_wrong_str_password_is_one_line_naming_the_argument(kind: str, tmp_pat
     ws = Workspace.resolve(tmp_path / "ws")
     wrong = "not-" + PASSWORD
     with pytest.raises(PasswordError) as caught:
-        ferdata.ingest(archive, ws, dataset="imagefolder", align=False, password=wrong)
+        ferdata.ingest(ws, archive, dataset="imagefolder", align=False, password=wrong)
     message = str(caught.value)
     assert message.startswith(f"wrong password for {archive}: ") and message.endswith("with password=")
     assert "\n" not in message and "--password" not in message
@@ -121,7 +121,7 @@ def test_a_bad_password_argument_fails_before_ingest_touches_the_workspace(tmp_p
     archive = encrypted_archive("aes", tmp_path)
     ws = Workspace.resolve(tmp_path / "ws")
     with pytest.raises(UsageError, match="password= must be"):
-        ferdata.ingest(archive, ws, align=False, password=["not", "a", "password"])
+        ferdata.ingest(ws, archive, align=False, password=["not", "a", "password"])
     assert ws.datasets() == [] and not ws.internal.exists()
 
 
@@ -175,7 +175,7 @@ def test_no_frame_inside_ferdata_holds_a_plain_password(form: str, tmp_path: Pat
     ws = Workspace.resolve(tmp_path / "ws")
     wrong = "wrong-" + PASSWORD
     given = {"str": wrong, "bytes": wrong.encode(), "function->str": lambda: wrong}[form]
-    for attempt in (lambda: ferdata.ingest(archive, ws, align=False, password=given),
+    for attempt in (lambda: ferdata.ingest(ws, archive, align=False, password=given),
                     lambda: open_tree(archive, password=given)):  # fmt: skip
         with pytest.raises(PasswordError) as caught:
             attempt()
@@ -244,7 +244,7 @@ def test_the_library_never_prompts_even_on_a_terminal(monkeypatch: pytest.Monkey
     monkeypatch.setattr("getpass.getpass", lambda prompt: pytest.fail("the library must not prompt"))
     archive = encrypted_archive("7z-encrypted-header", tmp_path)
     ws = Workspace.resolve(tmp_path / "ws")
-    for attempt in (lambda: open_tree(archive), lambda: ferdata.ingest(archive, ws, align=False)):
+    for attempt in (lambda: open_tree(archive), lambda: ferdata.ingest(ws, archive, align=False)):
         with pytest.raises(PasswordError, match=r"is encrypted: pass its password with password= \(a str"):
             attempt()
 
@@ -257,19 +257,19 @@ def test_library_errors_name_arguments_and_cli_errors_name_options(tmp_path: Pat
     bomb = af.zeros_zip(tmp_path / "bomb.zip", "happy/zeros.jpg", 24 * af.MiB)
     ws = Workspace.resolve(tmp_path / "ws")
     cases = [  # (library call, CLI arguments, what the library says, what the CLI says instead)
-        (lambda: ferdata.ingest(archive, ws, align=False),
+        (lambda: ferdata.ingest(ws, archive, align=False),
          [str(archive)],
          f"{archive} is encrypted: pass its password with password= (a str, bytes or a function returning one)",
          f"{archive} is encrypted: pass its password with --password-env VAR or --password-file FILE"),
-        (lambda: ferdata.ingest(archive, ws, align=False, password="wrong"),
+        (lambda: ferdata.ingest(ws, archive, align=False, password="wrong"),
          [str(archive), "--password-env", "PW"],
          "pass the one you received with password=",
          "pass the one you received with --password-env or --password-file"),
-        (lambda: ferdata.ingest(bomb, ws, dataset="imagefolder", align=False),
+        (lambda: ferdata.ingest(ws, bomb, dataset="imagefolder", align=False),
          [str(bomb), "--dataset", "imagefolder"],
          "raise the limit with limits=Limits(max_ratio=...)",
          "raise the limit with --max-ratio"),
-        (lambda: ferdata.ingest(bomb, ws, dataset="imagefolder", align=False, limits=Limits(max_total_bytes=2 * af.MiB)),
+        (lambda: ferdata.ingest(ws, bomb, dataset="imagefolder", align=False, limits=Limits(max_total_bytes=2 * af.MiB)),
          [str(bomb), "--dataset", "imagefolder", "--max-total-gb", "0.002"],
          "raise the limit with limits=Limits(max_total_bytes=...)",
          "raise the limit with --max-total-gb"),

@@ -59,7 +59,7 @@ def msd_ws(tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("msd")
     src = msd_e_tree(root / "src", subjects=4)
     ws = Workspace.resolve(root / "ws")
-    ingest(src, ws, dataset="msd-e", align=False)
+    ingest(ws, src, dataset="msd-e", align=False)
     votes = ["image,annotator,vote"]
     votes += [f"{REMOVED},{a},flag" for a in ANNOTATORS]
     votes += [f"{RELABELLED},{a},{'fear' if i < 6 else 'ok'}" for i, a in enumerate(ANNOTATORS)]
@@ -188,7 +188,7 @@ def test_splits_and_original_images(tmp_path, load) -> None:
     """FER2013: the source's splits become train/validation/test; originals are embedded unchanged."""
     ws = Workspace.resolve(tmp_path / "ws")
     csv = write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(20)))
-    ingest(csv, ws, dataset="fer2013", align=False)
+    ingest(ws, csv, dataset="fer2013", align=False)
     frame = ws.load().frame
 
     result = publish(ws, tmp_path / "hf", images="original")
@@ -208,7 +208,7 @@ def test_splits_and_original_images(tmp_path, load) -> None:
 
 def test_a_missing_image_file_is_named(tmp_path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
-    ingest(write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(3))), ws, dataset="fer2013", align=False)
+    ingest(ws, write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(3))), dataset="fer2013", align=False)
     gone = ws.absolute(ws.load().frame["original_path"].iloc[1])
     gone.unlink()
     with pytest.raises(PublishError, match=f"image {gone} is missing"):
@@ -223,7 +223,7 @@ def test_contempt_makes_eight_classes() -> None:
 
 def test_aligned_images_need_alignment(tmp_path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
-    ingest(write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(3))), ws, dataset="fer2013", align=False)
+    ingest(ws, write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(3))), dataset="fer2013", align=False)
     with pytest.raises(PublishError, match="run ferdata align, or pass images='original'"):
         publish(ws, tmp_path / "hf")
 

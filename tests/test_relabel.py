@@ -139,7 +139,7 @@ def test_annotators_who_left_no_vote_endorse_the_original() -> None:
     assert fixed.loc["sparse4", "action"] == "removed"
     assert fixed.loc["sparse4", "surprise"] == 0 and fixed.loc["sparse4", "other_votes"] == 3
     assert fixed.loc["sparse6", "action"] == "relabelled"  # 1 silent annotator <= 1.75
-    with pytest.raises(VotesError, match="more votes than --annotators 5"):
+    with pytest.raises(VotesError, match="more votes than annotators=5"):
         decide(frame, counts, annotators=5)
 
 

@@ -63,7 +63,7 @@ def demo_workspace(tmp_path_factory) -> Workspace:
     out = tmp_path_factory.mktemp("review-demo")
     sample = build_sample(out / "delivery")
     ws = Workspace.resolve(out / "workspace")
-    ingest(sample.archive, ws, dataset="msd-e", password=lambda: Secret(DEMO_PASSWORD), align_options={"device": "cpu"})
+    ingest(ws, sample.archive, dataset="msd-e", password=lambda: Secret(DEMO_PASSWORD), align_options={"device": "cpu"})
     with ws.lock("pairs"):
         make_pairs(ws, dataset="msd-e")
     with ws.lock("folds"):

@@ -16,7 +16,7 @@ def rows_by_id(result):
 
 def test_msd_e_subject_label_mask_and_twin_from_the_layout(tmp_path, ws):
     src = msd_e_tree(tmp_path / "src", subjects=2)
-    result = ingest(src, ws, dataset="msd-e", align=False)
+    result = ingest(ws, src, dataset="msd-e", align=False)
     assert result.rows == 2 * 7 * 2
     rows = rows_by_id(result)
     twin_nm, twin_m = rows["MSD-E/002_3_dslr"], rows["MSD-ME/002_3_dslr"]
@@ -42,14 +42,14 @@ def test_msd_e_unparsable_names_stop_the_ingest_and_are_listed(tmp_path, ws):
     write(src / "delivery/MSD-E/IMG_2041.jpg", image_bytes(99))
     write(src / "delivery/MSD-ME/001_9_x.jpg", image_bytes(98))
     with pytest.raises(UnparsedFilesError, match=r"2 files in src do not fit the msd-e layout.*skip_unparsed=True") as info:
-        ingest(src, ws, dataset="msd-e", align=False)
+        ingest(ws, src, dataset="msd-e", align=False)
     report = ws.internal / "reports" / "unparsed-msd-e.csv"
     assert str(report) in str(info.value)
     text = report.read_text()
     assert "IMG_2041.jpg" in text and "label index 9 is not in 0..6" in text
     assert ws.datasets() == [] and not ws.originals_dir("msd-e").exists()
 
-    result = ingest(src, ws, dataset="msd-e", align=False, skip_unparsed=True)
+    result = ingest(ws, src, dataset="msd-e", align=False, skip_unparsed=True)
     assert result.rows == 14 and len(result.unparsed) == 2
     assert "IMG_2041.jpg" in (ws.tables_dir("msd-e") / "unparsed-msd-e.csv").read_text()
 
@@ -62,7 +62,7 @@ def test_fer2013_csv_rows_become_pngs_with_ferplus_ids(tmp_path, ws, variant):
     name = "icml_face_data.csv" if variant == "icml" else "fer2013.csv"
     data = fer2013_csv(fer_rows(10), seed=1 if variant == "quoted" else 0, icml=variant == "icml")
     write(tmp_path / "src" / "data" / name, data)
-    result = ingest(tmp_path / "src", ws, align=False)  # detected
+    result = ingest(ws, tmp_path / "src", align=False)  # detected
     assert result.dataset == "fer2013"
     frame = result.manifest.frame.set_index("image_id")
     assert list(frame.index) == [f"fer2013-{i:07d}" for i in range(10)]
@@ -84,7 +84,7 @@ def test_fer2013_csv_rows_become_pngs_with_ferplus_ids(tmp_path, ws, variant):
 def test_fer2013_train_test_csv_variant_skips_unlabelled_test(tmp_path, ws):
     write(tmp_path / "src/train.csv", fer2013_csv(fer_rows(5), usage=False))
     write(tmp_path / "src/test.csv", b"pixels\n" + b" ".join([b"1"] * 2304) + b"\n")
-    result = ingest(tmp_path / "src", ws, dataset="fer2013", align=False)
+    result = ingest(ws, tmp_path / "src", dataset="fer2013", align=False)
     assert result.rows == 5 and set(result.manifest.frame["split"]) == {"train"}
     assert result.manifest.frame["image_id"].iloc[0] == "train-0000000"
     assert any("test.csv has no emotion column" in n for n in result.notices)
@@ -96,14 +96,14 @@ def test_fer2013_bad_rows_are_reported(tmp_path, ws):
     lines.append("1,1 2 3,Training")
     write(tmp_path / "src/fer2013.csv", ("\n".join(lines) + "\n").encode())
     with pytest.raises(UnparsedFilesError, match=r"2 rows in src do not fit.*fer2013.csv#row=3 \(emotion 9 is not in 0..6\)"):
-        ingest(tmp_path / "src", ws, align=False)
+        ingest(ws, tmp_path / "src", align=False)
 
 
 def test_fer2013_folder_variant_reads_usage_from_file_names(tmp_path, ws):
     for split, emotion, file in [("train", "angry", "Training_10"), ("train", "happy", "Training_11"),
                                  ("test", "sad", "PublicTest_5"), ("test", "fear", "PrivateTest_6")]:
         write(tmp_path / "src" / split / emotion / f"{file}.jpg", image_bytes(hash(file) % 1000, (48, 48)))
-    result = ingest(tmp_path / "src", ws, align=False)
+    result = ingest(ws, tmp_path / "src", align=False)
     assert result.dataset == "fer2013"
     rows = rows_by_id(result)
     assert rows["test/sad/PublicTest_5"]["split"] == "val" and rows["test/fear/PrivateTest_6"]["split"] == "test"
@@ -113,7 +113,7 @@ def test_fer2013_folder_variant_reads_usage_from_file_names(tmp_path, ws):
 def test_ferplus_keeps_the_votes_and_fer2013_labels(tmp_path, ws):
     write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(6)))
     write(tmp_path / "src/FERPlus/fer2013new.csv", ferplus_votes(6))
-    result = ingest(tmp_path / "src", ws, align=False)
+    result = ingest(ws, tmp_path / "src", align=False)
     assert result.dataset == "ferplus"  # fer2013new.csv beside the pixels decides
     assert result.rows == 6 and set(result.manifest.frame["dataset"]) == {"ferplus"}
     assert (ws.tables_dir("ferplus") / "fer2013new.csv").read_bytes() == ferplus_votes(6)
@@ -127,7 +127,7 @@ def test_occlu_fer_accepts_seven_or_eight_classes(tmp_path, ws, codes):
         for code in codes:
             seed += 1
             write(tmp_path / "src/Occlu-FER" / split / code / f"{seed}.png", image_bytes(seed, fmt="PNG"))
-    result = ingest(tmp_path / "src", ws, align=False)
+    result = ingest(ws, tmp_path / "src", align=False)
     assert result.dataset == "occlu-fer" and result.rows == 2 * len(codes)
     frame = result.manifest.frame
     assert set(frame["split"]) == {"train", "val"}
@@ -145,7 +145,7 @@ def test_ferv39k_frames_carry_clip_and_split(tmp_path, ws):
     write(root / "3_ClipsforScenImages/Daily/Happy/0001/0000.jpg", image_bytes(77))
     write(root / "4_setups/All_scenes/train_All.csv", b"Daily/Happy/0001 3\nDaily/Sad/0002 5\n")
     write(root / "4_setups/All_scenes/test_All.csv", b"Talk/Angry/0100 0\n")
-    result = ingest(tmp_path / "src", ws, align=False)
+    result = ingest(ws, tmp_path / "src", align=False)
     assert result.dataset == "ferv39k" and result.rows == 9
     rows = rows_by_id(result)
     row = rows["Talk/Angry/0100/0002"]
@@ -158,8 +158,8 @@ def test_imagefolder_with_synonyms_and_with_a_label_map(tmp_path, ws):
         for folder in ("Anger", "Happiness", "Q7"):
             write(tmp_path / "src" / split / folder / "a.jpg", image_bytes(hash(split + folder) % 999))
     with pytest.raises(UnparsedFilesError, match="pass --label-map Q7=<label>"):
-        ingest(tmp_path / "src", ws, dataset="imagefolder", align=False)
-    result = ingest(tmp_path / "src", ws, dataset="imagefolder", align=False,
+        ingest(ws, tmp_path / "src", dataset="imagefolder", align=False)
+    result = ingest(ws, tmp_path / "src", dataset="imagefolder", align=False,
                     label_map={"Anger": "angry", "Happiness": "happy", "Q7": "neutral"})
     rows = rows_by_id(result)
     assert rows["validation/Q7/a"]["label_original"] == "neutral" and rows["validation/Q7/a"]["split"] == "val"
@@ -169,19 +169,19 @@ def test_imagefolder_with_synonyms_and_with_a_label_map(tmp_path, ws):
 def test_unknown_layout_asks_for_dataset(tmp_path, ws):
     write(tmp_path / "src/notes/readme.txt", b"hello")
     with pytest.raises(LayoutError, match="pass --dataset NAME"):
-        ingest(tmp_path / "src", ws, align=False)
+        ingest(ws, tmp_path / "src", align=False)
     assert ws.datasets() == []
 
 
 def test_a_named_dataset_with_no_images_says_so(tmp_path, ws):
     write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(2)))
     with pytest.raises(LayoutError, match="holds no msd-e images"):
-        ingest(tmp_path / "src", ws, dataset="msd-e", align=False)
+        ingest(ws, tmp_path / "src", dataset="msd-e", align=False)
 
 
 def test_a_bare_fer2013_csv_can_be_given_directly(tmp_path, ws):
     csv_path = write(tmp_path / "fer2013.csv", fer2013_csv(fer_rows(4)))
-    result = ingest(csv_path, ws, align=False)
+    result = ingest(ws, csv_path, align=False)
     assert result.dataset == "fer2013" and result.rows == 4
     assert result.manifest.frame["source"].iloc[0] == "fer2013.csv#row=0"
 
@@ -206,10 +206,10 @@ def _source_free(frame):
 )
 def test_a_fer2013_csv_is_recognised_by_its_header_whatever_its_name(tmp_path, name, data):
     write(tmp_path / "plain/fer2013.csv", fer2013_csv(fer_rows(10)))
-    reference = ingest(tmp_path / "plain", Workspace.resolve(tmp_path / "ref"), align=False).manifest.frame
+    reference = ingest(Workspace.resolve(tmp_path / "ref"), tmp_path / "plain", align=False).manifest.frame
     write(tmp_path / "src/download" / name, data)
 
-    result = ingest(tmp_path / "src", Workspace.resolve(tmp_path / "ws"), align=False)  # detected, no dataset named
+    result = ingest(Workspace.resolve(tmp_path / "ws"), tmp_path / "src", align=False)  # detected, no dataset named
 
     assert result.dataset == "fer2013" and result.rows == 10
     assert _source_free(result.manifest.frame).equals(_source_free(reference))
@@ -222,7 +222,7 @@ def test_a_renamed_csv_given_directly_and_zipped_ingests_like_fer2013_csv(tmp_pa
     data = b"\xef\xbb\xbf" + fer2013_csv(fer_rows(6))
     bare = write(tmp_path / "data.csv", data)
     zipped = af.zip_archive(tmp_path / "delivery.zip", {"fer2013 (1).csv": data})
-    frames = [ingest(src, Workspace.resolve(tmp_path / f"ws{i}"), align=False).manifest.frame for i, src in enumerate((bare, zipped))]
+    frames = [ingest(Workspace.resolve(tmp_path / f"ws{i}"), src, align=False).manifest.frame for i, src in enumerate((bare, zipped))]
     assert _source_free(frames[0]).equals(_source_free(frames[1]))
     assert list(frames[0]["image_id"]) == [f"fer2013-{i:07d}" for i in range(6)]
 
@@ -230,7 +230,7 @@ def test_a_renamed_csv_given_directly_and_zipped_ingests_like_fer2013_csv(tmp_pa
 def test_ferplus_votes_are_recognised_by_their_header_too(tmp_path, ws):
     write(tmp_path / "src/data.csv", fer2013_csv(fer_rows(6)))
     write(tmp_path / "src/FERPlus/fer2013new (2).csv", b"\xef\xbb\xbf" + ferplus_votes(6))
-    result = ingest(tmp_path / "src", ws, align=False)
+    result = ingest(ws, tmp_path / "src", align=False)
     assert result.dataset == "ferplus" and result.rows == 6
     assert (ws.tables_dir("ferplus") / "fer2013new.csv").read_bytes().endswith(ferplus_votes(6))
 
@@ -239,7 +239,7 @@ def test_of_two_csvs_holding_the_whole_dataset_one_is_read_and_the_other_named(t
     write(tmp_path / "src/fer2013.csv", fer2013_csv(fer_rows(8)))
     write(tmp_path / "src/icml_face_data.csv", fer2013_csv(fer_rows(8), icml=True))
     write(tmp_path / "src/train.csv", fer2013_csv(fer_rows(3), usage=False))
-    result = ingest(tmp_path / "src", ws, align=False)
+    result = ingest(ws, tmp_path / "src", align=False)
     assert result.rows == 8 and set(result.manifest.frame["source"].str.split("#").str[0]) == {"fer2013.csv"}
     assert sum("was not read: fer2013.csv holds the whole dataset" in n for n in result.notices) == 2
 
@@ -247,10 +247,10 @@ def test_of_two_csvs_holding_the_whole_dataset_one_is_read_and_the_other_named(t
 def test_a_csv_without_usage_is_refused_unless_a_split_is_named(tmp_path, ws):
     write(tmp_path / "src/data.csv", fer2013_csv(fer_rows(5), usage=False))
     with pytest.raises(LayoutError, match=r"data.csv has no Usage column, so its rows would have no split: .*split=NAME"):
-        ingest(tmp_path / "src", ws, dataset="fer2013", align=False)
+        ingest(ws, tmp_path / "src", dataset="fer2013", align=False)
     assert ws.datasets() == []
 
-    result = ingest(tmp_path / "src", ws, dataset="fer2013", split="val", align=False)
+    result = ingest(ws, tmp_path / "src", dataset="fer2013", split="val", align=False)
     frame = result.manifest.frame
     assert set(frame["split"]) == {"val"} and frame["image_id"].iloc[0] == "data-0000000"
 
@@ -267,7 +267,7 @@ def test_a_split_that_cannot_apply_is_refused(tmp_path, ws, files, split, messag
     for name, data in files.items():
         write(tmp_path / "src" / name, data)
     with pytest.raises(UsageError, match=message):
-        ingest(tmp_path / "src", ws, split=split, align=False)
+        ingest(ws, tmp_path / "src", split=split, align=False)
 
 
 def _fer_lines(n: int = 6) -> list[bytes]:
@@ -310,12 +310,12 @@ def test_a_bad_csv_row_is_reported_alone_and_the_good_rows_ingest(tmp_path, ws, 
     k = 0 if first else 3
     write(tmp_path / "src/fer2013.csv", _with_row(_fer_lines(6), k, row))
     with pytest.raises(UnparsedFilesError) as caught:
-        ingest(tmp_path / "src", ws, align=False)
+        ingest(ws, tmp_path / "src", align=False)
     message = str(caught.value)
     assert f"1 row in src does not fit the fer2013 layout, e.g. fer2013.csv#row={k} ({reason}" in message
     assert len(message) < 600 and "\n" not in message
     assert ws.datasets() == []
 
-    result = ingest(tmp_path / "src", ws, align=False, skip_unparsed=True)
+    result = ingest(ws, tmp_path / "src", align=False, skip_unparsed=True)
     assert result.rows == 5 and f"fer2013-{k:07d}" not in set(result.manifest.frame["image_id"])
     assert (result.manifest.frame["width"] == 48).all()

@@ -50,7 +50,7 @@ def everything(f: pd.DataFrame) -> pd.Series:
 def msd_ws(tmp_path, ws):
     """MSD-E with 2 subjects x 7 labels x (MSD-E, MSD-ME): 28 rows, 14 with the source tag mask."""
     src = msd_e_tree(tmp_path / "src", subjects=2)
-    ingest(src, ws, dataset="msd-e", align=False)
+    ingest(ws, src, dataset="msd-e", align=False)
     return ws
 
 

@@ -139,7 +139,7 @@ def ferv39k_delivery(root: Path) -> Path:
 def ferv39k(tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("ferv39k")
     ws = Workspace.resolve(root / "ws")
-    ingest(ferv39k_delivery(root / "FERV39k"), ws, dataset="ferv39k", align=False)
+    ingest(ws, ferv39k_delivery(root / "FERV39k"), dataset="ferv39k", align=False)
     give_crops(ws, "ferv39k")
     return ws
 
@@ -214,7 +214,7 @@ def fer2013(tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("fer2013")
     fer_csv(root / "delivery" / "fer2013.csv", {"Training": 28, "PublicTest": 14, "PrivateTest": 14})
     ws = Workspace.resolve(root / "ws")
-    ingest(root / "delivery", ws, dataset="fer2013", align=False)
+    ingest(ws, root / "delivery", dataset="fer2013", align=False)
     give_crops(ws, "fer2013")
     return ws
 
@@ -299,7 +299,7 @@ def test_ferplus_trains_on_the_majority_labels_and_leaves_removed_rows_out(tmp_p
         votes.append(f"{usage},fer{i:07d}.png," + ",".join(str(counts[n]) for n in names))
     (delivery / "fer2013new.csv").write_text("\n".join(votes) + "\n")
     ws = Workspace.resolve(tmp_path / "ws")
-    ingest(delivery, ws, dataset="ferplus", align=False)
+    ingest(ws, delivery, dataset="ferplus", align=False)
     give_crops(ws, "ferplus")
     with ws.lock("relabel"):
         relabel(ws, "tables/ferplus/fer2013new.csv", scheme="ferplus-majority")

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,20 +36,60 @@ def test_dataset_name_is_optional_only_with_one_dataset(ws):
     _save(ws, "msd-e")
     assert ws.dataset_name(None) == "msd-e"
     _save(ws, "fer2013")
-    with pytest.raises(WorkspaceError, match="choose one with --dataset"):
+    with pytest.raises(WorkspaceError, match="choose one with dataset="):
         ws.dataset_name(None)
     with pytest.raises(WorkspaceError, match="has no manifest for ferv39k"):
         ws.dataset_name("ferv39k")
 
 
 def test_second_writer_fails_clearly_and_names_the_holder(ws):
-    with ws.lock("relabel"):
-        with pytest.raises(WorkspaceLocked, match=rf"pid {os.getpid()} \(relabel\)"):
-            with ws.lock("folds"):
+    import threading
+
+    raised: list[BaseException] = []
+
+    def second_writer() -> None:
+        try:
+            with Workspace(str(ws.root)).lock("folds"):
                 pass
+        except WorkspaceLocked as exc:
+            raised.append(exc)
+
+    with ws.lock("relabel"):
+        other = threading.Thread(target=second_writer)
+        other.start()
+        other.join()
+    assert len(raised) == 1 and re.search(rf"pid {os.getpid()} \(relabel\)", str(raised[0]))
     with ws.lock("folds"):  # released on exit
         pass
     assert not (ws.internal / "lock").exists()
+
+
+def test_the_lock_is_reentrant_in_one_thread_and_released_by_the_outermost_holder(ws):
+    with ws.lock("label-issues"):
+        with Workspace.of(str(ws.root)).lock("tag"):  # a library function calling another
+            assert json.loads((ws.internal / "lock").read_text())["command"] == "label-issues"
+        assert (ws.internal / "lock").exists()
+    assert not (ws.internal / "lock").exists()
+
+
+def test_library_functions_take_the_lock_themselves(ws):
+    from ferdata.workspace import writes_workspace
+
+    seen = []
+
+    @writes_workspace("probe")
+    def step(ws, *, note: str) -> str:
+        seen.append(json.loads((ws.internal / "lock").read_text())["command"])
+        return note
+
+    assert step(str(ws.root), note="ok") == "ok"  # a str is taken for the workspace
+    assert seen == ["probe"] and not (ws.internal / "lock").exists()
+
+
+def test_a_workspace_takes_str_and_path_like():
+    assert Workspace("some/where").root == Path("some/where")
+    assert Workspace.of("some/where").root == Path("some/where").resolve()
+    assert isinstance(Workspace(Path("x")).root, Path)
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(ws):

@@ -36,6 +36,8 @@ DETECTOR_FLAGS = {
     r"\bmodel_dir=": "--model-dir ",
     r"\bdetector=": "--detector ",
     r"\bdevice=": "--device ",
+    r"\bface_choice='([^']*)'": r"--face \1",
+    r"\bsize=(\d+)": r"--size \1",
 }
 
 

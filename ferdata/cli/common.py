@@ -108,12 +108,24 @@ def _disk_full(exc: BaseException) -> OSError | None:
     return None
 
 
+# Library arguments every command shares -> their flags (applied after the command's own map).
+COMMON_FLAGS = {
+    r"ingest it first \(dataset='([^']*)'\)": r"run ferdata ingest ... --dataset \1 first",
+    r"ingest a dataset first, or choose the workspace= that holds one": (
+        "run ferdata ingest first, or point --workspace/-w (or $FERDATA_WORKSPACE) at the right folder"
+    ),
+    r"\bdataset=NAME": "--dataset NAME",
+    r"\bdataset=": "--dataset",
+    r"\bworkspace=": "--workspace",
+}
+
+
 def fail(message: str, flags: dict[str, str] | None = None) -> NoReturn:
     """Print ``message`` as the command's one error line (library arguments renamed to flags), exit 1."""
 
     from ..errors import one_line
 
-    for argument, flag in (flags or {}).items():
+    for argument, flag in {**(flags or {}), **COMMON_FLAGS}.items():
         message = re.sub(argument, flag, message)
     # escaped: a message may quote brackets ("[1, 2]") that rich would read as markup
     err.print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False, soft_wrap=True)

@@ -130,7 +130,7 @@ def _print_balance(result) -> None:
         )
 
 
-@command("folds")
+@command("folds", flags={r"\bk=": "--k ", r"\bk must": "--k must"})
 def folds(
     k: Annotated[int, typer.Option("--k", help="Number of folds.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed always gives the same folds.")] = 0,

@@ -35,6 +35,7 @@ def parse_label_map(value: str | None) -> dict[str, str] | None:
 
 # library arguments named in ingest's errors -> the options a user passes (applied in this order)
 INGEST_FLAGS = {
+    r"\blabel_map=\{'([^']*)': '([^']*)'\}": r"--label-map \1=\2",
     r"\bprune=True": "--prune",
     r"\bskip_unparsed=True": "--skip-unparsed",
     r"\bsplit=NAME": "--split NAME",
@@ -180,7 +181,7 @@ def ingest_command(
     align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered}
     with progress_bar() as progress:
         result = ingest(
-            path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
+            ws, path, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
             skip_unparsed=skip_unparsed, split=split, prune=prune, align=align, align_options=align_options,
             progress=progress,
         )

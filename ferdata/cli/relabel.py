@@ -24,7 +24,18 @@ class OtherRule(StrEnum):
 _SHOWN_CHANGES = 20
 
 
-@command("relabel")
+# relabel's arguments in library messages -> its flags
+RELABEL_FLAGS = {
+    r"\bmin_agree=": "--min-agree ",
+    r"\bmax_other=": "--max-other ",
+    r"\bannotators=(?= |$)": "--annotators",
+    r"\bannotators=": "--annotators ",
+    r"\bskip_unmatched=True": "--skip-unmatched",
+    r"check the path": "check the --votes path",
+}
+
+
+@command("relabel", flags=RELABEL_FLAGS)
 def relabel_command(
     votes: Annotated[Path, typer.Option("--votes", help="Votes file: long, wide or the FER+ count matrix; CSV or Parquet.")],
     scheme: Annotated[Scheme, typer.Option(help="Voting scheme.")] = Scheme.msd_e,

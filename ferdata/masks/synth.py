@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -22,9 +22,7 @@ from ..errors import ImageUnreadable, UsageError
 from ..progress import ProgressFn, null_progress
 from ..schema import SYNTHETIC_SOURCE_PREFIX, has_crop, no_crop_reason
 from ..vision.masks import builtin_textures, choose_style, crop_points, draw_mask, load_textures
-
-if TYPE_CHECKING:
-    from ..workspace import Workspace
+from ..workspace import Workspace, WorkspaceLike, writes_workspace
 
 SYNTH_ID_SUFFIX = "#synthetic_mask"  # ``image_id`` of a synthetic row: the original's id + suffix
 
@@ -65,8 +63,9 @@ def _eligibility(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(reasons, index=frame.index, dtype=object)
 
 
+@writes_workspace("mask-synth")
 def synthesize_masks(
-    ws: Workspace,
+    ws: WorkspaceLike,
     *,
     dataset: str | None = None,
     seed: int = 0,
@@ -85,8 +84,9 @@ def synthesize_masks(
     ``aligned_path`` (``aligned/<dataset>/<size>px/synthetic/``). Original and twin share a
     ``pair_key`` (the original's, or ``synthetic|<id>``), so ``pair_id`` holds and a later
     ``ferdata pairs`` finds the same pairs. An original whose ``masked`` was unknown becomes
-    ``false`` (origin user): choosing it as the unmasked side says so. The caller holds the lock.
+    ``false`` (origin user): choosing it as the unmasked side says so.
     """
+    ws = Workspace.of(ws)
     from ..fsutil import sync
     from ..pairs import refresh_in_pe
     from ..schema import Manifest, new_frame

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,9 +32,7 @@ from ..errors import ImageUnreadable, TagError, UsageError
 from ..progress import ProgressFn, null_progress
 from ..schema import has_crop
 from ..vision.align import TEMPLATE_SIZE
-
-if TYPE_CHECKING:
-    from ..workspace import Workspace
+from ..workspace import Workspace, WorkspaceLike, writes_workspace
 
 FEATURES = (
     "chroma_gap_mouth",  # median colour distance of the mouth/chin region to the upper-face skin
@@ -241,8 +239,9 @@ class AutoMaskResult:
     written: list[Path] = field(default_factory=list)
 
 
+@writes_workspace("tag auto")
 def auto_tag_masks(
-    ws: Workspace,
+    ws: WorkspaceLike,
     *,
     dataset: str | None = None,
     threshold: float | None = None,
@@ -256,8 +255,9 @@ def auto_tag_masks(
     ``fit``, a model is first fitted on this workspace's rows whose ``masked`` is known from the
     source or a user (MSD-E's folders, ``ferdata mask-synth`` rows) and saved as
     ``tables/<dataset>/mask_model.json``. Source and user tags are never changed
-    (:func:`ferdata.tags.apply_auto_mask`). Writes the ``mask_score`` column. The caller holds the lock.
+    (:func:`ferdata.tags.apply_auto_mask`). Writes the ``mask_score`` column.
     """
+    ws = Workspace.of(ws)
     from ..schema import Manifest
     from ..tags import MASKED_ORIGIN_COLUMN, SOURCE, USER, apply_auto_mask, with_origins
 

@@ -24,11 +24,11 @@ from .card import CardFacts, dataset_card, terms_of
 from .hub import PUSH_TIMEOUT_S, hub_client, push_folder
 from .plan import IMAGE_MODES, fold_counts, plan_parts
 from .shards import default_workers, write_parts
+from ..workspace import Workspace, WorkspaceLike, writes_workspace
 
 if TYPE_CHECKING:
     import os
 
-    from ..workspace import Workspace
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _remove_stale(out_dir: Path, written: set[Path]) -> None:
 
 
 def publish(
-    ws: Workspace,
+    ws: WorkspaceLike,
     out_dir: str | os.PathLike[str],
     *,
     dataset: str | None = None,
@@ -119,6 +119,7 @@ def publish(
     images (default: 2 per core, at most 8). ``push`` then uploads the folder to that Hub dataset
     repo, private unless ``public``. Reads the workspace only: no lock needed.
     """
+    ws = Workspace.of(ws)
     started = time.perf_counter()
     configs = (configs,) if isinstance(configs, str) else tuple(configs or layout.CONFIGS)
     _check_arguments(images, configs, shards, workers, push, public)

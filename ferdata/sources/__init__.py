@@ -51,10 +51,10 @@ def detect_source(names: list[str], where: str, tree: Tree | None = None) -> Sou
     if best < 0.3:
         raise LayoutError(
             f"{where} does not look like any supported dataset (MSD-E/ + MSD-ME/, train/ + valid/, "
-            f"a FER2013 CSV, 2_ClipsforFaceCrop/, <split>/<label>/): pass --dataset NAME"
+            f"a FER2013 CSV, 2_ClipsforFaceCrop/, <split>/<label>/): pass dataset=NAME"
         )
     if best == second:
-        raise LayoutError(f"{where} could be {best_name} or {second_name}: pass --dataset NAME")
+        raise LayoutError(f"{where} could be {best_name} or {second_name}: pass dataset=NAME")
     return adapters[best_name]
 
 

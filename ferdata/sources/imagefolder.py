@@ -68,7 +68,7 @@ class ImageFolder(Source):
                 continue
             label = self._label(parts[0], options)
             if label is None or label not in LABELS:
-                yield Unparsed(name, f"folder {parts[0]!r} names no known expression: pass --label-map {parts[0]}=<label>")
+                yield Unparsed(name, f"folder {parts[0]!r} names no known expression: map it with label_map={{{parts[0]!r}: '<label>'}}")
                 continue
             yield file_record(name, rel, label, split=split)
         if ignored:

@@ -94,7 +94,7 @@ def test_align_killed_at_60_percent_resumes_in_at_most_65_percent_of_the_time(tm
     has used 60% of the uninterrupted run's CPU time; benchmarks/align_resume.py gives the same
     ratio in wall time."""
     base = tmp_path / "base"
-    ingest(fer_like_folder(tmp_path / "src", 800), Workspace(base), dataset="imagefolder", align=False)
+    ingest(Workspace(base), fer_like_folder(tmp_path / "src", 800), dataset="imagefolder", align=False)
     reference, ws = shutil.copytree(base, tmp_path / "reference"), shutil.copytree(base, tmp_path / "ws")
     args = lambda ws: ["align", "-w", str(ws), "--device", "cpu", "--registered"]  # noqa: E731
     _, full = run_measured(args(reference), tmp_path / "reference.out")
@@ -150,7 +150,7 @@ def test_changed_settings_or_restart_start_afresh(tmp_path: Path) -> None:
     from ferdata.align import align_manifest, discard_journal
 
     ws = Workspace(tmp_path / "ws")
-    ingest(fer_like_folder(tmp_path / "src", 24), ws, dataset="imagefolder", align=False)
+    ingest(ws, fer_like_folder(tmp_path / "src", 24), dataset="imagefolder", align=False)
     manifest = ws.load("imagefolder")
     first, report = align_manifest(ws, manifest, device="cpu", registered=True)
     assert report.resumed == 0 and journal_rows(ws.root, "imagefolder") == 24
@@ -171,7 +171,7 @@ def test_a_torn_last_line_is_ignored_and_cut_before_appending(tmp_path: Path) ->
     from ferdata.align import align_manifest
 
     ws = Workspace(tmp_path / "ws")
-    ingest(fer_like_folder(tmp_path / "src", 12), ws, dataset="imagefolder", align=False)
+    ingest(ws, fer_like_folder(tmp_path / "src", 12), dataset="imagefolder", align=False)
     manifest = ws.load("imagefolder")
     first, _ = align_manifest(ws, manifest, device="cpu")
     path = journal_path(ws, "imagefolder")

@@ -91,7 +91,7 @@ def test_writers_waiting_for_the_lock_never_interleave(tmp_path: Path) -> None:
 
 def test_lock_of_a_dead_process_is_stale_and_taken_over(tmp_path: Path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
-    ingest(msd_e_tree(tmp_path / "src", subjects=1), ws, dataset="msd-e", align=False)
+    ingest(ws, msd_e_tree(tmp_path / "src", subjects=1), dataset="msd-e", align=False)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     lock = ws.internal / "lock"
@@ -106,7 +106,7 @@ def test_lock_of_a_dead_process_is_stale_and_taken_over(tmp_path: Path) -> None:
 
 def test_holder_killed_with_sigkill_leaves_a_lock_the_next_command_takes_over(tmp_path: Path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
-    ingest(msd_e_tree(tmp_path / "src", subjects=1), ws, dataset="msd-e", align=False)
+    ingest(ws, msd_e_tree(tmp_path / "src", subjects=1), dataset="msd-e", align=False)
     code = "import sys, time; from ferdata.workspace import Workspace\nwith Workspace.resolve(sys.argv[1]).lock('pairs'): time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code, str(ws.root)], env=clean_env())
     assert wait_for(lambda: (ws.internal / "lock").exists())
@@ -163,7 +163,7 @@ def age(path: Path, seconds: float) -> None:
 
 def test_empty_lock_left_by_a_kill_is_stale_once_it_is_a_few_seconds_old(tmp_path: Path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
-    ingest(msd_e_tree(tmp_path / "src", subjects=1), ws, dataset="msd-e", align=False)
+    ingest(ws, msd_e_tree(tmp_path / "src", subjects=1), dataset="msd-e", align=False)
     lock = ws.internal / "lock"
     killed_before_naming_itself(lock)
 

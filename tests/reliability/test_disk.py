@@ -64,7 +64,7 @@ def sandbox(tmp_path: Path):
 @pytest.fixture
 def relabel_ready(sandbox: Path) -> tuple[Workspace, Path]:
     ws = Workspace.resolve(sandbox / "ws")
-    ingest(msd_e_tree(sandbox / "src", subjects=10), ws, dataset="msd-e", align=False)
+    ingest(ws, msd_e_tree(sandbox / "src", subjects=10), dataset="msd-e", align=False)
     votes = write_votes(sandbox / "votes.csv", ws.load("msd-e").frame["image_id"])
     return ws, votes
 
@@ -104,7 +104,7 @@ def test_full_disk_during_relabel_keeps_the_previous_manifest(relabel_ready) -> 
 
 def test_full_disk_during_ingest_keeps_the_previous_manifest_and_originals(sandbox: Path) -> None:
     ws = Workspace.resolve(sandbox / "ws")
-    ingest(imagefolder(sandbox / "first", n=6), ws, dataset="imagefolder", align=False)
+    ingest(ws, imagefolder(sandbox / "first", n=6), dataset="imagefolder", align=False)
     before = user_files(ws.root)
     changed = imagefolder(sandbox / "second", n=6, size=(160, 160))  # same names, new and bigger bytes
     args = ["ingest", str(changed), "--dataset", "imagefolder", "--no-align", "-w", str(ws.root)]
@@ -179,7 +179,7 @@ def test_full_disk_while_a_nested_archive_is_spooled_is_one_clear_line(sandbox: 
     from builders import image_bytes
 
     ws = Workspace.resolve(sandbox / "ws")
-    ingest(imagefolder(sandbox / "first", n=6), ws, dataset="imagefolder", align=False)
+    ingest(ws, imagefolder(sandbox / "first", n=6), dataset="imagefolder", align=False)
     before = user_files(ws.root)
     images = {f"{('happy', 'sad')[k % 2]}/img{k:03d}.png": image_bytes(k, (64, 64), "PNG") for k in range(12)}
     inner = af.zip_archive(sandbox / "inner.zip", images, compression="stored")
@@ -218,7 +218,7 @@ def full_disk_setup(tmp_path_factory) -> dict:
     """A workspace after ingest, votes for it, and a second delivery to ingest."""
     root = tmp_path_factory.mktemp("full-disk")
     ws = Workspace.resolve(root / "ws")
-    ingest(msd_e_tree(root / "src", subjects=3), ws, dataset="msd-e", align=False)
+    ingest(ws, msd_e_tree(root / "src", subjects=3), dataset="msd-e", align=False)
     return {
         "root": root,
         "ws": ws.root,

@@ -69,7 +69,7 @@ def ingest_in_sandbox(archive_bytes: bytes, suffix: str) -> None:
         archive.write_bytes(archive_bytes)
         ws = Workspace.resolve(sandbox / "ws")
         try:
-            ingest(archive, ws, dataset="imagefolder", align=False, limits=LIMITS, password=lambda: Secret(PASSWORD))
+            ingest(ws, archive, dataset="imagefolder", align=False, limits=LIMITS, password=lambda: Secret(PASSWORD))
         except FerdataError as exc:
             assert "\n" not in str(exc)
         outside = [name for name in snapshot(sandbox) if not name.startswith("ws/")]

@@ -39,7 +39,7 @@ def populated(tmp_path_factory) -> Path:
     """A workspace that already holds a good imagefolder dataset (the thing a bad archive must not harm)."""
     root = tmp_path_factory.mktemp("populated")
     ws = Workspace.resolve(root / "ws")
-    ingest(imagefolder(root / "good"), ws, dataset="imagefolder", align=False)
+    ingest(ws, imagefolder(root / "good"), dataset="imagefolder", align=False)
     return ws.root
 
 

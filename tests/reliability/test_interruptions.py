@@ -125,7 +125,7 @@ def test_killed_ingest_resumes_to_the_same_manifest_and_files(tmp_path: Path, de
 @pytest.mark.slow
 def test_killed_align_reruns_to_the_same_faces(tmp_path: Path) -> None:
     base = tmp_path / "base"
-    ingest(face_msd_e(tmp_path / "src", subjects=2), Workspace(base), dataset="msd-e", align=False)
+    ingest(Workspace(base), face_msd_e(tmp_path / "src", subjects=2), dataset="msd-e", align=False)
     reference, ws = shutil.copytree(base, tmp_path / "reference"), shutil.copytree(base, tmp_path / "ws")
     args = lambda ws: ["align", "-w", str(ws), "--device", "cpu"]
     window = timed_run(args(reference), reference)
@@ -148,7 +148,7 @@ def test_killed_relabel_reruns_to_the_same_labels_and_audit(tmp_path: Path) -> N
     import csv
 
     base = tmp_path / "base"
-    ingest(msd_e_tree(tmp_path / "src", subjects=20), Workspace(base), dataset="msd-e", align=False)
+    ingest(Workspace(base), msd_e_tree(tmp_path / "src", subjects=20), dataset="msd-e", align=False)
     frame = Workspace(base).load("msd-e").frame
     votes = tmp_path / "votes.csv"
     rng = random.Random(3)

@@ -87,7 +87,7 @@ def publishable(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("publish")
     files = {f"{('happy', 'sad', 'angry', 'fear')[k % 4]}/img{k:04d}.png": image_bytes(k, (96, 96), "PNG") for k in range(400)}
     ws = Workspace(root / "ws")
-    ingest(af.folder(root / "src", files), ws, dataset="imagefolder", align=False)
+    ingest(ws, af.folder(root / "src", files), dataset="imagefolder", align=False)
     return ws.root
 
 
