@@ -241,8 +241,7 @@ def run_demo(
         + f" ({result.align_report.detector} on {result.align_report.provider})",
     ])
 
-    with ws.lock("relabel"):
-        relabelled = relabel(ws, sample.votes, dataset="msd-e")
+    relabelled = relabel(ws, sample.votes, dataset="msd-e")
     actions = relabelled.audit["action"].value_counts().to_dict()
     done("relabel", [
         "MSD-E rule (paper section 2.2): at least half of the 7 annotators for the winner, at most 25% for the others",
@@ -250,15 +249,13 @@ def run_demo(
         f"audit: {ws.root.name}/tables/msd-e/relabel_audit.csv",
     ])
 
-    with ws.lock("pairs"):
-        pairs = make_pairs(ws, dataset="msd-e")
+    pairs = make_pairs(ws, dataset="msd-e")
     done("pairs", [
         f"{pairs.n_pairs} non-masked/masked pairs, {pairs.n_in_pe} in MSD-PE (both labels agree)",
         "left out of MSD-PE: " + (", ".join(f"{k} {v}" for k, v in pairs.removed_by_reason.items()) or "none"),
     ])
 
-    with ws.lock("folds"):
-        folds = make_folds(ws, 2, dataset="msd-e", seed=seed, progress=progress)
+    folds = make_folds(ws, 2, dataset="msd-e", seed=seed, progress=progress)
     sizes = folds.balance.set_index("fold")["images"].to_dict()
     done("folds", [
         "2 identity-independent folds: " + ", ".join(f"fold {k}: {v} images" for k, v in sizes.items()),
@@ -283,7 +280,8 @@ def run_demo(
     ])
 
     from .labelissues import label_issues
-    from .train.loop import TrainConfig, train_baseline
+    from .train.config import TrainConfig
+    from .train.loop import train_baseline
 
     config = TrainConfig(subset="mix", epochs=epochs, folds=2, seed=seed, device=device, batch_size=32, milestones=())
     run = train_baseline(out / "dataset", out / "run", config, progress=progress)
@@ -294,8 +292,7 @@ def run_demo(
         f"{out.name}/run: results.md, results.json, oof.parquet, confusion matrices, t-SNE",
     ])
 
-    with ws.lock("label-issues"):
-        issues = label_issues(out / "run", tag=True, ws=ws, dataset="msd-e")
+    issues = label_issues(out / "run", tag=True, ws=ws, dataset="msd-e")
     done("label-issues", [
         f"{len(issues.issues)} of {issues.n_checked} images look mislabelled to cleanlab; tagged label_issue for review",
         f"ranked list: {issues.table_path.relative_to(out)}",

@@ -117,6 +117,9 @@ def render_contact_sheet(ws, frame, *, per_group: int = 10, tile: int = 96) -> n
 def write_contact_sheet(ws, manifest, out: Path, *, per_group: int = 10, tile: int = 96) -> Path:
     """Render the manifest's contact sheet and write it as a PNG at ``out`` (atomically)."""
     from ..errors import UsageError
+    from ..workspace import Workspace
+
+    ws = Workspace.of(ws)
 
     out = Path(out)
     if out.suffix.lower() != ".png":
