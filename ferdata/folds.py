@@ -23,6 +23,8 @@ Only rows with a label take part: removed rows (``label_status == 'removed'``) g
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,8 @@ import pandas as pd
 
 from .errors import UsageError
 from .graph import connected_components, key_edges
+from .leakage import DEFAULT_HAMMING, DEFAULT_IDENTITY_THRESHOLD, DEFAULT_NEIGHBOURS, DEFAULT_SIMILARITY
+from .progress import ProgressFn
 from .schema import LABELS, labelled_rows, usable_rows
 from .workspace import Workspace, WorkspaceLike, writes_workspace
 
@@ -403,14 +407,14 @@ def make_folds(
     dataset: str | None = None,
     seed: int = 0,
     within_split: str | None = None,
-    hamming: int = 6,
-    neighbours: int | None = None,
-    similarity: float | None = None,
-    identity_model=None,
-    identity_threshold: float | None = None,
+    hamming: int = DEFAULT_HAMMING,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    similarity: float = DEFAULT_SIMILARITY,
+    identity_model: str | os.PathLike[str] | None = None,
+    identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,
     strict: bool = False,
     workers: int | None = None,
-    progress=None,
+    progress: ProgressFn | None = None,
 ) -> FoldsResult:
     """Assign folds in a workspace's manifest, then check them for leakage.
 
@@ -428,9 +432,7 @@ def make_folds(
     from . import leakage
     from .fsutil import atomic_path
 
-    threshold = leakage.DEFAULT_IDENTITY_THRESHOLD if identity_threshold is None else identity_threshold
-    neighbours = leakage.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
-    similarity = leakage.DEFAULT_SIMILARITY if similarity is None else similarity
+    threshold = identity_threshold
     manifest = ws.load(dataset)
     frame = manifest.frame.reset_index(drop=True)
     # cheap checks first: duplicate clusters can only lower the number of groups

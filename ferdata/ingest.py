@@ -36,7 +36,7 @@ from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
 from .schema import SPLITS, SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame, write_manifest
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
-from .workspace import Workspace
+from .workspace import Workspace, log
 
 # Columns that describe the image as the source gave it; everything else was written by later
 # steps and survives a re-ingest when the image's bytes are unchanged.
@@ -285,6 +285,9 @@ def ingest(
             discard_journal(ws, manifest.dataset)
             result.manifest, result.align_report = manifest, report
     result.seconds = time.perf_counter() - start
+    log.info("ingest: %s rows of %s from %s in %.1f s", result.rows, result.dataset, path.name, result.seconds)
+    for warning in result.warnings:
+        log.warning("ingest: %s", warning)
     return result
 
 

@@ -19,6 +19,7 @@ import errno
 import functools
 import inspect
 import json
+import logging
 import os
 import socket
 import threading
@@ -30,6 +31,8 @@ from typing import ParamSpec, TypeVar
 
 from .errors import WorkspaceError, WorkspaceLocked, WorkspaceWriteError
 from .fsutil import TEMP_PREFIX, remove_stale_temps
+
+log = logging.getLogger("ferdata")
 
 ENV_VAR = "FERDATA_WORKSPACE"
 # A lock file that is still empty (or unreadable) this many seconds after it was created was left
@@ -267,7 +270,8 @@ def writes_workspace(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]
     """Decorate a library function that writes the workspace given as its ``ws`` argument: the
     argument becomes a :class:`Workspace` (a str or path-like is accepted) and the workspace's lock
     is held while the function runs, named ``command`` in the lock file. A ``ws`` of None (where the
-    function accepts none) takes no lock."""
+    function accepts none) takes no lock. The step's start and end are logged (``ferdata`` logger,
+    DEBUG and INFO), and so are the warnings its result carries."""
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(function)
@@ -279,7 +283,13 @@ def writes_workspace(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]
                 return function(*args, **kwargs)
             ws = bound.arguments["ws"] = Workspace.of(bound.arguments["ws"])
             with ws.lock(command):
-                return function(*bound.args, **bound.kwargs)
+                log.debug("%s: started on %s", command, ws.root)
+                started = time.perf_counter()
+                result = function(*bound.args, **bound.kwargs)
+            log.info("%s: done on %s in %.1f s", command, ws.root, time.perf_counter() - started)
+            for warning in getattr(result, "warnings", None) or ():
+                log.warning("%s: %s", command, warning)
+            return result
 
         return locked
 
