@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def run_demo(
     epochs: int = 2,
     device: str = "auto",
     seed: int = 0,
-    on_step=None,
+    on_step: Callable[[Step], None] | None = None,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
     """Build the sample under ``out`` and run every step on it, as a researcher would on real data.

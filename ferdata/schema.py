@@ -14,6 +14,7 @@ Python lists (or ``None``).
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +278,10 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def read_manifest(path: Path) -> Manifest:
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """The manifest stored at ``path`` (a ``manifests/<dataset>.parquet``), checked against the
+    schema; a file that is not one raises :class:`~ferdata.errors.SchemaError`."""
+    path = Path(os.fspath(path))
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:

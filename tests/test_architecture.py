@@ -212,3 +212,28 @@ def test_importing_the_cli_loads_no_heavy_package():
     code = "import sys, ferdata, ferdata.cli; print(' '.join(sorted(m for m in %r if m in sys.modules)))" % (HEAVY,)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
     assert result.stdout.strip() == ""
+
+
+def test_the_public_api_is_importable_typed_and_documented():
+    """Every name ``ferdata`` exports loads, has a docstring, and its functions annotate every
+    parameter and their return (the package ships ``py.typed``)."""
+    import inspect
+
+    import ferdata
+
+    assert (PACKAGE / "py.typed").is_file()
+    untyped = []
+    for name in ferdata.__all__:
+        if name == "__version__":
+            continue
+        value = getattr(ferdata, name)
+        if name == "WorkspaceLike":
+            continue  # a type alias
+        if not inspect.getdoc(value):
+            untyped.append(f"{name}: no docstring")
+        if inspect.isfunction(value):
+            signature = inspect.signature(value)
+            missing = [p for p, v in signature.parameters.items() if v.annotation is inspect.Parameter.empty]
+            if missing or signature.return_annotation is inspect.Signature.empty:
+                untyped.append(f"{name}({', '.join(missing)}{' -> ?' if signature.return_annotation is inspect.Signature.empty else ''})")
+    assert not untyped, "public names untyped or undocumented: " + "; ".join(untyped)

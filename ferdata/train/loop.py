@@ -64,6 +64,7 @@ import pandas as pd
 from ..errors import UsageError
 from ..fsutil import atomic_path, atomic_write_bytes, remove_stale_temps
 from ..progress import ProgressFn
+from ..workspace import WorkspaceLike
 from .config import DEVICES, PRECISIONS, TrainConfig
 from .data import MASKED, NO_FOLD_VALUE, NON_MASKED, DiskFaces, FaceData, load_faces, pe_pairs, subset_rows
 
@@ -751,7 +752,7 @@ def initialisation(config: TrainConfig, report: dict[str, Any] | None) -> dict[s
 
 
 def train_baseline(
-    source,
+    source: WorkspaceLike,
     run_dir: Path | str | None = None,
     config: TrainConfig = TrainConfig(),
     *,

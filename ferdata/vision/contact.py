@@ -9,12 +9,18 @@ with an ``R``, so it is never mistaken for a detected face.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..fsutil import atomic_write_bytes
 from .encode import encode_png
+
+if TYPE_CHECKING:
+    from ..schema import Manifest
+    from ..workspace import WorkspaceLike
 
 _GREY = (96, 96, 96)
 _RED = (200, 40, 40)
@@ -114,7 +120,7 @@ def render_contact_sheet(ws, frame, *, per_group: int = 10, tile: int = 96) -> n
     return np.vstack(rows)
 
 
-def write_contact_sheet(ws, manifest, out: Path, *, per_group: int = 10, tile: int = 96) -> Path:
+def write_contact_sheet(ws: WorkspaceLike, manifest: Manifest, out: str | os.PathLike[str], *, per_group: int = 10, tile: int = 96) -> Path:
     """Render the manifest's contact sheet and write it as a PNG at ``out`` (atomically)."""
     from ..errors import UsageError
     from ..workspace import Workspace
