@@ -23,7 +23,7 @@ _SHOWN = 10
 # The library's argument names in its messages -> these commands' flags.
 TAG_FLAGS = {
     r"\bwhere=": "--where ",
-    r"\bids_file=": "--ids ",
+    r"\bids=": "--ids ",
     r"\bthreshold=": "--threshold ",
     r"\blimit=": "--limit ",
     r"\bfit=True": "--fit",
@@ -36,7 +36,10 @@ WhereOpt = Annotated[
     str | None,
     typer.Option("--where", help="Pandas expression over manifest columns, e.g. \"split == 'train' and label == 'happy'\".", show_default=False),
 ]
-IdsOpt = Annotated[Path | None, typer.Option("--ids", help="File of image ids (or file names), one per line.", show_default=False)]
+IdsOpt = Annotated[
+    str | None,
+    typer.Option("--ids", help="Image ids (or file names) separated by commas, or @FILE for a file with one per line.", show_default=False),
+]
 
 
 def _subcommand(name: str) -> Callable:
@@ -55,7 +58,7 @@ def _change(result) -> None:
 
 @_subcommand("add")
 def add_command(tag: TagOpt, where: WhereOpt = None, ids: IdsOpt = None, workspace: WorkspaceOpt = None, dataset: DatasetOpt = None) -> None:
-    """Add an occlusion tag to the images chosen by --where and/or --ids (origin: user).
+    """Add an occlusion tag to the images chosen by --where and/or --ids (origin: manual).
 
     Adding mask or synthetic_mask also sets masked=true where it was unknown.
 
@@ -66,7 +69,7 @@ def add_command(tag: TagOpt, where: WhereOpt = None, ids: IdsOpt = None, workspa
 
     ws = Workspace.resolve(workspace)
     with ws.lock("tag add"):
-        _change(tag_images(ws, tag, where=where, ids_file=ids, dataset=dataset))
+        _change(tag_images(ws, tag, where=where, ids=ids, dataset=dataset))
 
 
 @_subcommand("remove")
@@ -74,22 +77,23 @@ def remove_command(
     tag: TagOpt,
     where: WhereOpt = None,
     ids: IdsOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Also remove the tag where it came from the source.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also remove the tag where it came from the source (the dataset's own layout or lists).")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
     """Remove an occlusion tag from the images chosen by --where and/or --ids.
 
-    Tags that came from the source (MSD-E's MSD-ME/ folder, Occlu-FER) stay unless --force.
+    A tag goes whatever its origin (manual, auto_mask, label_issues, review), except that tags
+    from the source (MSD-E's MSD-ME/ folder, Occlu-FER) stay unless --force.
 
-    Example: ferdata tag remove -w ws --tag label_issue --ids ok_after_review.txt
+    Example: ferdata tag remove -w ws --tag label_issue --ids @ok_after_review.txt
     """
     from ..tags import tag_images
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
     with ws.lock("tag remove"):
-        _change(tag_images(ws, tag, remove=True, where=where, ids_file=ids, force=force, dataset=dataset))
+        _change(tag_images(ws, tag, remove=True, where=where, ids=ids, force=force, dataset=dataset))
 
 
 @_subcommand("import")
@@ -123,7 +127,7 @@ def list_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
-    """Count images per tag, by origin (source, user, auto), and per masked value.
+    """Count images per tag, by origin (source, manual, auto_mask, label_issues, review), and per masked value.
 
     Example: ferdata tag list -w ws --dataset msd-e
     """
@@ -154,9 +158,9 @@ def auto_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
-    """Tag masks automatically from the face crops (mask_score column, tag mask, origin auto).
+    """Tag masks automatically from the face crops (mask_score column, tag mask, origin auto_mask).
 
-    Never changes tags or masked values that came from the source or a user; running it again
+    Never changes tags or masked values that came from the source or a person; running it again
     with another threshold replaces only its own earlier decisions. Precision and recall of the
     built-in model are in docs/tag.md.
 
