@@ -30,12 +30,17 @@ RegisteredOpt = Annotated[
     ),
 ]
 
+# The contact sheet's options, shared with `ferdata stats`.
+PerRowOpt = Annotated[int, typer.Option("--per-row", help="Contact sheet: faces per row (one row per label and masked).")]
+LabelIdsOpt = Annotated[bool, typer.Option("--label-ids", help="Contact sheet: write each face's image_id under it.")]
+
 # The detector's arguments in library messages -> the flags of `ferdata align` and `ferdata ingest`.
 DETECTOR_FLAGS = {
     r"\bmodel_dir=(?=\s)": "--model-dir",
     r"\bmodel_dir=": "--model-dir ",
     r"\bdetector=": "--detector ",
     r"\bdevice=": "--device ",
+    r"\bper_row=": "--per-row ",
 }
 
 
@@ -56,8 +61,12 @@ def align(
         bool, typer.Option("--restart", help="Detect every row again instead of resuming an interrupted run.")
     ] = False,
     contact_sheet: Annotated[
-        Path | None, typer.Option("--contact-sheet", help="Also write a PNG grid of the crops by label and masked.", show_default=False)
+        Path | None,
+        typer.Option("--contact-sheet", help="Also write a grid of the crops by label and masked: PNG, or PDF/SVG when the "
+                     "file name ends in .pdf/.svg.", show_default=False),
     ] = None,
+    per_row: PerRowOpt = 10,
+    label_ids: LabelIdsOpt = False,
 ) -> None:
     """Detect the face in every image of a dataset and write aligned crops.
 
@@ -73,6 +82,10 @@ def align(
     from ..workspace import Workspace
     from .common import progress_bar
 
+    if contact_sheet is not None:
+        from ..figures import format_of
+
+        format_of(contact_sheet)  # a wrong suffix fails now, not after the alignment
     ws = Workspace.resolve(workspace)
     with ws.lock("align"):
         manifest = ws.load(dataset)
@@ -87,7 +100,7 @@ def align(
         if contact_sheet is not None:
             from ..vision.contact import write_contact_sheet
 
-            write_contact_sheet(ws, aligned, contact_sheet)
+            write_contact_sheet(ws, aligned, contact_sheet, per_row=per_row, label_ids=label_ids)
 
     table = Table(title=f"align {aligned.dataset}: {report.detector} on {report.provider}")
     table.add_column("face_status")

@@ -79,7 +79,7 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 # the library's argument names in its messages -> this command's flags
 _FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "teacher", "protocol", "memory_budget", "folds", "fold", "feature", "method", "subset", "epochs", "batch_size",
-    "image_size", "milestones", "kd_p", "device")} | {"run_dir": "--out"}
+    "image_size", "milestones", "kd_p", "device", "dpi")} | {"run_dir": "--out", "figure_format": "--format"}
 
 
 def _with_flags(message: str) -> str:
@@ -131,7 +131,11 @@ def train_baseline_command(
     kd_lambda: Annotated[float, typer.Option("--kd-lambda", help="KD: weight λ of the feature MSE.")] = 100.0,
     kd_p: Annotated[float, typer.Option("--kd-p", help="KD: probability that the student sees the non-masked image.")] = 0.5,
     augment: Annotated[bool, typer.Option(help="Random flip and small affine jitter on the training faces (one draw per pair).")] = True,
-    tsne: Annotated[bool, typer.Option(help="Draw tsne.png from one fold's validation features.")] = True,
+    tsne: Annotated[bool, typer.Option(help="Draw tsne.FORMAT: a t-SNE panel of each fold's out-of-fold features (or of "
+                                       "the evaluated split), each with its legend.")] = True,
+    figure_format: Annotated[str, typer.Option("--format", help="Format of the confusion matrices and the t-SNE: png, pdf "
+                                               "or svg (vector, for papers).")] = "png",
+    dpi: Annotated[int, typer.Option("--dpi", help="Resolution of PNG figures (and of images inside PDF/SVG).")] = 150,
     epoch_log: Annotated[bool, typer.Option(help="Predict the evaluated images after every epoch (epochs.csv; a "
                                             "diagnostic under folds).")] = True,
     memory_budget: Annotated[str | None, typer.Option(help="Decoded faces above this size (e.g. 8GiB, 500MB, 0) go to a "
@@ -146,8 +150,8 @@ def train_baseline_command(
     val where there is also a test split, and test is reported (video: per clip too, WAR and
     UAR). Writes RUN_DIR/run.json, the rounds' folders (model.pt, history.json,
     predictions.parquet), oof.parquet or predictions.parquet, epochs.csv, results.json,
-    results.md, confusion-matrix PNGs and tsne.png. Running the same command again skips the
-    rounds already finished. No weights are downloaded: without --init the networks start from
+    results.md, the confusion matrices and the t-SNE (PNG, or --format pdf|svg). Running the
+    same command again skips the rounds already finished. No weights are downloaded: without --init the networks start from
     random weights, and every report says so.
 
     Example: ferdata train-baseline -w ws --subset pe --method cl --folds 10 --out runs/pe-cl
@@ -162,7 +166,8 @@ def train_baseline_command(
             image_size=image_size, lr_backbone=lr_backbone, lr_head=lr_head, milestones=_milestones(milestones),
             seed=seed, device=device, precision=precision, init=str(init) if init else None,
             teacher=str(teacher) if teacher else None, feature=feature, cl_a=cl_a, cl_b=cl_b, kd_lambda=kd_lambda,
-            kd_p=kd_p, augment=augment, tsne=tsne, epoch_log=epoch_log, memory_budget=memory_budget,
+            kd_p=kd_p, augment=augment, tsne=tsne, figure_format=figure_format, dpi=dpi, epoch_log=epoch_log,
+            memory_budget=memory_budget,
         ).resolved()
         ws = None if data is not None else Workspace.resolve(workspace)
         with _live() as (progress, monitor):
