@@ -553,7 +553,7 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
             table.to_csv(tmp, index=False)
         files.append(run_dir / "epochs.csv")
     fmt, dpi = config.figure_format, config.dpi
-    evaluated = "all folds' out-of-fold images" if protocol == "folds" else "evaluated split"
+    evaluated = "all folds, out-of-fold" if protocol == "folds" else "evaluated split"
     total = np.asarray(summary["confusion_total"])
     files.append(plot_confusion(total, list(classes), run_dir / f"confusion.{fmt}", figure_title(experiment, evaluated, total),
                                 figure_format=fmt, dpi=dpi))
@@ -571,8 +571,8 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
             part = predictions[predictions["fold"] == name] if protocol == "folds" else predictions
             features = np.load(Path(logged["folder"]) / "features.npy")
             panels.append((f"fold {name}" if protocol == "folds" else "evaluated split", features, part))
-        what = "penultimate features of each fold's out-of-fold images" if protocol == "folds" else "penultimate features"
-        written = plot_tsne(panels, list(classes), run_dir / f"tsne.{fmt}", f"{experiment}: t-SNE of the {what}",
+        what = "a panel per fold, its out-of-fold images" if protocol == "folds" else "the evaluated split"
+        written = plot_tsne(panels, list(classes), run_dir / f"tsne.{fmt}", f"{experiment}\nt-SNE of the penultimate features: {what}",
                             seed=config.seed, figure_format=fmt, dpi=dpi)
         if written is not None:
             files.append(written)
