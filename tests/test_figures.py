@@ -59,6 +59,63 @@ def test_each_format_writes_its_own_kind_of_file_the_same_every_time(tmp_path, f
     assert signature(tsne) == fmt
 
 
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def assert_valid(path, fmt: str) -> None:
+    """``path`` is a whole, readable file of its format: a PNG that decodes, a PDF whose
+    cross-reference table is where its trailer says, an SVG that parses as XML."""
+    data = path.read_bytes()
+    if fmt == "png":
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+            image.load()  # every pixel decodes
+    elif fmt == "pdf":
+        import re
+
+        assert data.startswith(b"%PDF-1.") and data.rstrip().endswith(b"%%EOF")
+        offset = int(re.search(rb"startxref\s+(\d+)\s+%%EOF\s*$", data).group(1))
+        assert data[offset:offset + 4] == b"xref"  # the trailer points at the table: not truncated
+        assert len(re.findall(rb"/Type\s*/Page\b", data)) == 1
+    else:
+        from xml.etree import ElementTree
+
+        root = ElementTree.fromstring(data)
+        assert root.tag == f"{SVG}svg" and float(root.get("width").removesuffix("pt")) > 100
+
+
+def svg_texts(path) -> list[str]:
+    """The SVG's ``<text>`` elements: the words a vector editor edits and a search finds."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.parse(path).getroot()
+    return ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+
+
+@pytest.mark.parametrize("fmt", figures.FORMATS)
+def test_every_figure_is_a_valid_file_of_its_format(tmp_path, sheet_ws, fmt):
+    title = figure_title("ResNet-18 baseline on Mix", "all folds, out-of-fold", MATRIX)
+    assert_valid(plot_confusion(MATRIX, CLASSES, tmp_path / f"confusion.{fmt}", title, figure_format=fmt), fmt)
+    assert_valid(plot_tsne(rounds(2), CLASSES, tmp_path / f"tsne.{fmt}", "t-SNE", figure_format=fmt), fmt)
+    sheet = tmp_path / f"sheet.{fmt}"
+    write_contact_sheet(sheet_ws, sheet_ws.load(), sheet, per_row=4, label_ids=True)
+    assert_valid(sheet, fmt)
+
+
+def test_svg_text_is_text_not_glyph_outlines(tmp_path):
+    title = figure_title("ResNet-18 baseline on Mix", "masked images", MATRIX)
+    path = plot_confusion(MATRIX, CLASSES, tmp_path / "c.svg", title, figure_format="svg")
+    texts = svg_texts(path)
+    assert "masked images: n = 16, accuracy 75.0%" in texts and "ResNet-18 baseline on Mix" in texts
+    assert set(CLASSES) <= set(texts)  # the axis labels too
+    assert "DejaVuSans-" not in path.read_text()  # no glyphs drawn as paths (svg.fonttype "path")
+    tsne = plot_tsne(rounds(2), CLASSES, tmp_path / "tsne.svg", "t-SNE", figure_format="svg")
+    assert {"fold 0: n = 24", "fold 1: n = 24"} <= {t.split(",")[0] for t in svg_texts(tsne)}
+    assert "masked" in svg_texts(tsne)  # the legends' entries
+
+
 def test_dpi_sets_a_pngs_pixels(tmp_path):
     small = plot_confusion(MATRIX, CLASSES, tmp_path / "small.png", "t", dpi=50)
     large = plot_confusion(MATRIX, CLASSES, tmp_path / "large.png", "t", dpi=200)

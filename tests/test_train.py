@@ -252,7 +252,7 @@ def test_figures_in_svg_and_pdf_with_n_and_accuracy_in_their_titles(runs, publis
     assert cli.exit_code == 0, cli.output
     assert (folder / "confusion.pdf").read_bytes().startswith(b"%PDF-")
     bad = CliRunner().invoke(app, ["train-baseline", "--data", str(published), "--format", "eps", "--out", str(folder)])
-    assert bad.exit_code == 1 and "--format 'eps' is not one of png, pdf, svg" in bad.output
+    assert bad.exit_code == 2 and "'eps' is not one of png, pdf, svg" in bad.stderr  # bad usage, before any work
 
 
 def test_results_json_equals_numbers_recomputed_from_oof(runs):

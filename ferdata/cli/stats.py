@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .align import LabelIdsOpt, PerRowOpt
-from .common import DatasetOpt, WorkspaceOpt, command, err, out
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, command, err, out, print_json
 
 
 def print_tables(data: dict) -> None:
@@ -47,7 +47,7 @@ def print_tables(data: dict) -> None:
 def stats_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")] = False,
+    as_json: JsonOpt = False,
     contact_sheet: Annotated[
         Path | None,
         typer.Option("--contact-sheet", help="Also write a grid of aligned faces by label and masked (failures shown as "
@@ -64,8 +64,6 @@ def stats_command(
 
     Example: ferdata stats -w ws --dataset msd-e --contact-sheet faces.pdf --label-ids
     """
-    import json
-
     from ..stats import summary, to_json
     from ..workspace import Workspace
 
@@ -77,7 +75,7 @@ def stats_command(
 
         write_contact_sheet(ws, manifest, contact_sheet, per_row=per_row, label_ids=label_ids)
     if as_json:
-        typer.echo(json.dumps(to_json(data), indent=2))
+        print_json(to_json(data))
     else:
         print_tables(data)
     if contact_sheet is not None:
