@@ -120,7 +120,7 @@ def test_label_issue_tags_carry_their_origin_and_go_without_force(trained, tmp_p
     assert set(pd.read_csv(run / "label_issues.csv")["image_id"]) <= set(flagged)
     listed = runner.invoke(app, ["tag", "list", *w, "--json"])
     assert listed.exit_code == 0, listed.output
-    row = next(r for r in json.loads(listed.output) if r["tag"] == TAG)
+    row = next(r for r in json.loads(listed.stdout)["counts"] if r["tag"] == TAG)
     assert row[LABEL_ISSUES] == row["total"] == len(flagged) and row[SOURCE] == 0
     assert all(m.get(TAG) == LABEL_ISSUES for m in tag_origins(frame) if TAG in m)
 

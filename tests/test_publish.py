@@ -563,8 +563,6 @@ def test_cli_publish(msd_ws, tmp_path) -> None:
 @pytest.mark.parametrize(
     "kwargs, args, library, cli",
     [
-        ({"images": "raw"}, ["--images", "raw"], "images='raw' is not one of aligned, original",
-         "--images raw is not one of aligned, original"),
         ({"public": True}, ["--public"], "public=True only applies with push=REPO_ID",
          "--public only applies with --push REPO_ID"),
         ({"shards": 0}, ["--shards", "0"], "shards=0 must be 1 or more", "--shards 0 must be 1 or more"),
@@ -579,6 +577,14 @@ def test_errors_name_arguments_in_python_and_flags_in_the_cli(msd_ws, tmp_path, 
     assert result.exit_code == 1
     assert f"error: {cli}" in result.output and library not in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_images_value_is_a_library_error_and_cli_usage(msd_ws, tmp_path) -> None:
+    with pytest.raises(UsageError, match="images='raw' is not one of aligned, original"):
+        publish(msd_ws, tmp_path / "o", images="raw")
+    result = CliRunner().invoke(app, ["publish", "-w", str(msd_ws.root), "--out", str(tmp_path / "o"), "--images", "raw"])
+    assert result.exit_code == 2 and "'raw' is not one of aligned, original" in result.stderr  # bad usage, checked first
     assert not (tmp_path / "o").exists()
 
 
