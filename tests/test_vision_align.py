@@ -188,7 +188,7 @@ def test_cli_align_errors_are_one_line_and_exit_1(tmp_path):
     ws = _workspace(tmp_path / "ws", {"a.png": skimage.data.astronaut()})
     runner = CliRunner()
     bad_face = runner.invoke(app, ["align", "-w", str(ws.root), "--face", "middle"])
-    assert bad_face.exit_code == 1 and "--face middle" in bad_face.output
+    assert bad_face.exit_code == 2 and "'middle' is not one of largest, center" in bad_face.stderr  # bad usage
     no_models = runner.invoke(app, ["align", "-w", str(ws.root), "--detector", "scrfd", "--model-dir", str(tmp_path)])
     assert no_models.exit_code == 1 and "det_10g.onnx" in no_models.output
     assert f"--model-dir {tmp_path} holds" in no_models.output and "--detector scrfd expects" in no_models.output
