@@ -78,7 +78,9 @@ def work_held(frame: pd.DataFrame) -> dict[str, pd.Series]:
     """For each kind of work later steps write into rows (relabel, folds, pairs, tags, align,
     mask-synth), which rows of the manifest ``frame`` hold it; the keys read as counts ("3 paired")."""
 
-    def has_origin(values, origins=("user", "auto")) -> bool:
+    from .tags import ADDED_ORIGINS
+
+    def has_origin(values, origins=ADDED_ORIGINS) -> bool:
         return values is not None and any(v in origins for v in values)
 
     masked_origin = frame["masked_origin"].astype(object)
@@ -87,7 +89,7 @@ def work_held(frame: pd.DataFrame) -> dict[str, pd.Series]:
         "in folds": frame["fold"].notna(),
         "paired": frame["pair_id"].notna(),
         "tagged": frame["tag_origin"].map(has_origin).astype(bool)
-        | masked_origin.isin(("user", "auto"))
+        | masked_origin.isin(ADDED_ORIGINS)
         | frame["mask_score"].notna(),
         "with alignment results": frame["face_status"].isin(("aligned", "registered", "no_face")),
         "made by mask-synth": frame["source"].astype(str).str.startswith(SYNTHETIC_SOURCE_PREFIX),

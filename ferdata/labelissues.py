@@ -8,8 +8,10 @@ most likely wrong. They are ranked by cleanlab's self-confidence label-quality s
 probability the network gives to the image's own label, lowest first).
 
 With ``tag`` the flagged images get the tag ``label_issue`` in their ``occlusion`` list in the
-workspace, so that the next review round (a new vote, ``ferdata relabel``) can start from them.
-Tagging never changes a label.
+workspace, with the origin ``label_issues`` (so ``ferdata tag list`` counts them apart from the
+dataset's own tags and ``ferdata tag remove`` takes them away without ``--force``), so that the
+next review round (a new vote, ``ferdata relabel``) can start from them. Tagging never changes a
+label.
 """
 
 from __future__ import annotations
@@ -91,10 +93,13 @@ def rank_label_issues(oof: pd.DataFrame, *, filter_by: str = "prune_by_noise_rat
 
 @writes_workspace("label-issues")
 def tag_label_issues(ws: WorkspaceLike, image_ids: list[str], *, dataset: str | None = None, run: str | None = None) -> int:
-    """Add ``label_issue`` to these images' ``occlusion`` tags; returns how many rows gained it.
+    """Add ``label_issue`` (origin ``label_issues``) to these images' tags; returns how many rows gained it.
 
-    Takes the workspace lock. Unknown ids are an error: the run came from another data.
+    An image that holds the tag already keeps it with its origin. Takes the workspace lock.
+    Unknown ids are an error: the run came from another data.
     """
+    from .tags import LABEL_ISSUES, add_tag
+
     ws = Workspace.of(ws)
     manifest = ws.load(dataset)
     frame = manifest.frame
@@ -105,15 +110,12 @@ def tag_label_issues(ws: WorkspaceLike, image_ids: list[str], *, dataset: str | 
             f"{len(unknown)} flagged images are not in {ws.root}'s {manifest.dataset} manifest "
             f"(e.g. {min(unknown)}): pass the workspace the run was trained on with -w"
         )
-    hit = frame["image_id"].isin(wanted)
-    gained = int(sum(TAG not in (tags or []) for tags in frame.loc[hit, "occlusion"]))
-    frame.loc[hit, "occlusion"] = pd.Series(
-        [list(tags or []) + ([TAG] if TAG not in (tags or []) else []) for tags in frame.loc[hit, "occlusion"]],
-        index=frame.index[hit], dtype=object,
-    )
-    manifest.provenance["label_issues"] = {"run": run, "flagged": len(wanted), "newly_tagged": gained, "tag": TAG}
+    change = add_tag(frame, TAG, frame["image_id"].isin(wanted), origin=LABEL_ISSUES)
+    manifest.frame = change.frame
+    manifest.provenance["label_issues"] = {"run": run, "flagged": len(wanted), "newly_tagged": change.changed, "tag": TAG,
+                                           "origin": LABEL_ISSUES}
     ws.save(manifest)
-    return gained
+    return change.changed
 
 
 def run_origin(run_dir: Path) -> dict[str, Any]:

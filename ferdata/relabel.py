@@ -385,7 +385,7 @@ class RelabelResult:
     dataset: str
     scheme: str
     parameters: dict[str, Any]
-    audit: pd.DataFrame
+    audit: pd.DataFrame = field(metadata={"json": False})  # one row per voted image: in the audit file, not in --json
     summary: pd.DataFrame
     changes: pd.DataFrame
     n_votes: int

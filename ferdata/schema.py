@@ -114,6 +114,11 @@ COLUMNS: tuple[Column, ...] = tuple(
     for c in _SPEC["columns"]
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+# column -> {old value: new value}: vocabulary values renamed since manifests were first written
+RENAMED: dict[str, dict[str, str]] = {
+    c["name"]: dict(_SPEC.get("renamed", {})[c["vocabulary"]])
+    for c in _SPEC["columns"] if c.get("vocabulary") in _SPEC.get("renamed", {})
+}
 _BY_NAME = {c.name: c for c in COLUMNS}
 ARROW_SCHEMA = pa.schema([c.field() for c in COLUMNS])
 
@@ -193,11 +198,30 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def with_new_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the vocabulary values of :data:`RENAMED` under their new names (the same
+    frame when it holds none): manifests, and code, written before a rename stay readable."""
+    out = frame
+    for name, renames in RENAMED.items():
+        if name not in frame.columns:
+            continue
+        series = frame[name]
+        if column(name).is_list:
+            old = series.map(lambda v: v is not None and not isinstance(v, float) and any(t in renames for t in v))
+            if old.any():
+                out = out.copy() if out is frame else out
+                out.loc[old, name] = pd.Series([[renames.get(t, t) for t in v] for v in series[old]], index=series.index[old], dtype=object)
+        elif series.isin(list(renames)).any():
+            out = out.copy() if out is frame else out
+            out[name] = series.map(lambda v: renames.get(v, v) if isinstance(v, str) else v)
+    return out
+
+
 def from_arrow(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas(
         types_mapper={pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}.get,
     )
-    return _coerce(frame)
+    return _coerce(with_new_names(frame))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -265,9 +289,11 @@ class Manifest:
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
-    """Validate and write atomically: a crash leaves the previous manifest intact."""
-    validate(manifest.frame)
-    table = to_arrow(manifest.frame)
+    """Validate and write atomically: a crash leaves the previous manifest intact. Renamed
+    vocabulary values (:data:`RENAMED`) are written under their new names."""
+    frame = with_new_names(manifest.frame)
+    validate(frame)
+    table = to_arrow(frame)
     meta = dict(table.schema.metadata or {})
     meta[PROVENANCE_KEY] = json.dumps(
         {"schema_version": SCHEMA_VERSION, "dataset": manifest.dataset, "steps": manifest.provenance},

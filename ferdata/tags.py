@@ -5,14 +5,17 @@ them there, so that one kind of change never undoes another:
 
 - ``tag_origin`` (list of strings, parallel to ``occlusion``): the origin of each tag, one of
   ``source`` (the source adapter: MSD-E's ``MSD-ME/`` folder, Occlu-FER; or ``ferdata
-  mask-synth``, which made the image), ``user`` (``ferdata tag add`` / ``import``), ``auto``
-  (``ferdata tag auto``) or ``review`` (a person on ``ferdata review``'s page).
+  mask-synth``, which made the image), ``manual`` (``ferdata tag add`` / ``import``),
+  ``auto_mask`` (``ferdata tag auto --mask``), ``label_issues`` (``ferdata label-issues --tag``)
+  or ``review`` (a person on ``ferdata review``'s page).
 - ``masked_origin`` (string): the origin of the ``masked`` value, with the same vocabulary.
 
 A manifest written before these columns existed is read as "every tag and every known ``masked``
 came from the source" (:func:`with_origins`), the conservative reading: automatic tagging never
 overwrites a tag or a ``masked`` value it did not set itself, and removing a source tag needs
-``force``.
+``force``. Only ``source`` tags need it: a tag that ferdata or a person added is removed
+without. (Manifests written before the origins were renamed say ``user`` and ``auto``; the
+schema reads them as ``manual`` and ``auto_mask``.)
 
 Pure table functions (:func:`add_tag`, :func:`remove_tag`, :func:`apply_auto_mask`,
 :func:`tag_counts`, ...) take and return frames; the workspace entry points at the end
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,14 +37,18 @@ import numpy as np
 import pandas as pd
 
 from .errors import TagError, UsageError
-from .schema import OCCLUSION_TAGS
+from .schema import OCCLUSION_TAGS, RENAMED, TAG_ORIGINS
 from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 TAG_ORIGIN_COLUMN = "tag_origin"
 MASKED_ORIGIN_COLUMN = "masked_origin"
 MASK_SCORE_COLUMN = "mask_score"
-SOURCE, USER, AUTO, REVIEW = "source", "user", "auto", "review"
-ORIGINS = (SOURCE, USER, AUTO, REVIEW)
+# the origins (manifests/schema.toml's tag_origins); AUTO is what `ferdata tag auto --mask` sets
+SOURCE, MANUAL, AUTO, LABEL_ISSUES, REVIEW = "source", "manual", "auto_mask", "label_issues", "review"
+ORIGINS = TAG_ORIGINS
+# origins whose tags ferdata or a person added: removed without force, kept by a re-ingest's check
+ADDED_ORIGINS = tuple(o for o in ORIGINS if o != SOURCE)
+_RENAMED_ORIGINS = RENAMED.get(TAG_ORIGIN_COLUMN, {})
 # Tags that mean "a mask covers the lower face": adding one fills an unknown ``masked``.
 MASK_TAGS = ("mask", "synthetic_mask")
 
@@ -72,6 +80,7 @@ def _origin_maps(frame: pd.DataFrame) -> list[dict[str, str]]:
         row_tags, row_origins = _as_list(row_tags), _as_list(row_origins)
         if len(row_origins) != len(row_tags):  # written by a step that knew nothing of origins
             row_origins = [SOURCE] * len(row_tags)
+        row_origins = [_RENAMED_ORIGINS.get(o, o) for o in row_origins]
         maps.append({t: (o if o in ORIGINS else SOURCE) for t, o in zip(row_tags, row_origins)})
     return maps
 
@@ -92,6 +101,7 @@ def with_origins(frame: pd.DataFrame) -> pd.DataFrame:
     masked = out["masked"].astype("boolean")
     if MASKED_ORIGIN_COLUMN in out.columns:
         origin = out[MASKED_ORIGIN_COLUMN].astype(object).where(out[MASKED_ORIGIN_COLUMN].notna(), None)
+        origin = origin.replace(_RENAMED_ORIGINS)
         origin = origin.where(origin.isin(ORIGINS) | origin.isna(), SOURCE)
     else:
         origin = pd.Series(None, index=out.index, dtype=object)
@@ -102,7 +112,7 @@ def with_origins(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def tag_origins(frame: pd.DataFrame) -> list[dict[str, str]]:
-    """Per row, each tag with its origin (``source``, ``user`` or ``auto``)."""
+    """Per row, each tag with its origin (one of :data:`ORIGINS`)."""
     return _origin_maps(frame)
 
 
@@ -135,7 +145,7 @@ def select(frame: pd.DataFrame, where: str | None = None, ids: Iterable[str] | N
         if missing:
             raise TagError(
                 f"{len(missing)} image ids are not in the manifest (e.g. {', '.join(missing[:_SHOWN])}); "
-                "use image_id values from the manifest, one per line"
+                "use image_id values (or file names) from the manifest"
             )
         picked = pd.Series(False, index=frame.index)
         picked.iloc[rows] = True
@@ -184,6 +194,33 @@ def read_id_file(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+Ids = str | os.PathLike | Iterable[str]
+
+
+def image_names(ids: Ids, frame: pd.DataFrame) -> list[str]:
+    """The image ids (or file names) that ``ids`` gives, as the ``--ids`` option takes them.
+
+    A string is ``"@FILE"`` (FILE holds one id per line, as :func:`read_id_file` reads it) or ids
+    separated by commas (``"a,b,c"``); a path is a file of ids; any other iterable holds the ids
+    themselves. A string naming one existing file that is no image of ``frame`` is read as a
+    file of ids too: the form ``--ids FILE`` of earlier versions.
+    """
+    if isinstance(ids, os.PathLike):
+        return read_id_file(Path(ids))
+    if not isinstance(ids, str):
+        return [str(name) for name in ids]
+    if ids.startswith("@"):
+        if not ids[1:]:
+            raise TagError("ids='@' names no file: write ids='@FILE' with one image id per line")
+        return read_id_file(Path(ids[1:]))
+    names = [name.strip() for name in ids.split(",") if name.strip()]
+    if not names:
+        raise TagError(f"ids={ids!r} names no image: give image ids separated by commas, or ids='@FILE'")
+    if len(names) == 1 and Path(names[0]).is_file() and not resolve_images(frame, names)[0]:
+        return read_id_file(Path(names[0]))
+    return names
+
+
 # ----------------------------------------------------------------------------- changes
 
 
@@ -198,12 +235,14 @@ class TagChange:
     unmatched: list[str] = field(default_factory=list)
 
 
-def add_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, origin: str = USER) -> TagChange:
-    """Add ``tag`` to the selected rows. A tag already there keeps its origin.
+def add_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, origin: str = MANUAL) -> TagChange:
+    """Add ``tag`` to the selected rows, with ``origin``. A tag already there keeps its origin.
 
     Adding ``mask`` or ``synthetic_mask`` also sets ``masked`` to true where it was unknown.
     """
     check_tag(tag)
+    if origin not in ORIGINS:
+        raise UsageError(f"origin={origin!r} is not one of {', '.join(ORIGINS)}")
     frame = with_origins(frame)
     maps = _origin_maps(frame)
     positions = np.flatnonzero(selected.to_numpy(dtype=bool))
@@ -220,9 +259,10 @@ def add_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, origin: str = US
 
 
 def remove_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, force: bool = False) -> TagChange:
-    """Remove ``tag`` from the selected rows; a tag from the source stays unless ``force``.
+    """Remove ``tag`` from the selected rows, whatever its origin; a tag from the source stays
+    unless ``force``.
 
-    Where the last mask tag goes and ``masked`` had been set by a tag (origin user or auto),
+    Where the last mask tag goes and ``masked`` had been set by a tag (any origin but source),
     ``masked`` returns to unknown.
     """
     check_tag(tag)
@@ -240,7 +280,7 @@ def remove_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, force: bool =
             continue
         del maps[i][tag]
         changed += 1
-        if tag in MASK_TAGS and not any(t in maps[i] for t in MASK_TAGS) and masked_origin[i] in (USER, AUTO, REVIEW):
+        if tag in MASK_TAGS and not any(t in maps[i] for t in MASK_TAGS) and masked_origin[i] in ADDED_ORIGINS:
             unset[i] = True
     out = _set_tags(frame, maps)
     out = _set_masked(out, unset, None, None)
@@ -369,7 +409,7 @@ def list_name_candidates(name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def import_tag_rows(frame: pd.DataFrame, rows: list[tuple[str, str]], origin: str = USER) -> TagChange:
+def import_tag_rows(frame: pd.DataFrame, rows: list[tuple[str, str]], origin: str = MANUAL) -> TagChange:
     """Add each (image, tag) pair; images are resolved as in :func:`resolve_images`."""
     frame = with_origins(frame)
     unmatched: list[str] = []
@@ -396,7 +436,7 @@ def import_tag_rows(frame: pd.DataFrame, rows: list[tuple[str, str]], origin: st
 
 
 def tag_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Images per tag and origin (columns ``tag``, ``source``, ``user``, ``auto``, ``total``),
+    """Images per tag and origin (columns ``tag``, one per origin of :data:`ORIGINS`, ``total``),
     every vocabulary tag listed, plus rows ``masked=true``/``false``/``unknown``."""
     maps = _origin_maps(frame)
     counts = {tag: dict.fromkeys(ORIGINS, 0) for tag in OCCLUSION_TAGS}
@@ -443,27 +483,31 @@ def tag_images(
     *,
     remove: bool = False,
     where: str | None = None,
-    ids_file: Path | None = None,
+    ids: Ids | None = None,
     force: bool = False,
     dataset: str | None = None,
 ) -> TagResult:
-    """``ferdata tag add|remove``: add (or remove) ``tag`` on the rows chosen by ``where`` / ``ids_file``.
+    """``ferdata tag add|remove``: add (or remove) ``tag`` on the rows chosen by ``where`` / ``ids``.
 
-    Takes the workspace lock. Records the operation in ``provenance["tag"]``.
+    ``ids`` takes what :func:`image_names` reads: ``"a,b,c"``, ``"@FILE"``, a path or a list of
+    ids. Added tags get the origin ``manual``; ``remove`` takes a tag away whatever its origin,
+    except that a ``source`` tag stays unless ``force``. Takes the workspace lock.
+    Records the operation in ``provenance["tag"]``.
     """
     ws = Workspace.of(ws)
     from .schema import Manifest
 
     check_tag(tag)
-    if where is None and ids_file is None:
-        raise UsageError("choose the images: where=EXPRESSION, ids_file=FILE, or both")
+    if where is None and ids is None:
+        raise UsageError("choose the images: where=EXPRESSION, ids='a,b,c' or ids='@FILE', or both")
     name = ws.dataset_name(dataset)
     manifest = ws.load(name)
-    ids = read_id_file(ids_file) if ids_file is not None else None
-    chosen = select(manifest.frame, where, ids)
+    names = image_names(ids, manifest.frame) if ids is not None else None
+    chosen = select(manifest.frame, where, names)
     change = remove_tag(manifest.frame, tag, chosen, force) if remove else add_tag(manifest.frame, tag, chosen)
     action = "remove" if remove else "add"
-    _record(manifest, action, {"tag": tag, "where": where, "ids_file": str(ids_file) if ids_file else None,
+    given = ids if isinstance(ids, str) else os.fspath(ids) if isinstance(ids, os.PathLike) else None
+    _record(manifest, action, {"tag": tag, "where": where, "ids": given, "ids_given": None if names is None else len(names),
                                "selected": change.selected, "changed": change.changed, "force": force})
     ws.save(Manifest(dataset=name, frame=change.frame, provenance=manifest.provenance))
     return TagResult(name, action, tag, change.selected, change.changed, change.kept_source)

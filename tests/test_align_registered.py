@@ -228,7 +228,7 @@ def test_contact_sheet_marks_registered_crops_apart_from_detected_ones(fer_run):
     ws, result, _ = fer_run
     frame = result.frame[result.frame["face_status"] != "unreadable"].reset_index(drop=True)
     tile, caption = 96, 190
-    sheet = render_contact_sheet(ws, frame, per_group=8, tile=tile)
+    sheet = render_contact_sheet(ws, frame, per_row=8, tile=tile)
     amber = np.all(sheet == (255, 176, 0), axis=2)
     tiles = [amber[4 : 4 + tile, caption + k * (tile + 4) : caption + k * (tile + 4) + tile] for k in range(8)]
     # One row (one label, masked unknown): two registered tiles (a quarter of the row) framed in

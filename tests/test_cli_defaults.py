@@ -97,3 +97,32 @@ def test_the_documented_differences_hold() -> None:
     ingest = commands()["ingest"]
     gib = next(p.default for p in ingest.params if p.name == "max_total_gb")
     assert int(gib * 2**30) == Limits().max_total_bytes
+
+
+def test_library_messages_reach_the_user_with_the_flags_to_pass(tmp_path: Path) -> None:
+    """The library names its arguments (``size=8``, ``label_map=...``, ``k=5``); each command
+    prints the same line with its own flags."""
+    from typer.testing import CliRunner
+
+    from ferdata.schema import Manifest, new_frame
+    from ferdata.workspace import Workspace
+
+    runner = CliRunner()
+    src = tmp_path / "src" / "train" / "Q7"
+    src.mkdir(parents=True)
+    (src / "a.jpg").write_bytes(b"not read")
+    ws = tmp_path / "ws"
+    result = runner.invoke(app, ["ingest", str(tmp_path / "src"), "-w", str(ws), "--dataset", "imagefolder", "--no-align"])
+    assert result.exit_code == 1
+    assert "map it with --label-map Q7=<label>" in result.output and "label_map=" not in result.output
+
+    rows = [{"image_id": f"i{i}", "dataset": "imagefolder", "source": f"i{i}.png", "original_path": f"originals/i{i}.png",
+             "sha256": f"{i:064x}", "label_original": "happy", "label": "happy", "label_status": "original",
+             "subject_id": "s1"} for i in range(4)]
+    Workspace(ws).save(Manifest(dataset="imagefolder", frame=new_frame(rows), provenance={}))
+    result = runner.invoke(app, ["align", "-w", str(ws), "--size", "8"])
+    assert result.exit_code == 1 and "--size 8 is out of range" in result.output
+    result = runner.invoke(app, ["folds", "-w", str(ws), "--k", "3"])
+    assert result.exit_code == 1 and "--k 3 is larger than the number of identity groups (1)" in result.output
+    result = runner.invoke(app, ["pairs", "-w", str(ws), "--dataset", "msd-e"])
+    assert result.exit_code == 1 and "run ferdata ingest ... --dataset msd-e first" in result.output

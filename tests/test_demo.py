@@ -20,6 +20,11 @@ def test_demo_runs_every_step_and_leaves_usable_artefacts(tmp_path, monkeypatch)
     for step in ("sample", "ingest", "relabel", "pairs", "folds", "stats", "publish", "train-baseline", "label-issues"):
         assert step in result.output
     assert "made up" in result.output and "ferdata ingest msd-e.zip" in result.output
+    # printed to a pipe (CliRunner's stdout is not a terminal), no line is hard-wrapped: the commands
+    # shown for copy and paste stay whole, and so do the long lines inside the steps' panels
+    lines = [line.strip(" │") for line in result.stdout.splitlines()]
+    assert "ferdata train-baseline --data msd-e-dataset --subset mix --folds 10 --out runs/mix" in lines
+    assert f"load it with datasets.load_dataset('{out / 'dataset'}', 'mix')" in lines
 
     manifest = Workspace.resolve(out / "workspace").load("msd-e")
     frame = manifest.frame

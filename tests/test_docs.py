@@ -48,3 +48,27 @@ def test_help_has_an_example_and_a_docs_page(path):
     top = path.split()[0]
     assert (DOCS / f"{top}.md").is_file(), f"docs/{top}.md is missing"
     assert f"ferdata {top}" in README, f"the README has no example of ferdata {top}"
+
+
+SHARED = {"--quiet", "--verbose", "--help"}  # every command's, documented once in docs/cli.md
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_every_option_is_on_the_commands_page(path, command):
+    page = (DOCS / f"{path.split()[0]}.md").read_text()
+    options = [p for p in command.params if p.param_type_name == "option" and not SHARED & set(p.opts)]
+    missing = [p.opts[0] for p in options if not any(f"`{name}" in page or f"{name}`" in page or f"{name}/" in page
+                                                     for name in [*p.opts, *p.secondary_opts])]
+    assert not missing, f"docs/{path.split()[0]}.md does not mention {', '.join(missing)}"
+
+
+def test_the_conventions_page_lists_every_json_command():
+    page = (DOCS / "cli.md").read_text()
+    table = page[page.index("| command | the document |"):]
+    with_json = [path for path, command in COMMANDS if any("--json" in p.opts for p in command.params)]
+    assert len(with_json) >= 12
+    for path in with_json:
+        assert f"`{path}`" in table or f"`{path.split()[0]} {path.split()[1]}`" in table, f"docs/cli.md: no `{path}` in the --json table"
+    for shared in ("--version", "-h", "--install-completion", "--show-completion", "-q/--quiet", "-v/--verbose", "exit"):
+        assert shared in page.lower() if shared == "exit" else shared in page
+    assert "docs/cli.md" in README and "--version" in README

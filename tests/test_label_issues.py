@@ -101,3 +101,32 @@ def test_cli_label_issues_and_a_published_run_needs_a_workspace_to_tag(trained):
     assert refused.exit_code == 1 and "-w" in refused.output
     tagged = runner.invoke(app, ["label-issues", str(other), "--tag", "-w", str(ws.root)])
     assert tagged.exit_code == 0, tagged.output
+
+
+def test_label_issue_tags_carry_their_origin_and_go_without_force(trained, tmp_path):
+    """label-issues --tag -> tag list counts them under label_issues, not source -> the reviewer's
+    list of images whose label is fine removes their tags with tag remove --ids @FILE, no --force."""
+    import json
+
+    from ferdata.tags import LABEL_ISSUES, SOURCE, tag_origins
+
+    ws, run, _ = trained
+    runner = CliRunner()
+    w = ["-w", str(ws.root)]
+    tagged = runner.invoke(app, ["label-issues", str(run), "--tag"])
+    assert tagged.exit_code == 0, tagged.output
+    frame = ws.load().frame
+    flagged = frame.loc[frame["occlusion"].map(lambda tags: TAG in tags), "image_id"].tolist()  # earlier runs' too
+    assert set(pd.read_csv(run / "label_issues.csv")["image_id"]) <= set(flagged)
+    listed = runner.invoke(app, ["tag", "list", *w, "--json"])
+    assert listed.exit_code == 0, listed.output
+    row = next(r for r in json.loads(listed.stdout)["counts"] if r["tag"] == TAG)
+    assert row[LABEL_ISSUES] == row["total"] == len(flagged) and row[SOURCE] == 0
+    assert all(m.get(TAG) == LABEL_ISSUES for m in tag_origins(frame) if TAG in m)
+
+    ok = tmp_path / "ok.txt"
+    ok.write_text("\n".join(flagged) + "\n")
+    removed = runner.invoke(app, ["tag", "remove", *w, "-t", TAG, "--ids", f"@{ok}"])
+    assert removed.exit_code == 0, removed.output
+    assert f"{len(flagged):,} of {len(flagged):,} selected" in removed.output and "--force" not in removed.output
+    assert not ws.load().frame["occlusion"].map(lambda tags: TAG in tags).any()

@@ -140,7 +140,11 @@ def test_image_configs_round_trip_row_by_row(msd_ws, msd_frame, msd_out, load, c
     assert train["fold"] == expected["fold"].tolist()
     assert train["masked"] == expected["masked"].tolist()
     assert train["pair_id"] == expected["pair_id"].tolist()
-    assert train["in_pe"] == expected["in_pe"].tolist()
+    # published in_pe: the image's pair is a row of pe; the no-face pair is in MSD-PE, not in pe
+    no_face_pair = msd_frame.loc[msd_frame["image_id"] == NO_FACE, "pair_id"].item()
+    assert train["in_pe"] == (expected["in_pe"] & (expected["pair_id"] != no_face_pair)).tolist()
+    pe_ids = set(load(out, "pe")["train"]["image_id_nonmasked"]) | set(load(out, "pe")["train"]["image_id_masked"])
+    assert {i for i, p in zip(train["image_id"], train["in_pe"]) if p} == pe_ids & set(train["image_id"])
     assert train["label_status"] == expected["label_status"].tolist()
     assert train.features["label_original"].names == list(BASIC_LABELS)
     assert [train.features["label_original"].int2str(i) for i in train["label_original"]] == expected["label_original"].tolist()
@@ -242,12 +246,124 @@ def test_card_yaml_names_every_config_and_the_gating(msd_out) -> None:
     terms = terms_of("msd-e")
     assert header["extra_gated_prompt"] == " ".join(terms["text"].split())
     assert set(header["extra_gated_fields"].values()) == {"text", "checkbox"}
+    assert header["license_link"] == terms["url"] == "https://github.com/SridharSola/MSD-E"
+    assert header["size_categories"] == ["n<1K"]
     info = {c["config_name"]: c for c in header["dataset_info"]}
-    assert info["mix"]["splits"] == [{"name": "train", "num_examples": 54}]
-    assert info["pe"]["splits"] == [{"name": "train", "num_examples": 25}]
+    for name, rows in (("mix", 54), ("pe", 25)):
+        [split] = info[name]["splits"]
+        assert (split["name"], split["num_examples"]) == ("train", rows)
+        # num_bytes: the rows' Arrow size, as datasets records a split's (within its validity bitmaps)
+        arrow = pq.read_table(out / "data" / name / "train-00000-of-00001.parquet").nbytes
+        assert abs(split["num_bytes"] - arrow) <= 0.001 * arrow
+        assert info[name]["dataset_size"] == split["num_bytes"]
+        assert info[name]["download_size"] == (out / "data" / name / "train-00000-of-00001.parquet").stat().st_size
     label = next(f for f in info["mix"]["features"] if f["name"] == "label")
     assert label["dtype"]["class_label"]["names"] == {str(i): n for i, n in enumerate(BASIC_LABELS)}
     assert [f["name"] for f in info["pe"]["features"]][:3] == ["image_nonmasked", "image_masked", "label"]
+
+
+@pytest.mark.parametrize("n, category", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (35_887, "10K<n<100K"),
+                                         (10**12, "n>1T")])
+def test_size_categories_are_the_hubs(n, category) -> None:
+    from ferdata.publish.card import size_category
+
+    assert size_category(n) == category
+
+
+def test_license_links_only_where_the_terms_have_a_known_address() -> None:
+    assert terms_of("ferv39k")["url"] == "https://github.com/wangyanckxx/FERV39k"
+    assert terms_of("occlu-fer")["url"].startswith("https://")
+    assert "url" not in terms_of("fer2013") and "url" not in terms_of("imagefolder")
+
+
+@pytest.fixture
+def no_card_warnings(monkeypatch):
+    """Everything ``datasets`` logs at WARNING or above, and every Python warning, while loading."""
+    import logging
+    import warnings
+
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(f"{record.name}: {record.getMessage()}")
+
+    handler = Collect(level=logging.WARNING)
+    logger = logging.getLogger("datasets")  # datasets' own loggers do not propagate to the root
+    logger.addHandler(handler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield lambda: records + [f"{w.category.__name__}: {w.message}" for w in caught]
+    logger.removeHandler(handler)
+
+
+def test_every_config_loads_without_a_warning(msd_out, load, no_card_warnings) -> None:
+    """The card's dataset_info is complete (num_bytes and num_examples per split): datasets takes
+    it whole instead of printing 'Ignoring part of dataset_info ... malformed' per config."""
+    out, result = msd_out
+    for config in result.configs:
+        ds = load(out, config)
+        assert ds["train"].num_rows == result.counts[config]["train"]
+        assert ds["train"].info.splits["train"].num_examples == result.counts[config]["train"]
+    assert no_card_warnings() == []
+
+
+def run_card_snippets(folder: Path, monkeypatch, tmp_path) -> list[str]:
+    """Execute the card's python code blocks as printed, the folder's path put in for the placeholder."""
+    import contextlib
+
+    import datasets
+
+    from ferdata.publish.card import LOAD_PATH
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    body = (folder / "README.md").read_text().split("---\n", 2)[2]
+    blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
+    assert blocks and all(LOAD_PATH in b for b in blocks)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for block in blocks:
+            exec(compile(block.replace(LOAD_PATH, str(folder)), "card", "exec"), {})
+    return printed.getvalue().splitlines()
+
+
+def test_the_cards_torch_snippet_runs_as_printed(msd_out, monkeypatch, tmp_path) -> None:
+    """A shuffled torch DataLoader over the columns the card selects: images as uint8 tensors."""
+    pytest.importorskip("torch")
+    out, result = msd_out
+    body = (out / "README.md").read_text()
+    assert "select_columns" in body and 'with_format("torch")' in body
+    lines = run_card_snippets(out, monkeypatch, tmp_path)
+    assert lines[0].startswith("torch.Size([32, 3, 112, 112]) tensor(")
+    assert lines[1].startswith("torch.Size([16, 3, 112, 112]) torch.Size([16, 3, 112, 112]) tensor(")
+
+
+def test_the_snippet_batches_original_images_and_removed_rows(msd_ws, monkeypatch, tmp_path) -> None:
+    """Originals differ in size and removed rows have no label: the card's snippet handles both."""
+    pytest.importorskip("torch")
+    out = tmp_path / "originals"
+    publish(msd_ws, out, images="original", include_removed=True)
+    body = (out / "README.md").read_text()
+    assert "with_transform(to_tensors(" in body and "label is not None" in body
+    lines = run_card_snippets(out, monkeypatch, tmp_path)
+    assert lines[0].startswith("torch.Size([32, 3, 224, 224]) tensor(")
+    assert lines[1].startswith("torch.Size([16, 3, 224, 224]) torch.Size([16, 3, 224, 224]) tensor(")
+
+
+def test_column_descriptions_say_what_is_published(msd_ws, msd_out, tmp_path) -> None:
+    out, _ = msd_out
+    columns = (out / "README.md").read_text().split("## Columns", 1)[1].split("## Curation")[0]
+    assert "null when the image was removed" not in columns
+    assert "never null: images removed by relabelling are not published" in columns
+    assert "form a row of the `pe` config" in columns
+    assert "not of the embedded aligned crop" in columns
+    assert "`pe` (one row per pair):" in columns and "The label both images of the pair share." in columns
+    audit = tmp_path / "audit"
+    publish(msd_ws, audit, include_removed=True, images="original", configs=["mix"])
+    columns = (audit / "README.md").read_text().split("## Columns", 1)[1]
+    assert "null for images removed by relabelling" in columns and "`removed` (no label)" in columns
+    assert "the original image (file bytes embedded)" in columns and "embedded aligned crop" not in columns
 
 
 def test_card_yaml_is_plain_stable_and_unfolded(msd_out) -> None:
@@ -447,8 +563,6 @@ def test_cli_publish(msd_ws, tmp_path) -> None:
 @pytest.mark.parametrize(
     "kwargs, args, library, cli",
     [
-        ({"images": "raw"}, ["--images", "raw"], "images='raw' is not one of aligned, original",
-         "--images raw is not one of aligned, original"),
         ({"public": True}, ["--public"], "public=True only applies with push=REPO_ID",
          "--public only applies with --push REPO_ID"),
         ({"shards": 0}, ["--shards", "0"], "shards=0 must be 1 or more", "--shards 0 must be 1 or more"),
@@ -463,6 +577,14 @@ def test_errors_name_arguments_in_python_and_flags_in_the_cli(msd_ws, tmp_path, 
     assert result.exit_code == 1
     assert f"error: {cli}" in result.output and library not in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_images_value_is_a_library_error_and_cli_usage(msd_ws, tmp_path) -> None:
+    with pytest.raises(UsageError, match="images='raw' is not one of aligned, original"):
+        publish(msd_ws, tmp_path / "o", images="raw")
+    result = CliRunner().invoke(app, ["publish", "-w", str(msd_ws.root), "--out", str(tmp_path / "o"), "--images", "raw"])
+    assert result.exit_code == 2 and "'raw' is not one of aligned, original" in result.stderr  # bad usage, checked first
     assert not (tmp_path / "o").exists()
 
 

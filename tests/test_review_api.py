@@ -77,9 +77,9 @@ def build_workspace(root: Path) -> Workspace:
     for image_id in ("MSD-E/001_0_x", "MSD-ME/001_2_x", "MSD-E/002_3_x", "MSD-E/003_1_x"):
         i = by_id[image_id]
         frame.at[i, "occlusion"] = [*frame.at[i, "occlusion"], "label_issue"]
-        frame.at[i, "tag_origin"] = [*frame.at[i, "tag_origin"], "user"]
+        frame.at[i, "tag_origin"] = [*frame.at[i, "tag_origin"], "label_issues"]
     auto = by_id["MSD-E/003_2_x"]
-    frame.at[auto, "occlusion"], frame.at[auto, "tag_origin"] = ["mask"], ["auto"]
+    frame.at[auto, "occlusion"], frame.at[auto, "tag_origin"] = ["mask"], ["auto_mask"]
     ws.save(Manifest("msd-e", frame, {}))
     tables = ws.tables_dir("msd-e")
     tables.mkdir(parents=True, exist_ok=True)
@@ -261,7 +261,7 @@ def test_detail_shows_labels_tags_votes_scores_and_the_leak_partner(client, ws):
                            "label_original": "fear", "fold": 0, "split": None, "crop": True}]
     issue = client.get("/api/detail", params={"id": "MSD-E/001_0_x"}, headers=AUTH).json()
     assert issue["scores"]["label_quality"] == 0.10 and issue["scores"]["predicted"] == "fear"
-    assert {"tag": "label_issue", "origin": "user"} in issue["tags"]
+    assert {"tag": "label_issue", "origin": "label_issues"} in issue["tags"]
     assert client.get("/api/detail", params={"id": "MSD-E/nope"}, headers=AUTH).status_code == 404
 
 

@@ -157,7 +157,7 @@ def test_imagefolder_with_synonyms_and_with_a_label_map(tmp_path, ws):
     for split in ("training", "validation"):
         for folder in ("Anger", "Happiness", "Q7"):
             write(tmp_path / "src" / split / folder / "a.jpg", image_bytes(hash(split + folder) % 999))
-    with pytest.raises(UnparsedFilesError, match="pass --label-map Q7=<label>"):
+    with pytest.raises(UnparsedFilesError, match=r"map it with label_map=\{'Q7': '<label>'\}"):
         ingest(ws, tmp_path / "src", dataset="imagefolder", align=False)
     result = ingest(ws, tmp_path / "src", dataset="imagefolder", align=False,
                     label_map={"Anger": "angry", "Happiness": "happy", "Q7": "neutral"})
@@ -168,7 +168,7 @@ def test_imagefolder_with_synonyms_and_with_a_label_map(tmp_path, ws):
 
 def test_unknown_layout_asks_for_dataset(tmp_path, ws):
     write(tmp_path / "src/notes/readme.txt", b"hello")
-    with pytest.raises(LayoutError, match="pass --dataset NAME"):
+    with pytest.raises(LayoutError, match="pass dataset=NAME"):
         ingest(ws, tmp_path / "src", align=False)
     assert ws.datasets() == []
 

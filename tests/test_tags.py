@@ -13,12 +13,16 @@ from ferdata.ingest import ingest
 from ferdata.schema import new_frame
 from ferdata.tags import (
     AUTO,
+    LABEL_ISSUES,
+    MANUAL,
     MASKED_ORIGIN_COLUMN,
+    ORIGINS,
+    REVIEW,
     SOURCE,
     TAG_ORIGIN_COLUMN,
-    USER,
     add_tag,
     apply_auto_mask,
+    image_names,
     import_tags,
     list_name_candidates,
     read_occlusion_list,
@@ -79,10 +83,10 @@ def test_add_then_remove_records_origin_and_mask_sets_masked():
     assert change.changed == 2
     out = change.frame
     assert out["occlusion"].tolist() == [["mask"], ["mask"], []]
-    assert out[TAG_ORIGIN_COLUMN].tolist() == [[USER], [USER], []]
+    assert out[TAG_ORIGIN_COLUMN].tolist() == [[MANUAL], [MANUAL], []]
     # masked fills only where unknown; the false one (from the source) stays false
     assert out["masked"].iloc[0] == True and out["masked"].iloc[1] == False and pd.isna(out["masked"].iloc[2])
-    assert out[MASKED_ORIGIN_COLUMN].tolist() == [USER, SOURCE, None]
+    assert out[MASKED_ORIGIN_COLUMN].tolist() == [MANUAL, SOURCE, None]
     removed = remove_tag(out, "mask", everything(out))
     assert removed.changed == 2
     assert removed.frame["occlusion"].tolist() == [[], [], []]
@@ -111,7 +115,7 @@ def test_auto_mask_never_overwrites_source_or_user_and_replaces_its_own():
     assert origins[1] == {"mask": SOURCE} and out["masked"].iloc[1] == True
     assert origins[2] == {"mask": AUTO} and out["masked"].iloc[2] == True
     assert out[MASKED_ORIGIN_COLUMN].tolist() == [SOURCE, SOURCE, AUTO, AUTO, None]
-    assert origins[3] == {"hand": USER} and out["masked"].iloc[3] == False
+    assert origins[3] == {"hand": MANUAL} and out["masked"].iloc[3] == False
     assert pd.isna(out["mask_score"].iloc[4]) and pd.isna(out["masked"].iloc[4])
     # a second run with a stricter threshold undoes only auto's own decisions
     again = apply_auto_mask(out, scores, 0.85).frame
@@ -130,10 +134,10 @@ def test_tags_round_trip_through_the_manifest(msd_ws):
     by_id = dict(zip(m.frame["image_id"], m.frame["occlusion"]))
     origin = dict(zip(m.frame["image_id"], m.frame[TAG_ORIGIN_COLUMN].map(list)))
     assert by_id["MSD-ME/001_3_dslr"] == ["mask", "glasses"]
-    assert origin["MSD-ME/001_3_dslr"] == [SOURCE, USER]
+    assert origin["MSD-ME/001_3_dslr"] == [SOURCE, MANUAL]
     assert by_id["MSD-E/002_3_dslr"] == []
     counts = tag_counts(m.frame).set_index("tag")
-    assert counts.loc["mask", SOURCE] == 14 and counts.loc["glasses", USER] == 14
+    assert counts.loc["mask", SOURCE] == 14 and counts.loc["glasses", MANUAL] == 14
     assert counts.loc["masked=true", "total"] == 14 and counts.loc["masked=unknown", "total"] == 0
     assert [op["action"] for op in m.provenance["tag"]["operations"]] == ["add", "remove"]
 
@@ -181,11 +185,148 @@ def test_cli_add_list_and_errors(msd_ws):
     listed = runner.invoke(app, ["tag", "list", *w, "--json"])
     assert listed.exit_code == 0 and '"hat"' in listed.output
     unknown = runner.invoke(app, ["tag", "add", *w, "--tag", "scarf", "--where", "index == index"])
-    assert unknown.exit_code == 1 and "unknown tag 'scarf'" in unknown.output
+    assert unknown.exit_code == 2 and "'scarf' is not one of mask, sunglasses" in unknown.stderr  # bad usage
     nothing = runner.invoke(app, ["tag", "add", *w, "--tag", "hat"])
-    assert nothing.exit_code == 1 and "choose the images: --where EXPRESSION, --ids FILE, or both" in nothing.output
+    assert nothing.exit_code == 1 and "choose the images: --where EXPRESSION, --ids 'a,b,c' or --ids '@FILE', or both" in nothing.output
     # the library names its arguments (where=...); the command names its flags
-    with pytest.raises(UsageError, match="where=EXPRESSION, ids_file=FILE"):
+    with pytest.raises(UsageError, match="where=EXPRESSION, ids='a,b,c' or ids='@FILE'"):
         tag_images(msd_ws, "hat")
     bad = runner.invoke(app, ["tag", "remove", *w, "--tag", "hat", "--where", "nonexistent == 1"])
     assert bad.exit_code == 1 and "cannot evaluate --where 'nonexistent == 1'" in bad.output and "where=" not in bad.output
+
+
+# ----------------------------------------------------------------------------- origins
+
+
+def test_the_origin_constants_are_the_schemas_vocabulary():
+    assert ORIGINS == (SOURCE, MANUAL, AUTO, LABEL_ISSUES, REVIEW) == ("source", "manual", "auto_mask", "label_issues", "review")
+
+
+def test_every_origin_but_source_is_removed_without_force():
+    f = frame(5, occlusion=[["hat"]] * 5)
+    f[TAG_ORIGIN_COLUMN] = [[origin] for origin in ORIGINS]
+    change = remove_tag(f, "hat", everything(f))
+    assert (change.changed, change.kept_source) == (4, 1)
+    assert change.frame["occlusion"].tolist() == [["hat"], [], [], [], []]
+    with pytest.raises(UsageError, match="origin='user' is not one of source, manual"):
+        add_tag(f, "hat", everything(f), origin="user")
+
+
+def test_manifests_written_with_the_old_origin_names_read_as_the_new(tmp_path):
+    """Before the rename a person's tags said `user` and `tag auto`'s said `auto`."""
+    import pyarrow.parquet as pq
+
+    from ferdata.schema import read_manifest, to_arrow
+
+    f = frame(3, masked=[True, True, None], occlusion=[["mask", "hat"], ["mask"], []])
+    f[TAG_ORIGIN_COLUMN] = [["source", "user"], ["auto"], []]
+    f[MASKED_ORIGIN_COLUMN] = ["source", "auto", None]
+    pq.write_table(to_arrow(f), tmp_path / "imagefolder.parquet")  # as the old version wrote it: no validation here
+    read = read_manifest(tmp_path / "imagefolder.parquet").frame
+    assert read[TAG_ORIGIN_COLUMN].tolist() == [["source", "manual"], ["auto_mask"], []]
+    assert read[MASKED_ORIGIN_COLUMN].tolist() == ["source", "auto_mask", None]
+    assert tag_origins(f)[0] == {"mask": SOURCE, "hat": MANUAL}  # the pure functions read old frames so too
+
+
+def test_ingest_gives_the_layouts_tags_and_masked_the_origin_source(msd_ws):
+    f = msd_ws.load("msd-e").frame
+    assert f[MASKED_ORIGIN_COLUMN].tolist() == [SOURCE] * 28  # MSD-E/ and MSD-ME/ say masked
+    masked = f["image_id"].str.startswith("MSD-ME/")
+    assert f.loc[masked, TAG_ORIGIN_COLUMN].map(list).tolist() == [[SOURCE]] * 14
+    assert f.loc[~masked, TAG_ORIGIN_COLUMN].map(list).tolist() == [[]] * 14
+
+
+def test_ids_are_given_directly_from_an_at_file_or_a_plain_file(tmp_path, monkeypatch):
+    f = frame(4)
+    assert image_names("img1, img3.jpg", f) == ["img1", "img3.jpg"]
+    assert image_names(["img0"], f) == ["img0"]
+    listed = tmp_path / "ok.txt"
+    listed.write_text("# reviewed\nimg2\n\nimg0\n")
+    assert image_names(f"@{listed}", f) == ["img2", "img0"]
+    assert image_names(listed, f) == ["img2", "img0"]
+    assert image_names(str(listed), f) == ["img2", "img0"]  # the plain-file form of earlier versions
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "img1").write_text("img3\n")
+    assert image_names("img1", f) == ["img1"]  # an image of the manifest wins over a file of that name
+    with pytest.raises(TagError, match="cannot read id file missing.txt"):
+        image_names("@missing.txt", f)
+    with pytest.raises(TagError, match="names no image"):
+        image_names(" , ", f)
+
+
+def test_cli_ids_take_a_list_and_an_at_file(msd_ws, tmp_path):
+    runner = CliRunner()
+    w = ["-w", str(msd_ws.root)]
+    added = runner.invoke(app, ["tag", "add", *w, "-t", "hat", "--ids", "MSD-E/001_0_dslr,MSD-E/001_1_dslr"])
+    assert added.exit_code == 0, added.output
+    (tmp_path / "ok.txt").write_text("MSD-E/001_0_dslr\n")
+    removed = runner.invoke(app, ["tag", "remove", *w, "-t", "hat", "--ids", f"@{tmp_path / 'ok.txt'}"])
+    assert removed.exit_code == 0, removed.output
+    f = msd_ws.load("msd-e").frame.set_index("image_id")
+    assert f.at["MSD-E/001_0_dslr", "occlusion"] == [] and f.at["MSD-E/001_1_dslr", "occlusion"] == ["hat"]
+    missing = runner.invoke(app, ["tag", "add", *w, "-t", "hat", "--ids", "@nowhere.txt"])
+    assert missing.exit_code == 1 and "cannot read id file nowhere.txt" in missing.output
+
+
+def test_tag_list_counts_per_origin(msd_ws):
+    tag_images(msd_ws, "hat", ids="MSD-E/001_0_dslr")
+    listed = CliRunner().invoke(app, ["tag", "list", "-w", str(msd_ws.root), "--json"])
+    assert listed.exit_code == 0, listed.output
+    import json
+
+    rows = {row["tag"]: row for row in json.loads(listed.stdout)["counts"]}
+    assert {k: rows["mask"][k] for k in (*ORIGINS, "total")} == {**dict.fromkeys(ORIGINS, 0), SOURCE: 14, "total": 14}
+    assert rows["hat"][MANUAL] == rows["hat"]["total"] == 1
+    table = CliRunner().invoke(app, ["tag", "list", "-w", str(msd_ws.root)])
+    assert all(origin in table.output for origin in ORIGINS)
+
+
+def test_tag_origins_round_trip_through_the_manifest_and_the_cli(msd_ws):
+    """Each producer's origin is written to the manifest, read back unchanged, counted per origin by
+    `tag list`, and taken away by `tag remove` without --force, except the source's."""
+    import json
+
+    from ferdata.schema import Manifest, read_manifest
+
+    runner = CliRunner()
+    w = ["-w", str(msd_ws.root)]
+    frame = msd_ws.load().frame
+    plain, masked = "MSD-E/001_0_dslr", "MSD-ME/001_0_dslr"
+    assert {plain, masked} <= set(frame["image_id"])
+    added = runner.invoke(app, ["tag", "add", *w, "-t", "hat", "--ids", plain])  # a person, on the command line
+    assert added.exit_code == 0, added.output
+
+    manifest = msd_ws.load()
+    frame = manifest.frame
+    one = frame["image_id"] == plain
+    frame = add_tag(frame, "label_issue", one, origin=LABEL_ISSUES).frame  # what label-issues --tag does
+    frame = add_tag(frame, "glasses", one, origin=REVIEW).frame  # what the review page does
+    scores = pd.Series(float("nan"), index=frame.index)
+    scores[(frame["image_id"] == "MSD-E/002_3_dslr").to_numpy()] = 0.9  # tag auto --mask, on one unmasked face
+    frame.loc[frame["image_id"] == "MSD-E/002_3_dslr", "masked"] = None  # ... whose masked is unknown
+    frame = apply_auto_mask(frame, scores, 0.5).frame
+    msd_ws.save(Manifest(manifest.dataset, frame, manifest.provenance))
+
+    written = dict(zip(frame["image_id"], tag_origins(frame)))
+    read = read_manifest(msd_ws.manifest_path("msd-e")).frame
+    assert dict(zip(read["image_id"], tag_origins(read))) == written  # the round trip through Parquet
+    assert written[plain] == {"hat": MANUAL, "label_issue": LABEL_ISSUES, "glasses": REVIEW}
+    assert written[masked] == {"mask": SOURCE} and written["MSD-E/002_3_dslr"] == {"mask": AUTO}
+    by_id = read.set_index("image_id")
+    assert by_id.at["MSD-E/002_3_dslr", MASKED_ORIGIN_COLUMN] == AUTO and by_id.at[masked, MASKED_ORIGIN_COLUMN] == SOURCE
+
+    listed = runner.invoke(app, ["tag", "list", *w, "--json"])
+    counts = {row["tag"]: row for row in json.loads(listed.stdout)["counts"]}
+    assert (counts["hat"][MANUAL], counts["label_issue"][LABEL_ISSUES], counts["glasses"][REVIEW]) == (1, 1, 1)
+    assert (counts["mask"][SOURCE], counts["mask"][AUTO], counts["mask"]["total"]) == (14, 1, 15)
+
+    for tag, ids in (("hat", plain), ("label_issue", plain), ("glasses", plain), ("mask", f"MSD-E/002_3_dslr,{masked}")):
+        removed = runner.invoke(app, ["tag", "remove", *w, "-t", tag, "--ids", ids, "--json"])
+        assert removed.exit_code == 0, removed.output
+        change = json.loads(removed.stdout)
+        assert (change["changed"], change["kept_source"]) == ((1, 1) if tag == "mask" else (1, 0))
+    after = msd_ws.load().frame.set_index("image_id")
+    assert after.at[plain, "occlusion"] == [] and after.at[masked, "occlusion"] == ["mask"]
+    assert pd.isna(after.at["MSD-E/002_3_dslr", "masked"])  # auto's masked goes with auto's tag
+    forced = runner.invoke(app, ["tag", "remove", *w, "-t", "mask", "--ids", masked, "--force"])
+    assert forced.exit_code == 0 and msd_ws.load().frame.set_index("image_id").at[masked, "occlusion"] == []

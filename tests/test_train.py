@@ -232,6 +232,29 @@ def test_cl_run_draws_confusions_per_kind_and_tsne(runs):
         assert Image.open(folder / name).size[0] > 100
 
 
+def test_figures_in_svg_and_pdf_with_n_and_accuracy_in_their_titles(runs, published):
+    """Running the finished cl run again with another figure format redraws its figures only."""
+    folder = runs["cl"].run_dir
+    again = train_baseline(published, folder, TrainConfig(method="cl", **{**QUICK, "tsne": True, "figure_format": "svg"}))
+    assert again.folds_trained == [] and again.folds_reused == [0, 1]
+    oof = pd.read_parquet(folder / "oof.parquet")
+    for name, rows in (("confusion", oof), ("confusion-nm", oof[~oof["masked"]]), ("confusion-m", oof[oof["masked"]])):
+        svg = (folder / f"{name}.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg[:500]
+        right = (rows["label"] == rows["predicted"]).mean()
+        assert f"n = {len(rows)}, accuracy {right:.1%}" in svg, name
+    tsne = (folder / "tsne.svg").read_text()
+    for fold, part in oof.groupby("fold"):  # a panel per fold, each titled with its n and accuracy
+        assert f"fold {fold}: n = {len(part)}, accuracy {(part['label'] == part['predicted']).mean():.1%}" in tsne
+    cli = CliRunner().invoke(app, ["train-baseline", "--data", str(published), "--method", "cl", "--epochs", "1",
+                                   "--batch-size", "16", "--image-size", str(SIZE), "--device", "cpu", "--no-tsne",
+                                   "--format", "pdf", "--dpi", "200", "--out", str(folder)])
+    assert cli.exit_code == 0, cli.output
+    assert (folder / "confusion.pdf").read_bytes().startswith(b"%PDF-")
+    bad = CliRunner().invoke(app, ["train-baseline", "--data", str(published), "--format", "eps", "--out", str(folder)])
+    assert bad.exit_code == 2 and "'eps' is not one of png, pdf, svg" in bad.stderr  # bad usage, before any work
+
+
 def test_results_json_equals_numbers_recomputed_from_oof(runs):
     for result in runs.values():
         results = json.loads((result.run_dir / "results.json").read_text())

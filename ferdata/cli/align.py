@@ -7,19 +7,26 @@ from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, out
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, choice_option, command, out, print_json
 
 # Shared with `ferdata ingest`, which exposes the same options under the same names.
 DetectorOpt = Annotated[
-    str, typer.Option("--detector", help="retinaface (bundled, offline) or scrfd (insightface det_10g/det_500m from --model-dir).")
+    str,
+    choice_option("--detector", where="ferdata.vision.detectors:DETECTORS",
+                  help="retinaface (bundled, offline) or scrfd (insightface det_10g/det_500m from --model-dir)."),
 ]
 ModelDirOpt = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Folder holding the detector's ONNX file (det_10g.onnx, det_500m.onnx or retinaface.onnx).", show_default=False),
 ]
 SizeOpt = Annotated[int, typer.Option("--size", help="Side of the aligned square crop in pixels (112 standard, 224 for ImageNet-size models).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when onnxruntime-gpu offers it, else CPU), cpu or cuda.")]
-FaceOpt = Annotated[str, typer.Option("--face", help="Which face when there are several: largest or center (closest to the image centre).")]
+DeviceOpt = Annotated[
+    str, choice_option("--device", where="ferdata.vision.detectors:DEVICES", help="auto (CUDA when onnxruntime-gpu offers it, else CPU), cpu or cuda.")
+]
+FaceOpt = Annotated[
+    str,
+    choice_option("--face", where="ferdata.align:FACE_CHOICES", help="Which face when there are several: largest or center (closest to the image centre)."),
+]
 RegisteredOpt = Annotated[
     bool | None,
     typer.Option(
@@ -30,6 +37,10 @@ RegisteredOpt = Annotated[
     ),
 ]
 
+# The contact sheet's options, shared with `ferdata stats`.
+PerRowOpt = Annotated[int, typer.Option("--per-row", help="Contact sheet: faces per row (one row per label and masked).")]
+LabelIdsOpt = Annotated[bool, typer.Option("--label-ids", help="Contact sheet: write each face's image_id under it.")]
+
 # The detector's arguments in library messages -> the flags of `ferdata align` and `ferdata ingest`.
 DETECTOR_FLAGS = {
     r"\bmodel_dir=(?=\s)": "--model-dir",
@@ -38,6 +49,7 @@ DETECTOR_FLAGS = {
     r"\bdevice=": "--device ",
     r"\bface_choice='([^']*)'": r"--face \1",
     r"\bsize=(\d+)": r"--size \1",
+    r"\bper_row=": "--per-row ",
 }
 
 
@@ -58,8 +70,13 @@ def align(
         bool, typer.Option("--restart", help="Detect every row again instead of resuming an interrupted run.")
     ] = False,
     contact_sheet: Annotated[
-        Path | None, typer.Option("--contact-sheet", help="Also write a PNG grid of the crops by label and masked.", show_default=False)
+        Path | None,
+        typer.Option("--contact-sheet", help="Also write a grid of the crops by label and masked: PNG, or PDF/SVG when the "
+                     "file name ends in .pdf/.svg.", show_default=False),
     ] = None,
+    per_row: PerRowOpt = 10,
+    label_ids: LabelIdsOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Detect the face in every image of a dataset and write aligned crops.
 
@@ -75,6 +92,10 @@ def align(
     from ..workspace import Workspace
     from .common import progress_bar
 
+    if contact_sheet is not None:
+        from ..figures import format_of
+
+        format_of(contact_sheet)  # a wrong suffix fails now, not after the alignment
     ws = Workspace.resolve(workspace)
     with ws.lock("align"):
         manifest = ws.load(dataset)
@@ -89,8 +110,12 @@ def align(
         if contact_sheet is not None:
             from ..vision.contact import write_contact_sheet
 
-            write_contact_sheet(ws, aligned, contact_sheet)
+            write_contact_sheet(ws, aligned, contact_sheet, per_row=per_row, label_ids=label_ids)
 
+    if as_json:
+        print_json({"dataset": aligned.dataset, **vars(report), "images_per_second": report.images_per_second,
+                    "contact_sheet": contact_sheet})
+        return
     table = Table(title=f"align {aligned.dataset}: {report.detector} on {report.provider}")
     table.add_column("face_status")
     table.add_column("rows", justify="right")

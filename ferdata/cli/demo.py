@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import command, out, progress_bar
+from .common import choice_option, command, out, progress_bar
 
 REAL_DATA = """\
 On real data, the same steps are:
@@ -25,7 +25,9 @@ On real data, the same steps are:
 def demo_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the sample, the workspace, the dataset and the run.")] = Path("ferdata-demo"),
     epochs: Annotated[int, typer.Option(help="Training epochs per fold (the paper uses 25; the demo only shows the step runs).")] = 2,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda, for detection and training.")] = "auto",
+    device: Annotated[
+        str, choice_option("--device", where="ferdata.train.config:DEVICES", help="auto, cpu or cuda, for detection and training.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for the sample, the folds and training.")] = 0,
 ) -> None:
     """Run the whole pipeline on an embedded sample made from real face photos, end to end.

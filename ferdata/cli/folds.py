@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, out, progress_bar, warn
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, choice_option, command, out, print_json, progress_bar, warn
 
 HammingOpt = Annotated[
     int, typer.Option("--hamming", help="Candidates: largest pHash distance in bits (0-32), either orientation.", min=0, max=32)
@@ -136,7 +136,7 @@ def folds(
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed always gives the same folds.")] = 0,
     within_split: Annotated[
         str | None,
-        typer.Option("--within-split", help="Fold only this source split (e.g. train); other rows get no fold."),
+        choice_option("--within-split", where="ferdata.schema:SPLITS", help="Fold only this source split (e.g. train); other rows get no fold."),
     ] = None,
     hamming: HammingOpt = 6,
     neighbours: NeighboursOpt = 5,
@@ -147,6 +147,7 @@ def folds(
     workers: WorkersOpt = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Identity-independent, label-stratified folds, with a balance table and a leakage check.
 
@@ -170,8 +171,14 @@ def folds(
                 workers=workers, progress=progress,
             )
         except LeakageFound as exc:
-            _print_leaks(exc.report)
+            if as_json:
+                print_json(exc.report)  # the report, then the error line on stderr and exit 1
+            else:
+                _print_leaks(exc.report)
             raise
+    if as_json:
+        print_json(result)
+        return
     _print_balance(result)
     _print_leaks(result.leakage)
 
@@ -187,6 +194,7 @@ def check_leakage(
     workers: WorkersOpt = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Find the same picture (exact or altered) and optionally the same person across folds and splits.
 
@@ -212,6 +220,12 @@ def check_leakage(
                 identity_threshold=identity_threshold, strict=strict, workers=workers, progress=progress,
             )
         except LeakageFound as exc:
-            _print_leaks(exc.report)
+            if as_json:
+                print_json(exc.report)  # the report, then the error line on stderr and exit 1
+            else:
+                _print_leaks(exc.report)
             raise
+    if as_json:
+        print_json(report)
+        return
     _print_leaks(report)

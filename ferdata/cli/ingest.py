@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .align import DETECTOR_FLAGS, DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
-from .common import WorkspaceOpt, command, err, out, progress_bar, warn
+from .common import JsonOpt, WorkspaceOpt, choice_option, command, err, out, print_json, progress_bar, warn
 
 if TYPE_CHECKING:
     from ..archives import Secret
@@ -122,20 +122,13 @@ def _ask(env_var: str | None, file: Path | None, interactive: bool | None) -> Se
     return Secret(answer)
 
 
-def _check_split(value: str | None) -> str | None:
-    from ..schema import SPLITS
-
-    if value is not None and value not in SPLITS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SPLITS)}")
-    return value
-
-
 @command("ingest", flags=INGEST_FLAGS | DETECTOR_FLAGS)
 def ingest_command(
     path: Annotated[Path, typer.Argument(help="The archive (zip, 7z, tar, tar.gz/bz2/xz) or folder you received.")],
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", "-d", help="msd-e, occlu-fer, fer2013, ferplus, ferv39k or imagefolder (detected when left out)."),
+        choice_option("--dataset", "-d", where="ferdata.sources:SOURCES",
+                      help="msd-e, occlu-fer, fer2013, ferplus, ferv39k or imagefolder (detected when left out)."),
     ] = None,
     workspace: WorkspaceOpt = None,
     password_env: Annotated[str | None, typer.Option("--password-env", help="Name of the environment variable holding the archive password.")] = None,
@@ -151,8 +144,8 @@ def ingest_command(
     skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
     split: Annotated[
         str | None,
-        typer.Option(
-            "--split", callback=_check_split,
+        choice_option(
+            "--split", where="ferdata.schema:SPLITS",
             help="train, val or test: the split of the rows of a FER2013-style CSV that has no Usage column.",
         ),
     ] = None,
@@ -162,6 +155,7 @@ def ingest_command(
     ] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
     max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")] = 512.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Read an archive or folder, extract the originals safely, write the Parquet manifest, align faces.
 
@@ -194,6 +188,11 @@ def ingest_command(
         warn(f"{len(result.unparsed)} files or rows did not fit the layout and were skipped: see tables/{result.dataset}/unparsed-{result.dataset}.csv")
     if result.pruned_table:
         warn(f"{result.dropped:,} rows the source no longer has were dropped; they are kept in {result.pruned_table}")
+    if as_json:
+        for message in result.warnings:
+            warn(message)
+        print_json(result)
+        return
     print_tables(summary(result.manifest))
     for message in result.warnings:
         warn(message)

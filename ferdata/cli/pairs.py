@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .common import DatasetOpt, WorkspaceOpt, command, out
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, command, out, print_json
 
 _SHOWN_UNPAIRED = 10
 
 
 @command("pairs")
-def pairs_command(workspace: WorkspaceOpt = None, dataset: DatasetOpt = None) -> None:
+def pairs_command(workspace: WorkspaceOpt = None, dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
     """Pair each non-masked image with its masked twin and mark the MSD-PE subset.
 
     Twins share pair_key (MSD-E: the same file name in MSD-E/ and MSD-ME/), else subject_id and
@@ -27,6 +27,9 @@ def pairs_command(workspace: WorkspaceOpt = None, dataset: DatasetOpt = None) ->
     ws = Workspace.resolve(workspace)
     with ws.lock("pairs"):
         result = make_pairs(ws, dataset=dataset)
+    if as_json:
+        print_json(result)
+        return
 
     table = Table(title=f"{result.dataset}: pairs")
     table.add_column("")

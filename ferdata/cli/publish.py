@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, out
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, choice_option, command, out, print_json
 
 # the library's arguments, as its messages name them -> this command's options
 PUBLISH_FLAGS = {
@@ -28,12 +28,17 @@ def publish_command(
     ],
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
-    images: Annotated[str, typer.Option("--images", help="aligned (the aligned crops) or original (the extracted files, unchanged).")] = "aligned",
+    images: Annotated[
+        str,
+        choice_option("--images", where="ferdata.publish.plan:IMAGE_MODES", help="aligned (the aligned crops) or original (the extracted files, unchanged)."),
+    ] = "aligned",
     include_removed: Annotated[
         bool, typer.Option("--include-removed", help="Keep images removed by relabelling, with label empty and label_status removed (for audits).")
     ] = False,
     config: Annotated[
-        list[str] | None, typer.Option("--config", help="Only this config (mix, nm, m, pe); repeat for several. Default: all that have rows.", show_default=False)
+        list[str] | None,
+        choice_option("--config", where="ferdata.publish.layout:CONFIGS", show_default=False,
+                      help="Only this config (mix, nm, m, pe); repeat for several. Default: all that have rows."),
     ] = None,
     shards: Annotated[
         int | None, typer.Option("--shards", help="Shards per config and split (default: one per 500 MB of images).", show_default=False)
@@ -45,6 +50,7 @@ def publish_command(
         bool, typer.Option("--public", help="Make the Hub repo public: only if the dataset's terms (printed in the card) allow sharing.")
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads reading images (default: 2 per core, at most 8).", show_default=False)] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a Hugging Face dataset folder: README.md (dataset card) and Parquet shards.
 
@@ -68,6 +74,9 @@ def publish_command(
             ws, out_dir, dataset=dataset, images=images, include_removed=include_removed, push=push, public=public,
             shards=shards, configs=config, workers=workers, progress=progress,
         )
+    if as_json:
+        print_json(result)
+        return
 
     table = Table(title=f"publish {result.dataset} ({result.images} images)")
     table.add_column("config")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, out, warn
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, command, out, print_json, warn
 
 
 class Scheme(StrEnum):
@@ -53,6 +53,7 @@ def relabel_command(
     ] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Relabel images from annotator votes, starting again from label_original.
 
@@ -88,11 +89,14 @@ def relabel_command(
         with ws.lock("relabel"):
             result = relabel(ws, votes, **options)
 
+    if result.skipped:
+        warn(f"{len(result.skipped)} voted images are not in the manifest and were skipped (first: {result.skipped[0]})")
+    if as_json:
+        print_json(result)
+        return
     rule = ", ".join(f"{k}={v}" for k, v in result.parameters.items())
     matched = ", ".join(f"{n} by {how}" for how, n in result.matched_by.items()) or "none"
     out.print(f"[bold]{result.dataset}[/]: {result.n_votes:,} votes, images matched {matched}; {rule}")
-    if result.skipped:
-        warn(f"{len(result.skipped)} voted images are not in the manifest and were skipped (first: {result.skipped[0]})")
     table = Table(title="dry run: nothing written" if dry_run else "relabel inventory")
     table.add_column("")
     for group in result.summary.index:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, err, out
+from .align import LabelIdsOpt, PerRowOpt
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, command, err, out, print_json
 
 
 def print_tables(data: dict) -> None:
@@ -42,15 +43,18 @@ def print_tables(data: dict) -> None:
     out.print("faces: " + ", ".join(f"{k} {v:,}" for k, v in data["face_status"].items()))
 
 
-@command("stats")
+@command("stats", flags={r"\bper_row=": "--per-row "})
 def stats_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")] = False,
+    as_json: JsonOpt = False,
     contact_sheet: Annotated[
         Path | None,
-        typer.Option("--contact-sheet", help="Also write a PNG grid of aligned faces by label and masked (failures shown as such).", show_default=False),
+        typer.Option("--contact-sheet", help="Also write a grid of aligned faces by label and masked (failures shown as "
+                     "such): PNG, or PDF/SVG when the file name ends in .pdf/.svg.", show_default=False),
     ] = None,
+    per_row: PerRowOpt = 10,
+    label_ids: LabelIdsOpt = False,
 ) -> None:
     """Count images by label × masked × split (× fold once folds exist), like the paper's tables.
 
@@ -58,10 +62,8 @@ def stats_command(
     train-baseline use; removed images and images without a crop are counted apart, one line per
     reason. Before any face is aligned they count every labelled image.
 
-    Example: ferdata stats -w ws --dataset msd-e --contact-sheet faces.png
+    Example: ferdata stats -w ws --dataset msd-e --contact-sheet faces.pdf --label-ids
     """
-    import json
-
     from ..stats import summary, to_json
     from ..workspace import Workspace
 
@@ -71,9 +73,9 @@ def stats_command(
     if contact_sheet is not None:
         from ..vision.contact import write_contact_sheet
 
-        write_contact_sheet(ws, manifest, contact_sheet)
+        write_contact_sheet(ws, manifest, contact_sheet, per_row=per_row, label_ids=label_ids)
     if as_json:
-        typer.echo(json.dumps(to_json(data), indent=2))
+        print_json(to_json(data))
     else:
         print_tables(data)
     if contact_sheet is not None:

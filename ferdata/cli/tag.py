@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, app, command, out, progress_bar, warn
+from .common import CONTEXT, DatasetOpt, JsonOpt, WorkspaceOpt, app, choice_option, command, out, print_json, progress_bar, warn
 
 tag_app = typer.Typer(
     name="tag",
     help="Add, remove, import and count occlusion tags; tag masks automatically. Example: ferdata tag list -w ws",
     no_args_is_help=True,
     rich_markup_mode="markdown",
+    context_settings=CONTEXT,
 )
 app.add_typer(tag_app, name="tag")
 
@@ -23,7 +24,7 @@ _SHOWN = 10
 # The library's argument names in its messages -> these commands' flags.
 TAG_FLAGS = {
     r"\bwhere=": "--where ",
-    r"\bids_file=": "--ids ",
+    r"\bids=": "--ids ",
     r"\bthreshold=": "--threshold ",
     r"\blimit=": "--limit ",
     r"\bfit=True": "--fit",
@@ -31,31 +32,44 @@ TAG_FLAGS = {
     r"\bkeep builtin=True or give mask_images": "leave out --no-builtin or pass --mask-image FILE",
 }
 
-TagOpt = Annotated[str, typer.Option("--tag", "-t", help="Tag name: mask, sunglasses, glasses, hand, hair, hat, other, synthetic_mask, label_issue.")]
+TagOpt = Annotated[
+    str,
+    choice_option("--tag", "-t", where="ferdata.schema:OCCLUSION_TAGS",
+                  help="Tag name: mask, sunglasses, glasses, hand, hair, hat, other, synthetic_mask, label_issue."),
+]
 WhereOpt = Annotated[
     str | None,
     typer.Option("--where", help="Pandas expression over manifest columns, e.g. \"split == 'train' and label == 'happy'\".", show_default=False),
 ]
-IdsOpt = Annotated[Path | None, typer.Option("--ids", help="File of image ids (or file names), one per line.", show_default=False)]
+IdsOpt = Annotated[
+    str | None,
+    typer.Option("--ids", help="Image ids (or file names) separated by commas, or @FILE for a file with one per line.", show_default=False),
+]
 
 
 def _subcommand(name: str) -> Callable:
     return command(name, on=tag_app, flags=TAG_FLAGS)
 
 
-def _change(result) -> None:
-    verb = {"add": "added to", "remove": "removed from", "import": "added to"}[result.action]
-    out.print(f"{result.dataset}: {result.tag or 'tags'} {verb} {result.changed:,} of {result.selected:,} selected images")
+def _change(result, as_json: bool = False) -> None:
     if result.kept_source:
         warn(f"{result.kept_source:,} images keep {result.tag} because it came from the source (add --force to remove it)")
     if result.unmatched:
         shown = ", ".join(result.unmatched[:_SHOWN])
         warn(f"{len(result.unmatched):,} listed images are not in the manifest: {shown}{' ...' if len(result.unmatched) > _SHOWN else ''}")
+    if as_json:
+        print_json(result)
+        return
+    verb = {"add": "added to", "remove": "removed from", "import": "added to"}[result.action]
+    out.print(f"{result.dataset}: {result.tag or 'tags'} {verb} {result.changed:,} of {result.selected:,} selected images")
 
 
 @_subcommand("add")
-def add_command(tag: TagOpt, where: WhereOpt = None, ids: IdsOpt = None, workspace: WorkspaceOpt = None, dataset: DatasetOpt = None) -> None:
-    """Add an occlusion tag to the images chosen by --where and/or --ids (origin: user).
+def add_command(
+    tag: TagOpt, where: WhereOpt = None, ids: IdsOpt = None, workspace: WorkspaceOpt = None, dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an occlusion tag to the images chosen by --where and/or --ids (origin: manual).
 
     Adding mask or synthetic_mask also sets masked=true where it was unknown.
 
@@ -66,7 +80,7 @@ def add_command(tag: TagOpt, where: WhereOpt = None, ids: IdsOpt = None, workspa
 
     ws = Workspace.resolve(workspace)
     with ws.lock("tag add"):
-        _change(tag_images(ws, tag, where=where, ids_file=ids, dataset=dataset))
+        _change(tag_images(ws, tag, where=where, ids=ids, dataset=dataset), as_json)
 
 
 @_subcommand("remove")
@@ -74,22 +88,24 @@ def remove_command(
     tag: TagOpt,
     where: WhereOpt = None,
     ids: IdsOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Also remove the tag where it came from the source.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also remove the tag where it came from the source (the dataset's own layout or lists).")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove an occlusion tag from the images chosen by --where and/or --ids.
 
-    Tags that came from the source (MSD-E's MSD-ME/ folder, Occlu-FER) stay unless --force.
+    A tag goes whatever its origin (manual, auto_mask, label_issues, review), except that tags
+    from the source (MSD-E's MSD-ME/ folder, Occlu-FER) stay unless --force.
 
-    Example: ferdata tag remove -w ws --tag label_issue --ids ok_after_review.txt
+    Example: ferdata tag remove -w ws --tag label_issue --ids @ok_after_review.txt
     """
     from ..tags import tag_images
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
     with ws.lock("tag remove"):
-        _change(tag_images(ws, tag, remove=True, where=where, ids_file=ids, force=force, dataset=dataset))
+        _change(tag_images(ws, tag, remove=True, where=where, ids=ids, force=force, dataset=dataset), as_json)
 
 
 @_subcommand("import")
@@ -97,10 +113,12 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="CSV with columns image,tag; or an occlusion list with --list-tag.")],
     list_tag: Annotated[
         str | None,
-        typer.Option("--list-tag", help="FILE is an Occlusion-RAF-DB / Occlusion-FERPlus list: give every listed image this tag.", show_default=False),
+        choice_option("--list-tag", where="ferdata.schema:OCCLUSION_TAGS", show_default=False,
+                      help="FILE is an Occlusion-RAF-DB / Occlusion-FERPlus list: give every listed image this tag."),
     ] = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Import tags from a CSV of image,tag (one tag per line), or from an occlusion list file.
 
@@ -114,16 +132,16 @@ def import_command(
 
     ws = Workspace.resolve(workspace)
     with ws.lock("tag import"):
-        _change(import_tags(ws, file, list_tag=list_tag, dataset=dataset))
+        _change(import_tags(ws, file, list_tag=list_tag, dataset=dataset), as_json)
 
 
 @_subcommand("list")
 def list_command(
-    json_out: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Count images per tag, by origin (source, user, auto), and per masked value.
+    """Count images per tag, by origin (source, manual, auto_mask, label_issues, review), and per masked value.
 
     Example: ferdata tag list -w ws --dataset msd-e
     """
@@ -134,8 +152,8 @@ def list_command(
 
     result = list_tags(Workspace.resolve(workspace), dataset=dataset)
     counts = result.counts
-    if json_out:
-        out.print_json(counts.to_json(orient="records"))
+    if as_json:
+        print_json(result)
         return
     table = Table(title=f"{result.dataset}: {result.selected:,} images")
     for column in ("tag", *ORIGINS, "total"):
@@ -153,10 +171,11 @@ def auto_command(
     fit: Annotated[bool, typer.Option("--fit", help="First fit a model on this dataset's images whose masked is known (saved to tables/DATASET/mask_model.json).")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Tag masks automatically from the face crops (mask_score column, tag mask, origin auto).
+    """Tag masks automatically from the face crops (mask_score column, tag mask, origin auto_mask).
 
-    Never changes tags or masked values that came from the source or a user; running it again
+    Never changes tags or masked values that came from the source or a person; running it again
     with another threshold replaces only its own earlier decisions. Precision and recall of the
     built-in model are in docs/tag.md.
 
@@ -170,6 +189,9 @@ def auto_command(
     ws = Workspace.resolve(workspace)
     with ws.lock("tag auto"), progress_bar() as progress:
         result = auto_tag_masks(ws, dataset=dataset, threshold=threshold, model=model, fit=fit, progress=progress)
+    if as_json:
+        print_json(result)
+        return
     out.print(
         f"{result.dataset}: {result.scored:,} faces scored with the {result.model} model; "
         f"{result.tagged:,} at or above {result.threshold:g}; {result.changed:,} mask tags changed"
@@ -192,6 +214,7 @@ def mask_synth_command(
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many new images.", show_default=False)] = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Draw synthetic masks on non-masked face crops and add them as new, paired rows.
 
@@ -213,6 +236,9 @@ def mask_synth_command(
             ws, dataset=dataset, seed=seed, where=where, mask_images=mask_image or (), builtin=not no_builtin,
             limit=limit, progress=progress,
         )
+    if as_json:
+        print_json(result)
+        return
     table = Table(title=f"{result.dataset}: synthetic masks (seed {result.seed})")
     table.add_column("")
     table.add_column("images", justify="right")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DatasetOpt, WorkspaceOpt, command, err, out, warn
+from .common import DatasetOpt, JsonOpt, WorkspaceOpt, choice_option, command, err, out, print_json, warn
 
 _SUBSETS = "nm|m|mix|pe"
 
@@ -30,7 +30,7 @@ def _round(name: int | str) -> str:
 def _live() -> Iterator[tuple[Callable[[str, int, int | None], None], Callable[[Any], None]]]:
     """``(progress, monitor)`` sharing one live display: decoding, then a bar per fold with loss,
     accuracy and images/s. When piped: quiet decoding, one line per epoch."""
-    if not err.is_terminal:
+    if not err.is_terminal or err.quiet:
 
         def line(step) -> None:
             if step.done == step.total:
@@ -79,7 +79,7 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 # the library's argument names in its messages -> this command's flags
 _FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "teacher", "protocol", "memory_budget", "folds", "fold", "feature", "method", "subset", "epochs", "batch_size",
-    "image_size", "milestones", "kd_p", "device")} | {"run_dir": "--out"}
+    "image_size", "milestones", "kd_p", "device", "dpi")} | {"run_dir": "--out", "figure_format": "--format"}
 
 
 def _with_flags(message: str) -> str:
@@ -96,12 +96,12 @@ def train_baseline_command(
     dataset: DatasetOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="A published dataset folder (ferdata publish --out DIR) "
                                               "instead of the workspace.", exists=True, file_okay=False)] = None,
-    protocol: Annotated[str | None, typer.Option(help="folds (k-fold CV over the fold column, as MSD-E) or split (train on "
+    protocol: Annotated[str | None, choice_option("--protocol", where="ferdata.train.config:PROTOCOLS", help="folds (k-fold CV over the fold column, as MSD-E) or split (train on "
                                                  "train, choose the epoch on val, report test); default folds where the data "
                                                  "has folds and no official split, else split.")] = None,
-    subset: Annotated[str | None, typer.Option(help=f"{_SUBSETS}; default pe for cl/kd, else nm where the data holds "
+    subset: Annotated[str | None, choice_option("--subset", where="ferdata.train.data:SUBSETS", help=f"{_SUBSETS}; default pe for cl/kd, else nm where the data holds "
                                                "masked faces, else mix.")] = None,
-    method: Annotated[str, typer.Option(help="ce (plain cross-entropy), cl (contrastive) or kd (distillation).")] = "ce",
+    method: Annotated[str, choice_option("--method", where="ferdata.train.config:METHODS", help="ce (plain cross-entropy), cl (contrastive) or kd (distillation).")] = "ce",
     folds: Annotated[int | None, typer.Option(help="Expected number of folds in the fold column (checked).")] = None,
     fold: Annotated[int | None, typer.Option(help="Run only this validation fold.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = 25,
@@ -112,10 +112,10 @@ def train_baseline_command(
     lr_head: Annotated[float, typer.Option(help="Adam learning rate of the classifier.")] = 1e-3,
     milestones: Annotated[str, typer.Option(help="Epochs (counted from 0) where both rates are divided by 10.")] = "8,14,20",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
-    device: Annotated[str, typer.Option(help="auto|cpu|cuda (auto: CUDA when available).")] = "auto",
+    device: Annotated[str, choice_option("--device", where="ferdata.train.config:DEVICES", help="auto|cpu|cuda (auto: CUDA when available).")] = "auto",
     precision: Annotated[
         str,
-        typer.Option(help="auto|fp32|bf16: autocast of the network (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."),
+        choice_option("--precision", where="ferdata.train.config:PRECISIONS", help="auto|fp32|bf16: autocast of the network (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."),
     ] = "auto",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: WORKSPACE/runs/SUBSET-METHOD, "
                                                  "split-SUBSET-METHOD under --protocol split).")] = None,
@@ -124,19 +124,24 @@ def train_baseline_command(
                                               "initialisation.", exists=True, dir_okay=False)] = None,
     teacher: Annotated[Path | None, typer.Option(help="KD teacher: the RUN_DIR of a --subset nm run on the same folds "
                                                  "(checked), or a checkpoint file (not checkable).", exists=True)] = None,
-    feature: Annotated[str, typer.Option(help="What CL and KD compare: map-l2 (layer-4 map, L2-normalised per "
+    feature: Annotated[str, choice_option("--feature", where="ferdata.train.config:FEATURES", help="What CL and KD compare: map-l2 (layer-4 map, L2-normalised per "
                                          "position, as the authors' code), pool-l2, or pool (raw pooled features).")] = "map-l2",
     cl_a: Annotated[float, typer.Option("--cl-a", help="CL: weight a of the feature MSE.")] = 0.2,
     cl_b: Annotated[float, typer.Option("--cl-b", help="CL: weight b of the two cross-entropies.")] = 1.0,
     kd_lambda: Annotated[float, typer.Option("--kd-lambda", help="KD: weight λ of the feature MSE.")] = 100.0,
     kd_p: Annotated[float, typer.Option("--kd-p", help="KD: probability that the student sees the non-masked image.")] = 0.5,
     augment: Annotated[bool, typer.Option(help="Random flip and small affine jitter on the training faces (one draw per pair).")] = True,
-    tsne: Annotated[bool, typer.Option(help="Draw tsne.png from one fold's validation features.")] = True,
+    tsne: Annotated[bool, typer.Option(help="Draw tsne.FORMAT: a t-SNE panel of each fold's out-of-fold features (or of "
+                                       "the evaluated split), each with its legend.")] = True,
+    figure_format: Annotated[str, choice_option("--format", where="ferdata.figures:FORMATS", help="Format of the confusion matrices and the t-SNE: png, pdf "
+                                               "or svg (vector, for papers).")] = "png",
+    dpi: Annotated[int, typer.Option("--dpi", help="Resolution of PNG figures (and of images inside PDF/SVG).")] = 150,
     epoch_log: Annotated[bool, typer.Option(help="Predict the evaluated images after every epoch (epochs.csv; a "
                                             "diagnostic under folds).")] = True,
     memory_budget: Annotated[str | None, typer.Option(help="Decoded faces above this size (e.g. 8GiB, 500MB, 0) go to a "
                                                       "file in RUN_DIR/cache, read back a batch at a time [default: half the available memory]",
                                                       show_default=False)] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train ResNet-18 under a dataset's protocol: MSD-E's k-fold CV, or the official split.
 
@@ -146,8 +151,8 @@ def train_baseline_command(
     val where there is also a test split, and test is reported (video: per clip too, WAR and
     UAR). Writes RUN_DIR/run.json, the rounds' folders (model.pt, history.json,
     predictions.parquet), oof.parquet or predictions.parquet, epochs.csv, results.json,
-    results.md, confusion-matrix PNGs and tsne.png. Running the same command again skips the
-    rounds already finished. No weights are downloaded: without --init the networks start from
+    results.md, the confusion matrices and the t-SNE (PNG, or --format pdf|svg). Running the
+    same command again skips the rounds already finished. No weights are downloaded: without --init the networks start from
     random weights, and every report says so.
 
     Example: ferdata train-baseline -w ws --subset pe --method cl --folds 10 --out runs/pe-cl
@@ -162,7 +167,8 @@ def train_baseline_command(
             image_size=image_size, lr_backbone=lr_backbone, lr_head=lr_head, milestones=_milestones(milestones),
             seed=seed, device=device, precision=precision, init=str(init) if init else None,
             teacher=str(teacher) if teacher else None, feature=feature, cl_a=cl_a, cl_b=cl_b, kd_lambda=kd_lambda,
-            kd_p=kd_p, augment=augment, tsne=tsne, epoch_log=epoch_log, memory_budget=memory_budget,
+            kd_p=kd_p, augment=augment, tsne=tsne, figure_format=figure_format, dpi=dpi, epoch_log=epoch_log,
+            memory_budget=memory_budget,
         ).resolved()
         ws = None if data is not None else Workspace.resolve(workspace)
         with _live() as (progress, monitor):
@@ -171,6 +177,11 @@ def train_baseline_command(
     except FerdataError as exc:
         raise type(exc)(_with_flags(str(exc))) from None
 
+    if as_json:
+        for warning in result.warnings:
+            warn(_with_flags(warning))
+        print_json(result)
+        return
     summary = result.summary
     init_info = summary["initialisation"]
     if result.init:
@@ -257,8 +268,11 @@ def label_issues_command(
     tag: Annotated[bool, typer.Option("--tag", help="Tag the flagged images label_issue in the workspace.")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
-    filter_by: Annotated[str, typer.Option("--filter", help="cleanlab's filter_by method.")] = "prune_by_noise_rate",
+    filter_by: Annotated[
+        str, choice_option("--filter", where="ferdata.labelissues:FILTERS", help="cleanlab's filter_by method.")
+    ] = "prune_by_noise_rate",
     show: Annotated[int, typer.Option(help="How many of the ranked images to print.")] = 20,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rank likely label errors of a run with cleanlab, from its out-of-fold probabilities.
 
@@ -285,6 +299,9 @@ def label_issues_command(
             result = label_issues(run_dir, tag=True, ws=ws, dataset=dataset, filter_by=filter_by)
     else:
         result = label_issues(run_dir, filter_by=filter_by)
+    if as_json:
+        print_json(result)
+        return
 
     table = Table(title=f"{len(result.issues):,} likely label errors among {result.n_checked:,} images ({result.filter_by})")
     for name in ("rank", "image_id", "fold", "label", "predicted", "label quality"):

@@ -84,13 +84,13 @@ def synthesize_masks(
     ``aligned_path`` (``aligned/<dataset>/<size>px/synthetic/``). Original and twin share a
     ``pair_key`` (the original's, or ``synthetic|<id>``), so ``pair_id`` holds and a later
     ``ferdata pairs`` finds the same pairs. An original whose ``masked`` was unknown becomes
-    ``false`` (origin user): choosing it as the unmasked side says so.
+    ``false`` (origin manual): choosing it as the unmasked side says so.
     """
     ws = Workspace.of(ws)
     from ..fsutil import sync
     from ..pairs import refresh_in_pe
     from ..schema import Manifest, new_frame
-    from ..tags import MASKED_ORIGIN_COLUMN, SOURCE, USER, select, with_origins
+    from ..tags import MANUAL, MASKED_ORIGIN_COLUMN, SOURCE, select, with_origins
     from ..vision.decode import read_crop
     from ..vision.encode import write_crop
 
@@ -179,7 +179,7 @@ def synthesize_masks(
         masked = out["masked"].astype("boolean").copy()
         masked.loc[unknown] = False
         out["masked"] = masked
-        out.loc[unknown, MASKED_ORIGIN_COLUMN] = USER
+        out.loc[unknown, MASKED_ORIGIN_COLUMN] = MANUAL
     if new_rows:
         added = new_frame(new_rows)
         added["tag_origin"] = [[*(o for t, o in zip(r["occlusion"], orig) if t != "synthetic_mask"), SOURCE]

@@ -253,13 +253,14 @@ def auto_tag_masks(
 
     ``model`` is a :class:`MaskModel` or its JSON file; default :data:`DEFAULT_MODEL`. With
     ``fit``, a model is first fitted on this workspace's rows whose ``masked`` is known from the
-    source or a user (MSD-E's folders, ``ferdata mask-synth`` rows) and saved as
-    ``tables/<dataset>/mask_model.json``. Source and user tags are never changed
+    source or a person (MSD-E's folders, ``ferdata mask-synth`` rows; origins ``manual`` and
+    ``review``) and saved as ``tables/<dataset>/mask_model.json``. Tags from the source or a
+    person are never changed
     (:func:`ferdata.tags.apply_auto_mask`). Writes the ``mask_score`` column.
     """
     ws = Workspace.of(ws)
     from ..schema import Manifest
-    from ..tags import MASKED_ORIGIN_COLUMN, SOURCE, USER, apply_auto_mask, with_origins
+    from ..tags import MANUAL, MASKED_ORIGIN_COLUMN, REVIEW, SOURCE, apply_auto_mask, with_origins
 
     if fit and model is not None:
         raise UsageError("fit=True fits a new model, so model= must be left out")
@@ -269,7 +270,7 @@ def auto_tag_masks(
     features = workspace_features(ws, frame, progress)
     if features.empty:
         raise TagError(f"no face crops in {name}: align its faces first (ferdata align)")
-    known = frame.loc[features.index, "masked"].notna() & frame.loc[features.index, MASKED_ORIGIN_COLUMN].isin((SOURCE, USER))
+    known = frame.loc[features.index, "masked"].notna() & frame.loc[features.index, MASKED_ORIGIN_COLUMN].isin((SOURCE, MANUAL, REVIEW))
     truth = frame.loc[features.index[known], "masked"].astype(bool).to_numpy()
     written: list[Path] = []
     if fit:

@@ -1,11 +1,14 @@
 """The dataset card (``README.md``): a YAML header the Hub and ``datasets`` read, then prose.
 
-The header carries the licence and, for a gated dataset, the Hub's gating fields; ``configs:``
-(each config's ``data_files``, the first one the default) and ``dataset_info`` (features and
-split sizes). It is written by PyYAML's safe dumper in the order built here: never sorted, never
+The header carries the licence (with ``license_link`` where the dataset's terms have a known
+address, ``[terms] url`` of ``manifests/<dataset>.toml``), ``size_categories`` and, for a gated
+dataset, the Hub's gating fields; ``configs:`` (each config's ``data_files``, the first one the
+default) and ``dataset_info`` (features; per split ``num_bytes`` and ``num_examples``, both of
+which ``datasets`` needs to take the split sizes from the card). It is written by PyYAML's safe dumper in the order built here: never sorted, never
 folded, no anchors, so the same workspace gives the same bytes.
 
-The prose says what the data is, how to load it, the counts per config, split and label, what
+The prose says what the data is, how to load it (a snippet that batches it with a shuffled torch
+``DataLoader``, run as printed by the tests), the counts per config, split and label, what
 was left out and why, every column, how the data was curated (from the manifest's provenance),
 the terms of use and the citation. Everything the card says comes from :class:`CardFacts`, and
 each part of the card is one function of it: the header's blocks (:func:`configs_block`,
@@ -74,6 +77,14 @@ class CardFacts:
     def dataset(self) -> str:
         return self.manifest.dataset
 
+    def images_published(self) -> int:
+        """Images in the published folder: the rows of ``mix``, else of ``nm`` and ``m``, else two per ``pe`` row."""
+        rows = {config: sum(p.n for p in parts) for config, parts in self.configs().items()}
+        for configs in layout.IMAGE_CONFIGS:
+            if any(c in rows for c in configs):
+                return sum(rows.get(c, 0) for c in configs)
+        return 2 * rows.get(layout.PAIR_CONFIG, 0)
+
     def configs(self) -> dict[str, list[Part]]:
         """The parts of each config, in publishing order."""
         out: dict[str, list[Part]] = {}
@@ -116,7 +127,10 @@ def card_header(card: CardFacts) -> dict[str, Any]:
     }
     if header["license"] == "other":
         header["license_name"] = layout.license_name(card.dataset)
+        if terms.get("url"):
+            header["license_link"] = terms["url"]
     header["task_categories"] = ["image-classification"]
+    header["size_categories"] = [size_category(card.images_published())]
     header["tags"] = ["facial-expression-recognition", "ferdata"]
     if terms["gated"]:
         header["extra_gated_prompt"] = " ".join(terms.get("text", terms.get("summary", "")).split())
@@ -139,15 +153,30 @@ def configs_block(card: CardFacts) -> list[dict[str, Any]]:
 
 
 def dataset_info_block(card: CardFacts) -> list[dict[str, Any]]:
-    """Each config's features and split sizes."""
+    """Each config's features, split sizes (rows and Arrow bytes, which ``datasets`` needs both
+    of to read them) and sizes on disk, as the Hub writes them."""
     return [
         {
             "config_name": name,
             "features": [f.card for f in parts[0].features],
-            "splits": [{"name": p.split, "num_examples": p.n} for p in parts],
+            "splits": [{"name": p.split, "num_bytes": p.num_bytes, "num_examples": p.n} for p in parts],
+            "download_size": sum(f.stat().st_size for p in parts for f in p.files),
+            "dataset_size": sum(p.num_bytes for p in parts),
         }
         for name, parts in card.configs().items()
     ]
+
+
+# the Hub's size_categories: (upper bound, name), by number of examples
+SIZE_CATEGORIES = (
+    (10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"), (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"), (10**11, "10B<n<100B"), (10**12, "100B<n<1T"),
+)
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` value for ``n`` examples."""
+    return next((name for bound, name in SIZE_CATEGORIES if n < bound), "n>1T")
 
 
 # ----------------------------------------------------------------------------- prose
@@ -172,9 +201,63 @@ def _intro(card: CardFacts) -> list[str]:
     return out
 
 
+# the path a reader replaces in the card's snippets (a test runs them with the real folder)
+LOAD_PATH = "path/to/this/folder"
+# the side original images are resized to in the snippet: they differ in size, a batch cannot
+ORIGINAL_SIDE = 224
+
+
+def _loader_lines(card: CardFacts, config: str, images: tuple[str, ...], name: str) -> list[str]:
+    """Lines that load ``config`` and batch its ``images`` and ``label`` with a shuffled torch DataLoader."""
+    split = card.configs()[config][0].split
+    quoted = [f'"{c}"' for c in images]
+    columns = ", ".join([*quoted, '"label"'])
+    lines = [f'{name} = load_dataset(folder, "{config}")["{split}"]']
+    if card.include_removed and config != layout.PAIR_CONFIG:  # a pair's images both have a label
+        lines.append(f'{name} = {name}.filter(lambda label: label is not None, input_columns="label")  # removed images have none')
+    if card.images == "aligned":
+        lines.append(f"{name} = {name}.select_columns([{columns}]).with_format(\"torch\")  # images: uint8 tensors (C, H, W)")
+    else:
+        lines.append(f"{name} = {name}.select_columns([{columns}]).with_transform(to_tensors({', '.join(quoted)}))")
+    return lines
+
+
 def _load(card: CardFacts) -> list[str]:
-    return ["## Load", "", "```python", "from datasets import load_dataset", "",
-            f'ds = load_dataset("path/to/this/folder", "{card.parts[0].config}")  # or the Hub repo id', "```", ""]
+    """A snippet that loads the default config (and ``pe``) and batches it with torch; it runs as printed."""
+    configs = card.configs()
+    first = card.parts[0].config
+    out = ["## Load", "",
+           ("A shuffled torch `DataLoader` batches columns of one size and type: keep the columns a model needs "
+            "(`select_columns`), since a list column such as `occlusion` varies in length from row to row. "
+            + ("The aligned crops all have one size, so `with_format(\"torch\")` batches them as they are."
+               if card.images == "aligned" else
+               f"The original images differ in size: the snippet resizes them to {ORIGINAL_SIDE}×{ORIGINAL_SIDE}.")),
+           "", "```python"]
+    if card.images != "aligned":
+        out += ["import numpy as np", "import torch"]
+    out += ["from datasets import load_dataset", "from torch.utils.data import DataLoader", "",
+            f'folder = "{LOAD_PATH}"  # or the Hub repo id', ""]
+    if card.images != "aligned":
+        out += ["",
+                "def to_tensors(*columns):",
+                "    def convert(batch):",
+                "        for column in columns:",
+                f"            batch[column] = [torch.from_numpy(np.array(im.convert(\"RGB\").resize(({ORIGINAL_SIDE}, {ORIGINAL_SIDE})))).permute(2, 0, 1)",
+                "                             for im in batch[column]]",
+                "        return batch",
+                "    return convert",
+                "", ""]
+    if first != layout.PAIR_CONFIG:
+        out += _loader_lines(card, first, ("image",), "images")
+        out += ["batch = next(iter(DataLoader(images, batch_size=32, shuffle=True)))",
+                'print(batch["image"].shape, batch["label"][:8])']
+    if layout.PAIR_CONFIG in configs:
+        if first != layout.PAIR_CONFIG:
+            out += ["", "# pe: one row per MSD-PE pair, both images of the pair side by side"]
+        out += _loader_lines(card, layout.PAIR_CONFIG, ("image_nonmasked", "image_masked"), "pairs")
+        out += ["batch = next(iter(DataLoader(pairs, batch_size=16, shuffle=True)))",
+                'print(batch["image_nonmasked"].shape, batch["image_masked"].shape, batch["label"][:8])']
+    return out + ["```", ""]
 
 
 def _label_counts(part: Part, class_names: tuple[str, ...]) -> dict[str, int]:
@@ -216,13 +299,18 @@ def _configs_and_counts(card: CardFacts) -> list[str]:
 
 
 def _columns(card: CardFacts) -> list[str]:
+    """Each config's columns as published (the image configs share theirs)."""
     out = ["## Columns", ""]
-    seen: set[str] = set()
-    for feat in (f for part in card.parts for f in part.features):
-        if feat.name not in seen:
-            seen.add(feat.name)
-            out.append(f"- `{feat.name}` ({feat.kind}): {feat.doc}")
-    return out + [""]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for config, parts in card.configs().items():
+        groups.setdefault(tuple(f.name for f in parts[0].features), []).append(config)
+    for names, configs in groups.items():
+        features = card.configs()[configs[0]][0].features
+        if len(groups) > 1:
+            what = "one row per pair" if configs == [layout.PAIR_CONFIG] else "one row per image"
+            out += [", ".join(f"`{c}`" for c in configs) + f" ({what}):", ""]
+        out += [f"- `{f.name}` ({f.kind}): {f.doc}" for f in features] + [""]
+    return out
 
 
 def _curation(card: CardFacts) -> list[str]:
@@ -272,7 +360,10 @@ def _curation(card: CardFacts) -> list[str]:
 
 def _terms(card: CardFacts) -> list[str]:
     terms = card.terms
-    return ["## Terms of use", "", terms.get("summary", ""), "", " ".join(terms.get("text", "").split()) or "(none given)", ""]
+    out = ["## Terms of use", "", terms.get("summary", ""), "", " ".join(terms.get("text", "").split()) or "(none given)", ""]
+    if terms.get("url"):
+        out += [f"The dataset's own terms: <{terms['url']}>.", ""]
+    return out
 
 
 def _citation(card: CardFacts) -> list[str]:

@@ -112,21 +112,48 @@ def class_names_for(frame: pd.DataFrame) -> tuple[str, ...]:
     return LABELS if has_contempt else BASIC_LABELS
 
 
-def row_features(class_names: tuple[str, ...], present: set[str]) -> tuple[Feature, ...]:
+def published_docs(*, images: str = "aligned", include_removed: bool = False) -> dict[str, str]:
+    """Column descriptions where the published column says less (or more) than the manifest's:
+    removed rows are left out unless ``include_removed``, ``in_pe`` speaks of the published
+    ``pe`` config, and the embedded image is a crop, not the file ``sha256`` was taken of."""
+    docs = {
+        "label": ("The label after relabelling (the source's where relabelling did not change it)"
+                  + ("; null for images removed by relabelling (`label_status` removed)." if include_removed
+                     else "; never null: images removed by relabelling are not published.")),
+        "label_status": ("`original` (the source's label), `relabelled`"
+                         + (" or `removed` (no label)." if include_removed else "; removed images are not published.")),
+        "in_pe": ("True where this image and its twin form a row of the `pe` config: the pair passed the MSD-PE "
+                  "rule (the same final label on both sides) and both sides are published."),
+        "occlusion": ("Tags of the image: occlusions such as `mask`, `sunglasses`, `glasses`, `hand`, `hair`; "
+                      "`synthetic_mask` where ferdata drew the mask; `label_issue` where `ferdata label-issues` "
+                      "flagged the label for review."),
+    }
+    if images == "aligned":
+        docs["sha256"] = ("Hex SHA-256 of the original image's bytes (of the decoded pixels for CSV sources), "
+                          "not of the embedded aligned crop.")
+    return docs
+
+
+def row_features(class_names: tuple[str, ...], present: set[str], *, images: str = "aligned",
+                 include_removed: bool = False) -> tuple[Feature, ...]:
     """The columns of mix, nm and m: the image, the label, then the ``present`` manifest columns."""
-    feats = [image_feature("image", IMAGE_PATH, "the face image (file bytes embedded)"), schema_feature(column("label"), class_names=class_names)]
+    docs = published_docs(images=images, include_removed=include_removed)
+    what = "the aligned face crop" if images == "aligned" else "the original image"
+    feats = [image_feature("image", IMAGE_PATH, f"{what} (file bytes embedded)"),
+             schema_feature(column("label"), class_names=class_names, doc=docs["label"])]
     for name in IMAGE_ROW_COLUMNS:
         if name in present:
-            feats.append(schema_feature(column(name), class_names=class_names))
+            feats.append(schema_feature(column(name), class_names=class_names, doc=docs.get(name)))
     return tuple(feats)
 
 
-def pe_features(class_names: tuple[str, ...], present: set[str]) -> tuple[Feature, ...]:
+def pe_features(class_names: tuple[str, ...], present: set[str], *, images: str = "aligned") -> tuple[Feature, ...]:
     """The columns of pe: both images, the shared label, the ``present`` pair columns, both ids."""
     image_id = column("image_id")
+    what = "face crop" if images == "aligned" else "original image"
     return (
-        image_feature("image_nonmasked", IMAGE_PATH, "the non-masked face image (file bytes embedded)"),
-        image_feature("image_masked", MASKED_IMAGE_PATH, "the masked face image (file bytes embedded)"),
+        image_feature("image_nonmasked", IMAGE_PATH, f"the non-masked {what} (file bytes embedded)"),
+        image_feature("image_masked", MASKED_IMAGE_PATH, f"the masked {what} (file bytes embedded)"),
         schema_feature(column("label"), class_names=class_names, doc="The label both images of the pair share."),
         *(schema_feature(column(n)) for n in PAIR_ROW_COLUMNS if n in present),
         schema_feature(image_id, name="image_id_nonmasked", doc="`image_id` of the non-masked image."),

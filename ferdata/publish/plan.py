@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,6 +59,10 @@ class Part:
     split: str  # Hub split name
     rows: pa.Table  # manifest columns (+ the private image path columns)
     features: tuple[Feature, ...]
+    # filled when the shards are written (shards.write_parts): the rows' Arrow size, which
+    # ``datasets`` records as the split's ``num_bytes``, and the shard files
+    num_bytes: int = 0
+    files: list[Path] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -137,7 +142,13 @@ def plan_parts(
     include_removed: bool = False,
     configs: Sequence[str] = layout.CONFIGS,
 ) -> tuple[list[Part], dict[str, int], tuple[str, ...]]:
-    """The rows of every config × split, the rows left out (by reason) and the class names."""
+    """The rows of every config × split, the rows left out (by reason) and the class names.
+
+    A published ``in_pe`` says that the image's pair is a row of ``pe``: the manifest's
+    ``in_pe`` (the MSD-PE rule) and both sides published. A pair with a side left out (no face
+    crop) is in MSD-PE in the manifest but not in the published data, so its other side is
+    published with ``in_pe`` false; the card counts the pair under its reason.
+    """
     frame = manifest.frame.reset_index(drop=True).copy()
     class_names = class_names_for(frame)
     frame[IMAGE_PATH] = _image_paths(ws, frame, images)
@@ -147,15 +158,20 @@ def plan_parts(
     kept = kept.sort_values("image_id", kind="stable")
     present = {n for n in IMAGE_ROW_COLUMNS if n not in OPTIONAL_COLUMNS or kept[n].notna().any()}
 
+    pe_source = frame[frame[IMAGE_PATH].notna()]  # removed rows are never in_pe
+    pair_rows = _pair_rows(pe_source.sort_values("image_id", kind="stable"))
+    if layout.PAIR_CONFIG in configs:
+        _count_pe_losses(frame, len(pair_rows), left_out)
+    in_published_pairs = set(pair_rows["image_id"]) | set(pair_rows[MASKED_IMAGE_ID])
+    kept = kept.assign(in_pe=kept["image_id"].isin(in_published_pairs).to_numpy(dtype=bool))
+
     selections = {"mix": kept, "nm": kept[_is(kept["masked"], False)], "m": kept[_is(kept["masked"], True)]}
     parts: list[Part] = []
-    image_row_features = row_features(class_names, present)
+    image_row_features = row_features(class_names, present, images=images, include_removed=include_removed)
     for config in (c for c in layout.CONFIGS if c in configs):
         if config == layout.PAIR_CONFIG:
-            pe_source = frame[frame[IMAGE_PATH].notna()]  # removed rows are never in_pe
-            rows = _pair_rows(pe_source.sort_values("image_id", kind="stable"))
-            _count_pe_losses(frame, len(rows), left_out)
-            feats = pe_features(class_names, present={n for n in PAIR_ROW_COLUMNS if rows[n].notna().any()})
+            rows = pair_rows
+            feats = pe_features(class_names, present={n for n in PAIR_ROW_COLUMNS if rows[n].notna().any()}, images=images)
         else:
             rows = selections[config]
             feats = image_row_features

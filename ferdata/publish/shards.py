@@ -59,7 +59,9 @@ def write_parts(parts: Sequence[Part], out_dir: Path, *, shards: int | None, wor
     """Write every part's shards under ``out_dir``; the shards written, in order.
 
     ``shards`` fixes the shard count of every part (default: one per MAX_SHARD_BYTES of images);
-    ``advance(n)`` is called after each row group of ``n`` rows is written.
+    ``advance(n)`` is called after each row group of ``n`` rows is written. Each part's
+    ``num_bytes`` (its rows' Arrow size, what ``datasets`` records as a split's ``num_bytes``) and
+    ``files`` are filled in.
     """
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-publish") as pool:
         sizes = _file_sizes(parts, pool)
@@ -198,6 +200,14 @@ def _write_shards(jobs: Sequence[Shard], pool: ThreadPoolExecutor, window: int, 
 
     written: list[Path] = []
     writer: _ShardWriter | None = None
+    for part in {id(s.part): s.part for s in jobs}.values():
+        part.num_bytes, part.files = 0, []
+
+    def close(writer: _ShardWriter) -> None:
+        writer.close()
+        written.append(writer.shard.path)
+        writer.shard.part.files.append(writer.shard.path)
+
     try:
         fill()
         while pending:
@@ -206,14 +216,13 @@ def _write_shards(jobs: Sequence[Shard], pool: ThreadPoolExecutor, window: int, 
             fill()
             if writer is None or writer.shard is not shard:
                 if writer is not None:
-                    writer.close()
-                    written.append(writer.shard.path)
+                    close(writer)
                 writer = _ShardWriter(shard)
             writer.write(table)
+            shard.part.num_bytes += table.nbytes
             advance(n)
         if writer is not None:
-            writer.close()
-            written.append(writer.shard.path)
+            close(writer)
     except BaseException as exc:
         for _, _, future in pending:
             future.cancel()

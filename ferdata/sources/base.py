@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from ..archives import Tree
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# the origin (``tag_origins`` of manifests/schema.toml) of what a record says: the dataset's own layout
+SOURCE_ORIGIN = "source"
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Record:
     pair_key: str | None = None
 
     def manifest_fields(self) -> dict[str, Any]:
+        """The manifest columns the record fills; its tags and ``masked`` carry the origin ``source``."""
         return {
             "image_id": self.image_id,
             "source": self.source,
@@ -49,6 +52,8 @@ class Record:
             "clip_id": self.clip_id,
             "masked": self.masked,
             "occlusion": list(self.occlusion),
+            "tag_origin": [SOURCE_ORIGIN] * len(self.occlusion),
+            "masked_origin": None if self.masked is None else SOURCE_ORIGIN,
             "pair_key": self.pair_key,
         }
 

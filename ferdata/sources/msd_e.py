@@ -10,7 +10,9 @@ Expected layout (any wrapping folders above ``ROOT`` are ignored)::
       Paired_files.txt          one file name per line (kept in tables/msd-e/)
 
 ``<label>`` is the 0-based index in RAF-DB order (surprise, fear, disgust, happy, sad, angry,
-neutral). No real file name has been published, so any suffix after the second underscore and
+neutral). The folder says ``masked`` (and, in ``MSD-ME/``, the tag ``mask``): both get the origin
+``source``, so ``ferdata tag auto`` never overrides them and ``ferdata tag remove`` keeps the tag
+without ``--force``. No real file name has been published, so any suffix after the second underscore and
 any common image extension is accepted; a name that does not fit is reported, never dropped.
 """
 

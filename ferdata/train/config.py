@@ -54,6 +54,8 @@ class TrainConfig:
     kd_p: float = 0.5
     augment: bool = True
     tsne: bool = True
+    figure_format: str = "png"  # confusion matrices and t-SNE: png, pdf or svg (ferdata.figures)
+    dpi: int = 150
     epoch_log: bool = True  # predict the evaluated images after every epoch (diagnostic)
     memory_budget: int | str | None = None  # bytes of decoded faces held in memory; None: half the available RAM
 
@@ -86,10 +88,14 @@ class TrainConfig:
             raise UsageError(f"folds={self.folds} must be at least 2")
         if self.protocol == "split" and (self.folds is not None or self.fold is not None):
             raise UsageError("folds= and fold= choose folds of protocol=folds; protocol=split trains once on train")
+        from ..figures import check_format
+
+        figure_format = check_format(self.figure_format, self.dpi)
         budget = parse_size(self.memory_budget)
         if budget is not None and budget < 0:
             raise UsageError(f"memory_budget={self.memory_budget!r} must not be negative")
-        return replace(self, image_size=image_size, milestones=tuple(int(m) for m in self.milestones), memory_budget=budget)
+        return replace(self, image_size=image_size, milestones=tuple(int(m) for m in self.milestones), memory_budget=budget,
+                       figure_format=figure_format)
 
     def for_data(self, data: FaceData) -> TrainConfig:
         """Fill the protocol and the subset from the data (see the field comments)."""
@@ -108,7 +114,7 @@ class TrainConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The options that change a round's result: a re-run into the same RUN_DIR must match them."""
         keep = asdict(self)
-        for name in ("folds", "fold", "device", "precision", "tsne", "epoch_log", "memory_budget"):
+        for name in ("folds", "fold", "device", "precision", "tsne", "figure_format", "dpi", "epoch_log", "memory_budget"):
             keep.pop(name)
         keep["milestones"] = list(self.milestones)
         return keep

@@ -16,9 +16,11 @@ best-epoch report would sit from the last-epoch one), rows left out by reason, a
 published baseline beside ours (``[baselines]`` of ``manifests/<dataset>.toml``) with what differs.
 
 Files: ``results.json``, ``results.md`` (tables shaped like the paper's Tables 3-6),
-``epochs.csv``, ``confusion.png`` (+ ``confusion-nm.png`` and ``confusion-m.png`` when both kinds
-of image were evaluated), and ``tsne.png``: the pooled features of one round's evaluated images,
-non-masked and masked side by side (paper, Figure 5).
+``epochs.csv``, ``confusion.FORMAT`` (+ ``confusion-nm.FORMAT`` and ``confusion-m.FORMAT`` when
+both kinds of image were evaluated), titled with their n and accuracy, and ``tsne.FORMAT``: the
+pooled features of every round's evaluated images, one panel per round with its own legend,
+non-masked and masked told apart by the marker (paper, Figure 5). FORMAT is the config's
+``figure_format`` (png, pdf or svg, at ``dpi``; :mod:`ferdata.figures`).
 """
 
 from __future__ import annotations
@@ -389,68 +391,102 @@ def _markdown_split(summary: dict[str, Any], experiment: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure():
-    import matplotlib
+def figure_title(experiment: str, what: str, matrix: np.ndarray) -> str:
+    """``experiment`` over a line with what the figure counts, its n and its accuracy."""
+    matrix = np.asarray(matrix)
+    n = int(matrix.sum())
+    accuracy = f"accuracy {np.trace(matrix) / n:.1%}" if n else "no images"
+    return f"{experiment}\n{what}: n = {n:,}, {accuracy}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str, *,
+                   figure_format: str = "png", dpi: int = 150) -> Path:
+    """Row-normalised confusion matrix with the counts in each cell, written atomically as
+    ``figure_format`` (png, pdf or svg). ``title`` is the figure's title as given
+    (:func:`figure_title` adds n and accuracy)."""
+    from ..figures import pyplot, save
 
-
-def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
-    """Row-normalised confusion matrix with the counts in each cell, written atomically as PNG."""
-    plt = _figure()
+    plt = pyplot()
     matrix = np.asarray(matrix)
     totals = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 1.2 + 0.8 * len(classes)))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     for i in range(len(classes)):
         for j in range(len(classes)):
             ax.text(j, i, f"{share[i, j]:.2f}\n{matrix[i, j]}", ha="center", va="center", fontsize=7,
                     color="white" if share[i, j] > 0.5 else "black")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, figure_format, dpi)
 
 
-def plot_tsne(features: np.ndarray, labels: np.ndarray, masked: np.ndarray, classes: list[str], path: Path,
-              title: str, seed: int = 0) -> Path | None:
-    """2-D t-SNE of the penultimate features, one panel per kind of image (paper, Figure 5)."""
+# non-masked and masked images share a panel, told apart by the marker (paper, Figure 5: by panel)
+_KIND_MARKERS = (("non-masked", False, "o"), ("masked", True, "^"))
+TSNE_COLUMNS = 5  # panels per row of the t-SNE figure
+
+
+def tsne_points(features: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """2-D t-SNE of one network's features (None for fewer than 5 images)."""
     from sklearn.manifold import TSNE
 
     if len(features) < 5:
         return None
     perplexity = float(min(30.0, (len(features) - 1) / 3))
-    points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-        features.astype(np.float32)
-    )
-    plt = _figure()
-    panels = [(name, masked == value) for name, value in (("non-masked", False), ("masked", True)) if (masked == value).any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features.astype(np.float32))
+
+
+def plot_tsne(rounds: list[tuple[str, np.ndarray, pd.DataFrame]], classes: list[str], path: Path, title: str, *,
+              seed: int = 0, figure_format: str = "png", dpi: int = 150) -> Path | None:
+    """t-SNE of each round's evaluated features: one panel per round (a fold's out-of-fold images,
+    or the evaluated split), each with its legend; colour is the label, the marker non-masked or
+    masked. Each fold's network has its own feature space, so folds get panels of their own
+    rather than one embedding of features that no single network produced.
+
+    ``rounds``: (panel name, features, the round's predictions in the features' row order:
+    ``label``, ``predicted``, ``masked``). None when no round has 5 images or more.
+    """
+    from ..figures import pyplot, save
+
+    panels = [(name, points, part) for name, features, part in rounds
+              if (points := tsne_points(features, seed)) is not None]
+    if not panels:
+        return None
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+
+    columns = min(TSNE_COLUMNS, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows + 0.5), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for ax, (name, rows) in zip(axes[0], panels):
-        for i, c in enumerate(classes):
-            chosen = rows & (labels == c)
-            if chosen.any():
-                ax.scatter(points[chosen, 0], points[chosen, 1], s=10, color=colours(i), label=c)
-        ax.set_title(f"{title}: {name}")
+    for ax, (name, points, part) in zip(axes.flat, panels):
+        labels = part["label"].to_numpy(object)
+        masked = part["masked"].astype("boolean").fillna(False).to_numpy(bool) if "masked" in part else np.zeros(len(part), bool)
+        kinds = [(kind, value, marker) for kind, value, marker in _KIND_MARKERS if (masked == value).any()]
+        for kind, value, marker in kinds:
+            for i, c in enumerate(classes):
+                chosen = (masked == value) & (labels == c)
+                if chosen.any():
+                    ax.scatter(points[chosen, 0], points[chosen, 1], s=12, color=colours(i % 10), marker=marker,
+                               edgecolors="none", alpha=0.85)
+        right = int((part["label"] == part["predicted"]).sum())
+        ax.set_title(f"{name}: n = {len(part):,}, accuracy {right / len(part):.1%}", fontsize=9)
+        handles = [Line2D([], [], color=colours(i % 10), marker="o", linestyle="", label=c)
+                   for i, c in enumerate(classes) if (labels == c).any()]
+        if len(kinds) > 1:
+            handles += [Line2D([], [], color="grey", marker=marker, linestyle="", label=kind) for kind, _, marker in kinds]
+        ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.8)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0][-1].legend(loc="best", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, figure_format, dpi)
 
 
 def experiment_name(config, initialisation: dict[str, Any] | None = None) -> str:
@@ -516,21 +552,28 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
         with atomic_path(run_dir / "epochs.csv") as tmp:
             table.to_csv(tmp, index=False)
         files.append(run_dir / "epochs.csv")
-    files.append(plot_confusion(summary["confusion_total"], list(classes), run_dir / "confusion.png", experiment))
+    fmt, dpi = config.figure_format, config.dpi
+    evaluated = "all folds, out-of-fold" if protocol == "folds" else "evaluated split"
+    total = np.asarray(summary["confusion_total"])
+    files.append(plot_confusion(total, list(classes), run_dir / f"confusion.{fmt}", figure_title(experiment, evaluated, total),
+                                figure_format=fmt, dpi=dpi))
     masked = predictions["masked"].astype("boolean")
     if (masked == True).any() and (masked == False).any():
         for kind, rows in (("nm", masked == False), ("m", masked == True)):
             part = predictions[rows.fillna(False).to_numpy(bool)]
             matrix = confusion(*_codes(part, classes), len(classes))
-            files.append(plot_confusion(matrix, list(classes), run_dir / f"confusion-{kind}.png",
-                                        f"{experiment}, {'non-masked' if kind == 'nm' else 'masked'}"))
+            what = f"{'non-masked' if kind == 'nm' else 'masked'} images, {evaluated}"
+            files.append(plot_confusion(matrix, list(classes), run_dir / f"confusion-{kind}.{fmt}",
+                                        figure_title(experiment, what, matrix), figure_format=fmt, dpi=dpi))
     if tsne and rounds:
-        name = next(iter(rounds))
-        features = np.load(Path(rounds[name]["folder"]) / "features.npy")
-        part = predictions[predictions["fold"] == name] if protocol == "folds" else predictions
-        written = plot_tsne(features, part["label"].to_numpy(object), part["masked"].astype("boolean").fillna(False).to_numpy(bool)
-                            if part["masked"].notna().any() else np.zeros(len(part), bool), list(classes),
-                            run_dir / "tsne.png", f"{experiment}, {'fold ' + str(name) if protocol == 'folds' else 'evaluated split'}")
+        panels = []
+        for name, logged in rounds.items():
+            part = predictions[predictions["fold"] == name] if protocol == "folds" else predictions
+            features = np.load(Path(logged["folder"]) / "features.npy")
+            panels.append((f"fold {name}" if protocol == "folds" else "evaluated split", features, part))
+        what = "a panel per fold, its out-of-fold images" if protocol == "folds" else "the evaluated split"
+        written = plot_tsne(panels, list(classes), run_dir / f"tsne.{fmt}", f"{experiment}\nt-SNE of the penultimate features: {what}",
+                            seed=config.seed, figure_format=fmt, dpi=dpi)
         if written is not None:
             files.append(written)
     return summary, files
