@@ -118,7 +118,7 @@ def test_library_messages_reach_the_user_with_the_flags_to_pass(tmp_path: Path) 
 
     rows = [{"image_id": f"i{i}", "dataset": "imagefolder", "source": f"i{i}.png", "original_path": f"originals/i{i}.png",
              "sha256": f"{i:064x}", "label_original": "happy", "label": "happy", "label_status": "original",
-             "subject_id": "s1"} for i in range(4)]
+             "subject_id": "s1", "width": 48, "height": 48} for i in range(4)]
     Workspace(ws).save(Manifest(dataset="imagefolder", frame=new_frame(rows), provenance={}))
     result = runner.invoke(app, ["align", "-w", str(ws), "--size", "8"])
     assert result.exit_code == 1 and "--size 8 is out of range" in result.output
