@@ -204,9 +204,9 @@ def run_demo(
     import time
 
     from .archives import Secret
+    from .folds import make_folds
     from .ingest import ingest
     from .pairs import make_pairs
-    from .folds import make_folds
     from .publish import publish
     from .relabel import relabel
     from .stats import summary

@@ -24,7 +24,6 @@ Only rows with a label take part: removed rows (``label_status == 'removed'``) g
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 
 import numpy as np
