@@ -25,6 +25,8 @@ evaluates on (folds, official splits) is :mod:`ferdata.train.loop`'s business.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -451,16 +453,14 @@ def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, 
         _decode_blocks(rows, origin, size, progress, put)
         return torch.from_numpy(target)
     if cache_dir is None:
-        handle = tempfile.NamedTemporaryFile(prefix="ferdata-faces-", suffix=".u8", delete=False)
-        handle.close()
+        descriptor, name = tempfile.mkstemp(prefix="ferdata-faces-", suffix=".u8")
+        os.close(descriptor)
         try:
-            _decode_to_file(Path(handle.name), rows, origin, size, progress)
-            faces = DiskFaces(Path(handle.name), shape)
+            _decode_to_file(Path(name), rows, origin, size, progress)
+            faces = DiskFaces(Path(name), shape)
         finally:
-            try:  # the open descriptor keeps the data; the name is not needed (POSIX)
-                os.unlink(handle.name)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # the open descriptor keeps the data; the name is not needed (POSIX)
+                os.unlink(name)
         faces.path = None
         return faces
     from ..fsutil import atomic_path
@@ -541,7 +541,7 @@ def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progre
         for jobs in batches:
             first = jobs[0][0]
             block = np.empty((len(jobs), 3, size, size), dtype=np.uint8)
-            list(pool.map(lambda job: one(job, block, first), jobs))
+            list(pool.map(functools.partial(one, block=block, first=first), jobs))
             put(first, block)
             done += len(jobs)
             progress("decode faces", done, total)

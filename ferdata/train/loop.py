@@ -362,7 +362,7 @@ def fit(
         # what each step reads: the rows, or the non-masked then the masked side of each pair
         wanted = [b if method == "ce" else np.concatenate([b[:, 0], b[:, 1]]) for b in batches]
         loss_sum, correct, samples, predictions, start = 0.0, 0, 0, 0, time.perf_counter()
-        for chosen, images in zip(batches, faces.stream(wanted)):
+        for chosen, images in zip(batches, faces.stream(wanted), strict=True):
             n = len(chosen)
             theta = draw_augment(n, generator, acc.device) if config.augment else None
             with acc.autocast():
