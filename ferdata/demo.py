@@ -112,7 +112,7 @@ def _jpeg(rgb: np.ndarray) -> bytes:
 
 def _votes(image_ids: list[tuple[str, str]], rng: np.random.Generator) -> tuple[list[tuple[str, str, str]], int]:
     """7 annotators' long-form votes; a few images are flagged the ways the paper describes."""
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     flagged_ids = rng.choice(len(image_ids), size=min(8, len(image_ids)), replace=False)
     plans = {}
     for n, index in enumerate(flagged_ids):

@@ -302,7 +302,8 @@ def decide(
             "winner_votes": result["winner_votes"].astype(np.int64),
             "other_votes": result["other_votes"].astype(np.int64),
             "action": action.astype(object),
-            "label": np.where(result["removed"], None, new_names).astype(object),
+            # numpy's stubs take the None for a missing x argument (the one-argument overload)
+            "label": np.where(result["removed"], None, new_names).astype(object),  # type: ignore[attr-defined]
             "reason": result["reason"],
         }
     )

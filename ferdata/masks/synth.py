@@ -45,7 +45,7 @@ def _eligibility(frame: pd.DataFrame) -> pd.Series:
 
     key_counts = frame["pair_key"].value_counts()
     crop = has_crop(frame).tolist()
-    reasons = []
+    reasons: list[str | None] = []
     for row, with_crop in zip(frame.itertuples(index=False), crop, strict=True):
         tags = list(row.occlusion) if row.occlusion is not None else []
         if str(row.source).startswith(SYNTHETIC_SOURCE_PREFIX):

@@ -117,6 +117,7 @@ class ReviewSession:
             stamp = self._stamp()
             if self._loaded is None or self._loaded.stamp != stamp:
                 self._adopt(self.ws.load(self.dataset), stamp)
+            assert self._loaded is not None  # _adopt sets it
             return self._loaded
 
     def _adopt(self, manifest: Manifest, stamp: tuple) -> None:
@@ -245,7 +246,9 @@ class ReviewSession:
         if name == "fold":
             if value != "none" and not value.isdigit():
                 raise UsageError(f"fold={value!r}: give a fold number or none")
-        elif value not in allowed:
+            return
+        assert allowed is not None, name  # page() refuses names outside FILTERS before asking
+        if value not in allowed:
             raise UsageError(f"{name}={value!r} is not one of {', '.join(allowed)}")
 
     def page(self, params: Mapping[str, str]) -> dict[str, Any]:
