@@ -112,7 +112,7 @@ def _jpeg(rgb: np.ndarray) -> bytes:
 
 def _votes(image_ids: list[tuple[str, str]], rng: np.random.Generator) -> tuple[list[tuple[str, str, str]], int]:
     """7 annotators' long-form votes; a few images are flagged the ways the paper describes."""
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     flagged_ids = rng.choice(len(image_ids), size=min(8, len(image_ids)), replace=False)
     plans = {}
     for n, index in enumerate(flagged_ids):
@@ -145,20 +145,22 @@ def build_sample(out: Path, *, seed: int = 0) -> Sample:
     archive = out / "msd-e-demo.zip"
     labelled: list[tuple[str, str]] = []
     pairs: list[str] = []
-    with atomic_path(archive) as tmp:
-        with pyzipper.AESZipFile(tmp, "w", compression=pyzipper.ZIP_STORED, encryption=pyzipper.WZ_AES) as zf:
-            zf.setpassword(DEMO_PASSWORD.encode())
-            for s, subject in enumerate(subjects, start=1):
-                style = choose_style(seed, f"subject-{s}", len(textures))  # each subject keeps one mask
-                for index, label in enumerate(MSD_E_CLASSES):
-                    name = f"{s:03d}_{index}_demo.jpg"
-                    rgb, points = _pose(subject, rng)
-                    zf.writestr(f"MSD-E-demo/MSD-E/{name}", _jpeg(rgb))
-                    zf.writestr(f"MSD-E-demo/MSD-ME/{name}", _jpeg(draw_mask(rgb, points, textures[style.texture], style)))
-                    pairs.append(name)
-                    stem = name.rsplit(".", 1)[0]
-                    labelled += [(f"MSD-E/{stem}", label), (f"MSD-ME/{stem}", label)]
-            zf.writestr("MSD-E-demo/Paired_files.txt", "\n".join(pairs) + "\n")
+    with (
+        atomic_path(archive) as tmp,
+        pyzipper.AESZipFile(tmp, "w", compression=pyzipper.ZIP_STORED, encryption=pyzipper.WZ_AES) as zf,
+    ):
+        zf.setpassword(DEMO_PASSWORD.encode())
+        for s, subject in enumerate(subjects, start=1):
+            style = choose_style(seed, f"subject-{s}", len(textures))  # each subject keeps one mask
+            for index, label in enumerate(MSD_E_CLASSES):
+                name = f"{s:03d}_{index}_demo.jpg"
+                rgb, points = _pose(subject, rng)
+                zf.writestr(f"MSD-E-demo/MSD-E/{name}", _jpeg(rgb))
+                zf.writestr(f"MSD-E-demo/MSD-ME/{name}", _jpeg(draw_mask(rgb, points, textures[style.texture], style)))
+                pairs.append(name)
+                stem = name.rsplit(".", 1)[0]
+                labelled += [(f"MSD-E/{stem}", label), (f"MSD-ME/{stem}", label)]
+        zf.writestr("MSD-E-demo/Paired_files.txt", "\n".join(pairs) + "\n")
     rows, flagged = _votes(labelled, rng)
     votes = out / "votes.csv"
     with atomic_path(votes) as tmp, tmp.open("w", newline="") as fh:
@@ -204,9 +206,9 @@ def run_demo(
     import time
 
     from .archives import Secret
+    from .folds import make_folds
     from .ingest import ingest
     from .pairs import make_pairs
-    from .folds import make_folds
     from .publish import publish
     from .relabel import relabel
     from .stats import summary

@@ -8,6 +8,10 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .leakage import LeakageReport
 
 # The longest message a user is shown: a huge value (a 200 KB CSV field, a member name of
 # thousands of characters) is cut in its middle, so the line keeps its start and its advice.
@@ -100,7 +104,7 @@ class LeakageFound(FerdataError):
     ``report`` holds the :class:`ferdata.leakage.LeakageReport` (the report file is already written).
     """
 
-    report = None
+    report: LeakageReport | None = None
 
 
 class PublishError(FerdataError):

@@ -24,7 +24,6 @@ Only rows with a label take part: removed rows (``label_status == 'removed'``) g
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ import pandas as pd
 
 from .errors import UsageError
 from .graph import connected_components, key_edges
-from .leakage import DEFAULT_HAMMING, DEFAULT_IDENTITY_THRESHOLD, DEFAULT_NEIGHBOURS, DEFAULT_SIMILARITY
+from .leakage import DEFAULT_HAMMING, DEFAULT_IDENTITY_THRESHOLD, DEFAULT_NEIGHBOURS, DEFAULT_SIMILARITY, LeakageReport
 from .progress import ProgressFn
 from .schema import LABELS, labelled_rows, usable_rows
 from .workspace import Workspace, WorkspaceLike, writes_workspace
@@ -206,7 +205,7 @@ def _polish(X: np.ndarray, fold: np.ndarray, k: int, w: np.ndarray) -> np.ndarra
                     options.append((gain[j], "b->a", -1, j))
                 d = B[None, :, :] - A[:, None, :]
                 gain = (2 * d * diff + 2 * d * d) @ w
-                i, j = np.unravel_index(int(np.argmin(gain)), gain.shape)
+                i, j = map(int, np.unravel_index(int(np.argmin(gain)), gain.shape))
                 options.append((gain[i, j], "swap", i, j))
                 value, kind, i, j = min(options, key=lambda o: o[0])
                 if value >= -1e-9:
@@ -391,7 +390,7 @@ class FoldsResult:
     seed: int
     balance: pd.DataFrame
     provenance: dict
-    leakage: object  # ferdata.leakage.LeakageReport
+    leakage: LeakageReport
     balance_path: str  # relative to the workspace
 
     @property

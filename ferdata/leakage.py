@@ -35,10 +35,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -195,15 +195,15 @@ def _thumbnail(path: str) -> tuple[np.ndarray, int, int] | None:
 def _signature_chunk(paths: list[str]) -> list[tuple[int, int, bytes, int, int] | None]:
     """(pHash, mirror pHash, thumbnail bytes, width, height) per path; None where unreadable."""
     read = [_thumbnail(p) for p in paths]
-    ok = [i for i, r in enumerate(read) if r is not None]
+    ok = [(i, r) for i, r in enumerate(read) if r is not None]
     out: list[tuple[int, int, bytes, int, int] | None] = [None] * len(paths)
     if ok:
-        pixels = np.stack([read[i][0] for i in ok])
+        pixels = np.stack([r[0] for _, r in ok])
         plain = phash_pixels(pixels).view(np.int64).tolist()
         mirror = phash_pixels(pixels[:, :, ::-1]).view(np.int64).tolist()
-        for k, i in enumerate(ok):
-            thumb = np.clip(np.rint(read[i][0]), 0, 255).astype(np.uint8).tobytes()
-            out[i] = (plain[k], mirror[k], thumb, read[i][1], read[i][2])
+        for k, (i, r) in enumerate(ok):
+            thumb = np.clip(np.rint(r[0]), 0, 255).astype(np.uint8).tobytes()
+            out[i] = (plain[k], mirror[k], thumb, r[1], r[2])
     return out
 
 
@@ -222,7 +222,7 @@ class Signatures:
         return len(self.ok)
 
     @classmethod
-    def from_records(cls, records: list[tuple[int, int, bytes, int, int] | None]) -> Signatures:
+    def from_records(cls, records: Sequence[tuple[int, int, bytes, int, int] | None]) -> Signatures:
         n = len(records)
         phash = np.zeros(n, dtype=np.int64)
         mirror = np.zeros(n, dtype=np.int64)
@@ -260,20 +260,20 @@ def signatures_of_files(
 ) -> Signatures:
     """Signatures of image files, in parallel processes when there are many."""
     progress = progress or null_progress
-    paths = [str(p) for p in paths]
+    names = [str(p) for p in paths]
     workers = workers or os.cpu_count() or 1
-    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
     records: list = []
-    progress("image signatures", 0, len(paths))
+    progress("image signatures", 0, len(names))
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             for part in pool.map(_signature_chunk, chunks):
                 records.extend(part)
-                progress("image signatures", len(records), len(paths))
+                progress("image signatures", len(records), len(names))
     else:
         for chunk in chunks:
             records.extend(_signature_chunk(chunk))
-            progress("image signatures", len(records), len(paths))
+            progress("image signatures", len(records), len(names))
     return Signatures.from_records(records)
 
 
@@ -421,7 +421,7 @@ def _indexed_top_k(queries: list[np.ndarray], ref: np.ndarray, k: int, probes: i
     home = _probes(ref, centre, 1)[:, 0]
     order = np.argsort(home, kind="stable")
     starts = np.searchsorted(home[order], np.arange(len(centre) + 1))
-    results = []
+    results: list[tuple[np.ndarray, ...]] = []
     for query in queries:  # query i is reference i seen another way: never its own neighbour
         probe = _probes(query, centre, min(probes, len(centre)))
         by_list = np.argsort(probe.ravel(), kind="stable")
@@ -615,7 +615,7 @@ def _warp(images: np.ndarray, zoom: np.ndarray, dy: np.ndarray, dx: np.ndarray) 
     if not n:
         return np.zeros((0, 576), dtype=np.float32)
     centre = (THUMB - 1) / 2
-    grid = (np.arange(24, dtype=np.float32) + 4 - centre)[None, :] / zoom[:, None].astype(np.float32) + centre
+    grid: np.ndarray = (np.arange(24, dtype=np.float32) + 4 - centre)[None, :] / zoom[:, None].astype(np.float32) + centre
     ys = np.clip(grid + dy[:, None].astype(np.float32), 0, THUMB - 1) + (np.arange(n, dtype=np.float32) * THUMB)[:, None]
     xs = np.clip(grid + dx[:, None].astype(np.float32), 0, THUMB - 1)
     map_y = np.repeat(ys[:, :, None], 24, axis=2).reshape(n * 24, 24)

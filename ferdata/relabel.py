@@ -269,7 +269,7 @@ def decide(
     if annotators is not None:
         over = counts.sum(axis=1) > annotators
         if over.any() and scheme == "msd-e":
-            shown = [f"{i} ({n} votes)" for i, n in zip(ids[over][:5], counts.sum(axis=1)[over][:5])]
+            shown = [f"{i} ({n} votes)" for i, n in zip(ids[over][:5], counts.sum(axis=1)[over][:5], strict=True)]
             more = int(over.sum()) - len(shown)
             raise VotesError(
                 f"{int(over.sum())} images have more votes than annotators={annotators}: "
@@ -302,7 +302,8 @@ def decide(
             "winner_votes": result["winner_votes"].astype(np.int64),
             "other_votes": result["other_votes"].astype(np.int64),
             "action": action.astype(object),
-            "label": np.where(result["removed"], None, new_names).astype(object),
+            # numpy's stubs take the None for a missing x argument (the one-argument overload)
+            "label": np.where(result["removed"], None, new_names).astype(object),  # type: ignore[attr-defined]
             "reason": result["reason"],
         }
     )

@@ -248,7 +248,7 @@ def validate(frame: pd.DataFrame) -> None:
         if not col.nullable and isnull.any():
             problems.append(f"{col.name} is empty for {_offenders(isnull, frame)}")
         if col.vocabulary and col.is_list:
-            bad = series.map(lambda v: v is not None and any(t not in col.vocabulary for t in v))
+            bad = series.map(lambda v, vocabulary=col.vocabulary: v is not None and any(t not in vocabulary for t in v))
             if bad.any():
                 problems.append(
                     f"{col.name} holds tags outside {{{', '.join(col.vocabulary)}}} for {_offenders(bad, frame)}"
@@ -260,7 +260,7 @@ def validate(frame: pd.DataFrame) -> None:
                     f"{col.name} holds values outside {{{', '.join(col.vocabulary)}}} for {_offenders(bad, frame)}"
                 )
         if col.list_size:
-            bad = series.map(lambda v: v is not None and len(v) != col.list_size)
+            bad = series.map(lambda v, size=col.list_size: v is not None and len(v) != size)
             if bad.any():
                 problems.append(f"{col.name} must hold {col.list_size} numbers: {_offenders(bad, frame)}")
     removed = frame["label_status"] == "removed"

@@ -343,7 +343,7 @@ class _Resolver:
             matched_by[rule] = int((found >= 0).sum())
             if clashing.any():
                 sources_of: dict[str, list[str]] = {}
-                for key, source in zip(candidates.to_numpy(dtype=object)[clashing], self.frame["source"].to_numpy(dtype=object)[clashing]):
+                for key, source in zip(candidates.to_numpy(dtype=object)[clashing], self.frame["source"].to_numpy(dtype=object)[clashing], strict=True):
                     sources_of.setdefault(key, []).append(source)
                 for key in keys[todo[found < 0]]:
                     if key in sources_of and key not in ambiguous:
@@ -381,7 +381,7 @@ def tally(raw: RawVotes, frame: pd.DataFrame, *, skip_unmatched: bool = False) -
 
     words, unique_words = _factorize_text(table["vote"], lower=True)
     word_codes = np.array([VOTE_WORDS.get(w, -1) for w in unique_words], dtype=np.int64)
-    unknown = [w for w, c in zip(unique_words, word_codes) if c < 0]
+    unknown = [w for w, c in zip(unique_words, word_codes, strict=True) if c < 0]
     if unknown:
         raise VotesError(
             f"votes file {raw.path} holds votes that are not label names: {_offenders([repr(w) for w in unknown])}; "
@@ -473,7 +473,7 @@ def _check_usage(raw: RawVotes, frame: pd.DataFrame, table: pd.DataFrame, positi
     usage = table["usage"].to_numpy(dtype=object)[matched]
     wrong = [
         f"row {row} ({u} vs {s})"
-        for row, u, s in zip(table["row"].to_numpy()[matched], usage, splits)
+        for row, u, s in zip(table["row"].to_numpy()[matched], usage, splits, strict=True)
         if s is not None and u in _FERPLUS_USAGE and s not in _FERPLUS_USAGE[u]
     ]
     if wrong:

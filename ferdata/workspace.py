@@ -184,14 +184,15 @@ class Workspace:
         except OSError as exc:
             raise self._cannot_lock(exc) from None
         path = self.internal / "lock"
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
+        host = socket.gethostname()
+        holder = {"pid": os.getpid(), "host": host, "command": command, "since": time.time()}
         deadline = time.monotonic() + wait
         while True:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 other = self._read_lock(path)
-                if self._stale(path, other, holder["host"]):
+                if self._stale(path, other, host):
                     continue
                 if time.monotonic() < deadline:
                     time.sleep(0.2)

@@ -17,11 +17,11 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, Protocol
 
 from ferdata.errors import ArchiveError, FerdataError, UnsafeArchiveError
 
@@ -90,10 +90,18 @@ def not_complete(label: str, kind: str, exc: BaseException) -> ArchiveError:
 # Streams
 
 
+class Readable(Protocol):
+    """What a member stream reads from: a format library's file object, or a counting wrapper."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class MemberStream(io.RawIOBase):
     """A member's bytes: counted by its guard, library errors turned into one-line ArchiveErrors."""
 
-    def __init__(self, raw: BinaryIO, guard: Guard | None, on_error: Callable[[BaseException], FerdataError]) -> None:
+    def __init__(self, raw: Readable, guard: Guard | None, on_error: Callable[[BaseException], FerdataError]) -> None:
         self._raw = raw
         self._guard = guard
         self._on_error = on_error
@@ -101,7 +109,7 @@ class MemberStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         try:
             data = self._raw.read(len(buffer))
         except FerdataError:
@@ -122,11 +130,11 @@ class MemberStream(io.RawIOBase):
 
 
 def buffered(stream: io.RawIOBase) -> BinaryIO:
-    return io.BufferedReader(stream, buffer_size=CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(stream, buffer_size=CHUNK)
 
 
 def read_all(stream: BinaryIO) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         part = stream.read(CHUNK)
         if not part:
@@ -273,7 +281,7 @@ class Tree:
 
     # -- what subclasses provide --------------------------------------------------------------
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         """(name, stream) for the named members in archive order; a stream lives until the next."""
         raise NotImplementedError
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -73,10 +73,10 @@ class CompressedFileTree(Tree):
     def from_path(cls, path: Path, label: str, ctx: Context, *, compression: str, name_hint: str) -> Tree:
         return cls(path, label, ctx, compression, name_hint)
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         for name in names:
             counting = CountingFile(self.path, self._ctx.raw_read)
             with counting, decompressing(counting, self._compression) as plain:
-                guard = self._guard(name, lambda counting=counting: counting.consumed)
+                guard = self._guard(name, counting.consumed_since)
                 with buffered(MemberStream(plain, guard, self._on_error(name))) as stream:
                     yield name, stream

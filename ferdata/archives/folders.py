@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -86,7 +86,7 @@ class FolderTree(Tree):
         with buffered(MemberStream(counted, guard, self._on_error(name))) as stream:
             yield stream
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         for name in names:
             with self._open_one(name) as stream:
                 yield name, stream

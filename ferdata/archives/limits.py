@@ -79,12 +79,12 @@ class CountingFile(io.FileIO):
         self.consumed += n
         self._sink.value += n
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         data = super().read(size)
         self._add(len(data or b""))
         return data
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         n = super().readinto(buffer) or 0
         self._add(n)
         return n
@@ -93,6 +93,10 @@ class CountingFile(io.FileIO):
         data = super().readall()
         self._add(len(data))
         return data
+
+    def consumed_since(self, start: int = 0) -> int:
+        """Bytes read since ``consumed`` was ``start``: a guard's ``consumed`` function, bound with partial."""
+        return self.consumed - start
 
 
 def size(n: float) -> str:

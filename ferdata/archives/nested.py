@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 from .base import Member, Tree
@@ -31,7 +30,7 @@ __all__ = ["NestedTree", "may_be_archive"]
 # Members with these extensions are never sniffed for nested archives: images and tables are what
 # datasets are made of, and zip-based formats (npz, pt, docx, ...) are files, not folders to open.
 _NOT_EXPANDED = frozenset(
-    (
+    (  # noqa: SIM905 -- a word list reads better than a hundred quoted strings
         ".jpg .jpeg .png .bmp .gif .webp .tif .tiff .ppm .pgm .pbm .ico .heic "
         ".csv .tsv .txt .json .jsonl .md .rst .xml .yaml .yml .toml .html .htm .parquet .arrow .feather "
         ".npy .npz .mat .h5 .hdf5 .pkl .pt .pth .ckpt .onnx .safetensors .keras "
@@ -64,11 +63,13 @@ class NestedTree(Tree):
                 self._members[name] = Member(name, inner_member.size)
                 self._route[name] = (tree, inner_member.name)
 
-    def _open_one(self, name: str) -> AbstractContextManager[BinaryIO]:
+    @contextlib.contextmanager
+    def _open_one(self, name: str) -> Iterator[BinaryIO]:
         tree, inner_name = self._route[name]
-        return tree._open_one(inner_name)
+        with tree._open_one(inner_name) as stream:
+            yield stream
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         groups: dict[int, tuple[Tree, list[str]]] = {}
         for name in names:  # one pass per archive: group the names by the tree that holds them
             tree, inner_name = self._route[name]

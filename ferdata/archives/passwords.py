@@ -20,6 +20,7 @@ Messages speak of the ``password=`` argument; the CLI maps that to its own optio
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from ferdata.errors import PasswordError, UsageError
 
 __all__ = ["Password", "PasswordProvider", "Secret", "as_provider", "encrypted", "wrong_password"]

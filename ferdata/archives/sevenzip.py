@@ -29,9 +29,9 @@ import io
 import queue
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from ferdata.errors import ArchiveError, FerdataError, PasswordError, UnsafeArchiveError
 
@@ -42,6 +42,7 @@ from .passwords import wrong_password
 
 if TYPE_CHECKING:
     import py7zr
+    from py7zr.io import WriterFactory
 
 __all__ = ["SevenZipTree"]
 
@@ -187,11 +188,11 @@ class SevenZipTree(Tree):
             for name, stream in streams:
                 check_link(self.label, name, stream.read(4096).decode("utf-8", "surrogateescape"))
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         pump = _SevenZipPump(self, [self._raw_names[name] for name in names])
         with contextlib.closing(pump.streams()) as streams:
             for name, stream in streams:
-                with buffered(stream) as buffered_stream:  # type: ignore[arg-type]
+                with buffered(stream) as buffered_stream:
                     yield name, buffered_stream
 
 
@@ -249,7 +250,9 @@ class _SevenZipPump:
     def _produce(self) -> None:
         try:
             with self._tree._extractor() as (archive, counting):
-                archive.extract(targets=self._raw_names, factory=_PumpFactory(self, counting))
+                # duck-typed: py7zr is imported lazily, so _PumpFactory cannot subclass its WriterFactory
+                factory = cast("WriterFactory", _PumpFactory(self, counting))
+                archive.extract(targets=self._raw_names, factory=factory)
         except _Stopped:
             return
         except BaseException as exc:  # handed to the reading thread, which raises it there
@@ -271,7 +274,7 @@ class _SevenZipPump:
 
     # -- consumer -----------------------------------------------------------------------------
 
-    def streams(self) -> Iterator[tuple[str, _PumpStream]]:
+    def streams(self) -> Generator[tuple[str, _PumpStream], None, None]:
         self._thread.start()
         current: _PumpStream | None = None
         try:
@@ -295,7 +298,7 @@ class _SevenZipPump:
             exc = value
             if isinstance(exc, FerdataError):
                 raise exc
-            raise damaged(self._tree.label, self._current, exc)  # type: ignore[arg-type]
+            raise damaged(self._tree.label, self._current, exc)
         return kind, value
 
 
@@ -308,7 +311,7 @@ class _PumpStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         while not self._pending and not self._ended:
             kind, value = self._pump._take()
             if kind == "data":

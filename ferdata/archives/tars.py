@@ -16,9 +16,10 @@ the whole stream is guarded as well, since tar headers (pax, long names) are rea
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -80,7 +81,7 @@ class TarTree(Tree):
                     book.add(name, info.name)
                     self._members[name] = Member(name, info.size)
                     start = counting.consumed
-                    guard = Guard(ctx, label, name, lambda start=start: counting.consumed - start, pass_total)
+                    guard = Guard(ctx, label, name, functools.partial(counting.consumed_since, start), pass_total)
                     member = tar.extractfile(info)
                     assert member is not None  # a regular file always has data
                     while chunk := member.read(CHUNK):
@@ -102,10 +103,10 @@ class TarTree(Tree):
             guard = Guard(self._ctx, self.label, None, lambda: counting.consumed, Counter())
             stream = MemberStream(plain, guard, lambda exc: damaged(self.label, None, exc))
             # tarfile pulls 10 KiB records: a buffer keeps them off the guarded, decompressing layers
-            with tarfile.open(fileobj=buffered(stream), mode="r|") as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=buffered(stream), mode="r|") as tar:
                 yield tar, counting, guard
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         wanted = set(names)
         with self._stream() as (tar, counting, stream_guard):
             for info in tar:
@@ -117,7 +118,7 @@ class TarTree(Tree):
                     continue
                 wanted.discard(name)
                 start = counting.consumed
-                guard = self._guard(name, lambda start=start: counting.consumed - start)
+                guard = self._guard(name, functools.partial(counting.consumed_since, start))
                 raw = tar.extractfile(info)
                 assert raw is not None
                 with buffered(MemberStream(raw, guard, self._on_error(name))) as stream:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -144,7 +144,7 @@ class ZipTree(Tree):
         with buffered(MemberStream(raw, guard, on_error)) as stream:
             yield stream
 
-    def _iter_open(self, names: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    def _iter_open(self, names: list[str]) -> Generator[tuple[str, BinaryIO], None, None]:
         for name in sorted(names, key=lambda name: self._infos[name].header_offset):
             with self._open_one(name) as stream:
                 yield name, stream

@@ -45,8 +45,8 @@ def _eligibility(frame: pd.DataFrame) -> pd.Series:
 
     key_counts = frame["pair_key"].value_counts()
     crop = has_crop(frame).tolist()
-    reasons = []
-    for row, with_crop in zip(frame.itertuples(index=False), crop):
+    reasons: list[str | None] = []
+    for row, with_crop in zip(frame.itertuples(index=False), crop, strict=True):
         tags = list(row.occlusion) if row.occlusion is not None else []
         if str(row.source).startswith(SYNTHETIC_SOURCE_PREFIX):
             reasons.append("is synthetic")
@@ -182,12 +182,13 @@ def synthesize_masks(
         out.loc[unknown, MASKED_ORIGIN_COLUMN] = MANUAL
     if new_rows:
         added = new_frame(new_rows)
-        added["tag_origin"] = [[*(o for t, o in zip(r["occlusion"], orig) if t != "synthetic_mask"), SOURCE]
-                               for r, orig in zip(new_rows, (frame.at[i, "tag_origin"] for i in originals))]
+        # a new row's last tag, synthetic_mask, has no origin in its original's list: zip stops before it
+        added["tag_origin"] = [[*(o for t, o in zip(r["occlusion"], orig, strict=False) if t != "synthetic_mask"), SOURCE]
+                               for r, orig in zip(new_rows, (frame.at[i, "tag_origin"] for i in originals), strict=True)]
         for column in out.columns:
             if column not in added.columns:  # extra columns (mask_score, ...): empty on new rows
                 dtype = out[column].dtype
-                added[column] = pd.Series([None] * len(added), dtype=dtype if dtype != object else object)
+                added[column] = pd.Series([None] * len(added), dtype=dtype)
         out = pd.concat([out, added[out.columns]], ignore_index=True)
         out = refresh_in_pe(out)
     manifest.provenance["mask_synth"] = {

@@ -19,12 +19,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .card import dataset_card, terms_of
-    from .features import class_names_for
-    from .folder import PublishResult, publish
-    from .hub import check_push_allowed, hub_client, push_folder
-    from .layout import CARD_MARKER, CONFIGS, HUB_SPLITS
+if TYPE_CHECKING:  # for type checkers only; "x as x" marks a re-export
+    from .card import dataset_card as dataset_card
+    from .card import terms_of as terms_of
+    from .features import class_names_for as class_names_for
+    from .folder import PublishResult as PublishResult
+    from .folder import publish as publish
+    from .hub import check_push_allowed as check_push_allowed
+    from .hub import hub_client as hub_client
+    from .hub import push_folder as push_folder
+    from .layout import CARD_MARKER as CARD_MARKER
+    from .layout import CONFIGS as CONFIGS
+    from .layout import HUB_SPLITS as HUB_SPLITS
 
 # public name -> module that defines it
 _API = {

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 from ..errors import PublishError, UsageError
 from ..fsutil import atomic_write_bytes, sync
 from ..progress import ProgressFn, null_progress
+from ..workspace import Workspace, WorkspaceLike
 from . import layout
 from .card import CardFacts, dataset_card, terms_of
 from .hub import PUSH_TIMEOUT_S, hub_client, push_folder
 from .plan import IMAGE_MODES, fold_counts, plan_parts
 from .shards import default_workers, write_parts
-from ..workspace import Workspace, WorkspaceLike, writes_workspace
 
 if TYPE_CHECKING:
     import os

@@ -84,7 +84,7 @@ def _row_groups(row_bytes: Sequence[int], start: int, stop: int) -> list[tuple[i
 def _shards(part: Part, out_dir: Path, sizes: dict[str, int], shards: int | None) -> list[Shard]:
     """Even row ranges of ``part`` (``shards`` of them, default one per MAX_SHARD_BYTES), cut into row groups."""
     columns = [part.rows.column(f.source).to_pylist() for f in part.features if f.image]
-    row_bytes = [sum(sizes[path] for path in paths) for paths in zip(*columns)]
+    row_bytes = [sum(sizes[path] for path in paths) for paths in zip(*columns, strict=True)]
     if shards is None:
         shards = max(1, math.ceil(sum(row_bytes) / MAX_SHARD_BYTES))
     per = math.ceil(part.n / min(shards, part.n))
@@ -109,7 +109,7 @@ def _file_sizes(parts: Sequence[Part], pool: ThreadPoolExecutor) -> dict[str, in
             ) from None
 
     batches = [paths[i : i + 1024] for i in range(0, len(paths), 1024)]
-    return dict(zip(paths, (n for batch in pool.map(sizes, batches) for n in batch)))
+    return dict(zip(paths, (n for batch in pool.map(sizes, batches) for n in batch), strict=True))
 
 
 # ----------------------------------------------------------------------------- reading row groups

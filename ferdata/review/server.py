@@ -124,9 +124,9 @@ def create_app(session: ReviewSession, token: str):
     """The Starlette app serving ``session``; every request must carry ``token``."""
     require_server()
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
     from starlette.routing import Route
 
     page = _static_text("index.html").replace("__TOKEN__", token)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -116,6 +117,7 @@ class ReviewSession:
             stamp = self._stamp()
             if self._loaded is None or self._loaded.stamp != stamp:
                 self._adopt(self.ws.load(self.dataset), stamp)
+            assert self._loaded is not None  # _adopt sets it
             return self._loaded
 
     def _adopt(self, manifest: Manifest, stamp: tuple) -> None:
@@ -175,7 +177,7 @@ class ReviewSession:
         facets = {}
         for name, (codes, values) in loaded.facets.items():
             counts = np.bincount(codes, minlength=len(values)) if len(codes) else np.zeros(len(values), int)
-            shown = sorted(zip(values, counts), key=lambda vc: (not vc[0].isdigit(), int(vc[0]) if vc[0].isdigit() else 0, vc[0]))
+            shown = sorted(zip(values, counts, strict=True), key=lambda vc: (not vc[0].isdigit(), int(vc[0]) if vc[0].isdigit() else 0, vc[0]))
             facets[name] = [{"value": v, "count": int(n)} for v, n in shown if n or v not in ("none", "removed", "unknown")]
         # vocabularies, so that an empty value (face_status registered, say) can still be asked for
         for name, vocabulary in (("face_status", FACE_STATUSES), ("split", SPLITS), ("label_status", LABEL_STATUSES)):
@@ -244,7 +246,9 @@ class ReviewSession:
         if name == "fold":
             if value != "none" and not value.isdigit():
                 raise UsageError(f"fold={value!r}: give a fold number or none")
-        elif value not in allowed:
+            return
+        assert allowed is not None, name  # page() refuses names outside FILTERS before asking
+        if value not in allowed:
             raise UsageError(f"{name}={value!r} is not one of {', '.join(allowed)}")
 
     def page(self, params: Mapping[str, str]) -> dict[str, Any]:

@@ -21,7 +21,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .base import Item, Notice, SideFile, Source, SourceOptions, Unparsed, file_record, is_image, roots_with_children, without_ext
+from .base import (
+    Item,
+    Notice,
+    SideFile,
+    Source,
+    SourceOptions,
+    Unparsed,
+    file_record,
+    is_image,
+    roots_with_children,
+    without_ext,
+)
 
 
 class MsdE(Source):

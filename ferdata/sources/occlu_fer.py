@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .base import Item, Notice, Source, SourceOptions, Unparsed, class_folders, file_record, is_image, roots_with_children
+from .base import (
+    Item,
+    Notice,
+    Source,
+    SourceOptions,
+    Unparsed,
+    class_folders,
+    file_record,
+    is_image,
+    roots_with_children,
+)
 
 
 class OccluFer(Source):

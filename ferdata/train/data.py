@@ -25,6 +25,8 @@ evaluates on (folds, official splits) is :mod:`ferdata.train.loop`'s business.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -48,7 +50,7 @@ from ..schema import usable_rows as schema_usable_rows
 if TYPE_CHECKING:
     import torch
 
-    from ..workspace import Workspace
+    from ..workspace import Workspace, WorkspaceLike
 
 SUBSETS = ("nm", "m", "mix", "pe")
 SPLITS = ("train", "val", "test")
@@ -100,6 +102,7 @@ class FaceData:
 
     @property
     def splits(self) -> list[str]:
+        assert self.split is not None  # __post_init__ fills it
         present = {s for s in self.split if s is not None}
         return [s for s in SPLITS if s in present]
 
@@ -110,14 +113,16 @@ class FaceData:
 
     @property
     def is_video(self) -> bool:
+        assert self.clip_id is not None  # __post_init__ fills it
         return any(c is not None for c in self.clip_id)
 
 
 # ----------------------------------------------------------------------------- subsets
 
 
-def subset_rows(data: FaceData, subset: str) -> np.ndarray:
-    """Row indices of a subset (paper, section 3.2-3.3): nm, m, mix, or pe (both sides of MSD-PE pairs)."""
+def subset_rows(data: FaceData, subset: str | None) -> np.ndarray:
+    """Row indices of a subset (paper, section 3.2-3.3): nm, m, mix, or pe (both sides of MSD-PE pairs).
+    Any other value, None included (a config not yet through ``for_data``), raises UsageError."""
     if subset == "nm":
         return np.flatnonzero(data.masked == NON_MASKED)
     if subset == "m":
@@ -146,6 +151,7 @@ def pe_pairs(data: FaceData, *, rows: np.ndarray | None = None) -> np.ndarray:
     whole = counts.index[(counts["size"] == 2) & (counts["sum"] == MASKED)]
     frame = frame[frame["pair"].isin(whole)].sort_values(["pair", "masked"])
     pairs = frame["row"].to_numpy(dtype=np.int64).reshape(-1, 2)
+    assert data.split is not None  # __post_init__ fills it
     split = (data.fold[pairs[:, 0]] != data.fold[pairs[:, 1]]) | (data.split[pairs[:, 0]] != data.split[pairs[:, 1]])
     if split.any():
         first = data.pair_id[pairs[split][0, 0]]
@@ -232,10 +238,10 @@ class DiskFaces:
     Linux 6.x, whose page cache holds files in large folios, touching one face maps its whole
     folio: a few thousand random batches mapped all of a 2.3 GiB cache (benchmarks.md)."""
 
-    def __init__(self, path: Path | None, shape: tuple[int, int, int, int], *, fd: int | None = None) -> None:
+    def __init__(self, path: Path, shape: tuple[int, int, int, int], *, fd: int | None = None) -> None:
         import weakref
 
-        self.path = path
+        self.path: Path | None = path  # None once an unlinked temporary file is only held open
         self.shape = shape
         self.dtype = np.uint8
         self.face_bytes = int(np.prod(shape[1:]))
@@ -279,7 +285,7 @@ class DiskFaces:
 
 
 def load_faces(
-    source: Workspace | Path | str,
+    source: WorkspaceLike,
     *,
     dataset: str | None = None,
     image_size: int = 112,
@@ -451,16 +457,14 @@ def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, 
         _decode_blocks(rows, origin, size, progress, put)
         return torch.from_numpy(target)
     if cache_dir is None:
-        handle = tempfile.NamedTemporaryFile(prefix="ferdata-faces-", suffix=".u8", delete=False)
-        handle.close()
+        descriptor, name = tempfile.mkstemp(prefix="ferdata-faces-", suffix=".u8")
+        os.close(descriptor)
         try:
-            _decode_to_file(Path(handle.name), rows, origin, size, progress)
-            faces = DiskFaces(Path(handle.name), shape)
+            _decode_to_file(Path(name), rows, origin, size, progress)
+            faces = DiskFaces(Path(name), shape)
         finally:
-            try:  # the open descriptor keeps the data; the name is not needed (POSIX)
-                os.unlink(handle.name)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # the open descriptor keeps the data; the name is not needed (POSIX)
+                os.unlink(name)
         faces.path = None
         return faces
     from ..fsutil import atomic_path
@@ -541,7 +545,7 @@ def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progre
         for jobs in batches:
             first = jobs[0][0]
             block = np.empty((len(jobs), 3, size, size), dtype=np.uint8)
-            list(pool.map(lambda job: one(job, block, first), jobs))
+            list(pool.map(functools.partial(one, block=block, first=first), jobs))
             put(first, block)
             done += len(jobs)
             progress("decode faces", done, total)

@@ -228,6 +228,7 @@ class DeviceFaces:
                 self.tensor = images.to(acc.device)
 
     def _host(self, rows: np.ndarray):
+        assert self.disk is not None  # only faces on disk go through the host
         batch = self.disk.take(rows)
         return batch.pin_memory() if self.device.type == "cuda" else batch
 
@@ -362,7 +363,7 @@ def fit(
         # what each step reads: the rows, or the non-masked then the masked side of each pair
         wanted = [b if method == "ce" else np.concatenate([b[:, 0], b[:, 1]]) for b in batches]
         loss_sum, correct, samples, predictions, start = 0.0, 0, 0, 0, time.perf_counter()
-        for chosen, images in zip(batches, faces.stream(wanted)):
+        for chosen, images in zip(batches, faces.stream(wanted), strict=True):
             n = len(chosen)
             theta = draw_augment(n, generator, acc.device) if config.augment else None
             with acc.autocast():
@@ -467,6 +468,7 @@ class Plan:
 
 def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
     """The rounds of the protocol on the data's subset, and the subset's rows left out (by reason)."""
+    assert data.split is not None  # FaceData.__post_init__ fills it
     rows = subset_rows(data, config.subset)
     if len(rows) == 0:
         raise UsageError(f"subset {config.subset} is empty in {data.origin.get('path')}: "
@@ -492,7 +494,7 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
         pairs = pe_pairs(data, rows=rows) if paired else None
         rounds = []
         for fold in available:
-            train = pairs[data.fold[pairs[:, 0]] != fold] if paired else rows[data.fold[rows] != fold]
+            train = pairs[data.fold[pairs[:, 0]] != fold] if pairs is not None else rows[data.fold[rows] != fold]
             evaluate = rows[data.fold[rows] == fold]
             teacher_rows = np.flatnonzero((data.masked == NON_MASKED) & (data.fold != fold) & (data.fold != NO_FOLD_VALUE))
             rounds.append(Round(fold, f"folds/fold-{fold}", train, evaluate, evaluate if config.epoch_log else None,
@@ -535,7 +537,8 @@ def assignment_frame(data: FaceData) -> pd.DataFrame:
     """Where each usable image sits: the fold and split a teacher run is checked against."""
     return pd.DataFrame({
         "image_id": data.image_id.astype(str),
-        "fold": pd.array(np.where(data.fold == NO_FOLD_VALUE, None, data.fold), dtype="Int64"),
+        # numpy's stubs take the None for a missing x argument (the one-argument overload)
+        "fold": pd.array(np.where(data.fold == NO_FOLD_VALUE, None, data.fold), dtype="Int64"),  # type: ignore[call-overload]
         "split": pd.array(data.split, dtype="string"),
     }).sort_values("image_id", kind="stable").reset_index(drop=True)
 
@@ -621,6 +624,7 @@ def prediction_frame(data: FaceData, rows: np.ndarray, probs: np.ndarray, fold: 
     """One row per evaluated image: ids, fold (the validation fold under ``folds``, the image's
     own under ``split``), split, clip, true and predicted class, and a probability per class."""
     rows = np.asarray(rows, dtype=np.int64)
+    assert data.split is not None and data.clip_id is not None  # FaceData.__post_init__ fills them
     folds = np.full(len(rows), fold) if fold is not None else np.where(data.fold[rows] == NO_FOLD_VALUE, None, data.fold[rows])
     frame = pd.DataFrame(
         {
@@ -682,6 +686,7 @@ def train_round(data: FaceData, round_: Round, config: TrainConfig, acc: Acceler
     best: dict[str, Any] = {"score": -1.0, "epoch": None, "state": None}
 
     def after_epoch(net, epoch: int) -> dict[str, Any]:
+        assert round_.watch is not None  # passed on below only when the round has rows to watch
         probs, _ = predict(net, data, round_.watch, acc, faces=faces)
         metrics = report.epoch_metrics(prediction_frame(data, round_.watch, probs, fold), data.classes)
         if round_.select and metrics["score"] > best["score"]:  # ties keep the earlier epoch
@@ -773,6 +778,7 @@ def train_baseline(
 
     config = config.resolved()
     staged = Path(run_dir) if run_dir is not None else None
+    assert config.image_size is not None  # resolved() fills it
     if data is None:
         cache = staged / "cache" if staged is not None else None
         data = load_faces(source, dataset=dataset, image_size=config.image_size, memory_budget=config.memory_budget,

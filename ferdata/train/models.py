@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-
 from .config import FEATURES
 
 FEATURE_SIZE = 512

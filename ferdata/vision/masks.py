@@ -176,15 +176,15 @@ def draw_mask(crop: np.ndarray, points: np.ndarray, texture: Texture, style: Mas
     u0, u1, v0, v1 = uv[:, 0].min(), uv[:, 0].max(), uv[:, 1].min(), uv[:, 1].max()
     rgb = texture.rgb[:, ::-1] if style.flip else texture.rgb
     th, tw = rgb.shape[:2]
-    source = np.float32([[0, 0], [tw, 0], [0, th]])
-    target = np.float32(to_crop(np.array([u0, u1, u0]), np.array([v0, v0, v1])))
+    source = np.array([[0, 0], [tw, 0], [0, th]], dtype=np.float32)
+    target = np.asarray(to_crop(np.array([u0, u1, u0]), np.array([v0, v0, v1])), dtype=np.float32)
     fabric = cv2.warpAffine(np.ascontiguousarray(rgb), cv2.getAffineTransform(source, target), (size, size),
                             flags=cv2.INTER_AREA if tw > 2 * size else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     # Coverage with an anti-aliased, slightly soft edge (drawn at 4x, then shrunk).
     big = np.zeros((size * 4, size * 4), np.uint8)
     cv2.fillPoly(big, [np.round(outline * 4 * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
-    alpha = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    alpha: np.ndarray = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.6, size / 160))[..., None]
 
     # The face's lighting, not its colour: a blurred luminance relative to its mean under the mask.
