@@ -124,7 +124,7 @@ def run_origin(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()).get("data", {}) if path.exists() else {}
 
 
-@writes_workspace("label-issues")
+@writes_workspace("label-issues", when=lambda call: call["tag"])
 def label_issues(
     run_dir: Path | str,
     *,

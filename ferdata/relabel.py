@@ -426,7 +426,7 @@ def _write_tables(ws: Workspace, dataset: str, audit: pd.DataFrame, summary: pd.
     return [parquet, csv, summary_csv]
 
 
-@writes_workspace("relabel")
+@writes_workspace("relabel", when=lambda call: not call["dry_run"])
 def relabel(
     ws: WorkspaceLike,
     votes_path: Path | str,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from .errors import WorkspaceError, WorkspaceLocked, WorkspaceWriteError
 from .fsutil import TEMP_PREFIX, remove_stale_temps
@@ -267,11 +267,14 @@ class Workspace:
         return holder
 
 
-def writes_workspace(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def writes_workspace(
+    command: str, *, when: Callable[[dict[str, Any]], bool] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a library function that writes the workspace given as its ``ws`` argument: the
     argument becomes a :class:`Workspace` (a str or path-like is accepted) and the workspace's lock
     is held while the function runs, named ``command`` in the lock file. A ``ws`` of None (where the
-    function accepts none) takes no lock. The step's start and end are logged (``ferdata`` logger,
+    function accepts none) takes no lock, and neither does a call for which ``when`` (given the
+    call's arguments by name, defaults included) is false: a dry run writes nothing. The step's start and end are logged (``ferdata`` logger,
     DEBUG and INFO), and so are the warnings its result carries."""
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
@@ -280,7 +283,8 @@ def writes_workspace(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]
         @functools.wraps(function)
         def locked(*args: P.args, **kwargs: P.kwargs) -> R:
             bound = signature.bind(*args, **kwargs)
-            if bound.arguments.get("ws") is None:
+            bound.apply_defaults()
+            if bound.arguments.get("ws") is None or (when is not None and not when(bound.arguments)):
                 return function(*args, **kwargs)
             ws = bound.arguments["ws"] = Workspace.of(bound.arguments["ws"])
             with ws.lock(command):

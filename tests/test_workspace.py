@@ -136,3 +136,14 @@ def test_a_workspace_folder_that_cannot_be_made_is_one_line(tmp_path):
     with pytest.raises(WorkspaceError, match=r"cannot write to workspace .* \(Not a directory\)"):
         with ws.lock("ingest"):
             pass
+
+
+def test_a_dry_run_takes_no_lock(ws):
+    from ferdata.workspace import writes_workspace
+
+    @writes_workspace("probe", when=lambda call: not call["dry_run"])
+    def step(ws, *, dry_run: bool = False) -> bool:
+        return (ws.internal / "lock").exists() if isinstance(ws, Workspace) else False
+
+    assert step(ws) is True
+    assert step(ws, dry_run=True) is False

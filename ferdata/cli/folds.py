@@ -163,7 +163,7 @@ def folds(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("folds"), progress_bar() as progress:
+    with progress_bar() as progress:
         try:
             result = make_folds(
                 ws, k, dataset=dataset, seed=seed, within_split=within_split, hamming=hamming,
@@ -212,7 +212,7 @@ def check_leakage(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("check-leakage"), progress_bar() as progress:
+    with progress_bar() as progress:
         try:
             report = run_check(
                 ws, dataset=dataset, hamming=hamming, neighbours=neighbours, similarity=similarity,

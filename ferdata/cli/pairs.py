@@ -25,8 +25,7 @@ def pairs_command(workspace: WorkspaceOpt = None, dataset: DatasetOpt = None, as
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("pairs"):
-        result = make_pairs(ws, dataset=dataset)
+    result = make_pairs(ws, dataset=dataset)
     if as_json:
         print_json(result)
         return

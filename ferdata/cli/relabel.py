@@ -83,11 +83,7 @@ def relabel_command(
         dry_run=dry_run,
         skip_unmatched=skip_unmatched,
     )
-    if dry_run:
-        result = relabel(ws, votes, **options)
-    else:
-        with ws.lock("relabel"):
-            result = relabel(ws, votes, **options)
+    result = relabel(ws, votes, **options)
 
     if result.skipped:
         warn(f"{len(result.skipped)} voted images are not in the manifest and were skipped (first: {result.skipped[0]})")

@@ -79,8 +79,7 @@ def add_command(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("tag add"):
-        _change(tag_images(ws, tag, where=where, ids=ids, dataset=dataset), as_json)
+    _change(tag_images(ws, tag, where=where, ids=ids, dataset=dataset), as_json)
 
 
 @_subcommand("remove")
@@ -104,8 +103,7 @@ def remove_command(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("tag remove"):
-        _change(tag_images(ws, tag, remove=True, where=where, ids=ids, force=force, dataset=dataset), as_json)
+    _change(tag_images(ws, tag, remove=True, where=where, ids=ids, force=force, dataset=dataset), as_json)
 
 
 @_subcommand("import")
@@ -131,8 +129,7 @@ def import_command(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("tag import"):
-        _change(import_tags(ws, file, list_tag=list_tag, dataset=dataset), as_json)
+    _change(import_tags(ws, file, list_tag=list_tag, dataset=dataset), as_json)
 
 
 @_subcommand("list")
@@ -187,7 +184,7 @@ def auto_command(
     if not mask:
         raise typer.BadParameter("say what to tag: --mask (the only automatic tag so far)")
     ws = Workspace.resolve(workspace)
-    with ws.lock("tag auto"), progress_bar() as progress:
+    with progress_bar() as progress:
         result = auto_tag_masks(ws, dataset=dataset, threshold=threshold, model=model, fit=fit, progress=progress)
     if as_json:
         print_json(result)
@@ -231,7 +228,7 @@ def mask_synth_command(
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with ws.lock("mask-synth"), progress_bar() as progress:
+    with progress_bar() as progress:
         result = synthesize_masks(
             ws, dataset=dataset, seed=seed, where=where, mask_images=mask_image or (), builtin=not no_builtin,
             limit=limit, progress=progress,

@@ -295,8 +295,7 @@ def label_issues_command(
             if origin.get("kind") != "workspace":
                 raise UsageError(f"{run_dir} was not trained on a workspace: name the one to tag with -w")
             ws = Workspace.resolve(origin["path"])
-        with ws.lock("label-issues"):
-            result = label_issues(run_dir, tag=True, ws=ws, dataset=dataset, filter_by=filter_by)
+        result = label_issues(run_dir, tag=True, ws=ws, dataset=dataset, filter_by=filter_by)
     else:
         result = label_issues(run_dir, filter_by=filter_by)
     if as_json:
