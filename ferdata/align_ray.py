@@ -1,0 +1,177 @@
+"""The Ray engine of :func:`ferdata.align.align_manifest` (``engine="ray"``): detection and
+alignment spread over a Ray cluster.
+
+The rows to align become a Ray Data dataset of ``(row, original_path)``; ``map_batches`` runs
+them through :class:`AlignActor`, a stateful class that Ray starts once per actor and that holds
+one detector (one onnxruntime session) for its whole life: one GPU per actor when CUDA is asked
+for, CPU actors otherwise. Each actor calls :func:`ferdata.align.align_images`, the very steps
+the local engine runs, so both engines give the same statuses, landmarks and crop bytes. Actors
+write the crops straight into the workspace, which must therefore be a folder every node sees at
+the same path (shared storage, see ``docs/scale-out.md``); only the small per-row results travel
+back to the driver, which journals each batch as it arrives and merges them into the manifest
+exactly as the local engine does.
+
+Faults: Ray restarts an actor that dies and runs its unfinished batches again (``max_restarts``
+and ``max_task_retries`` are unlimited by default for Ray Data actors); a crop is named by the
+SHA-256 of its bytes and written atomically, so writing it twice is harmless, and the driver keys
+results by row, so a retried batch neither loses nor duplicates rows. A run that fails anyway
+leaves the journal of the batches that arrived, and the next run resumes from it.
+
+``import ray`` happens only in here, and only when the engine is used: Ray is an optional extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FerdataError, UsageError
+
+RAY_EXTRA = 'pip install "ferdata[ray]"'
+# A driver that starts its own local Ray only moves row numbers, paths and per-row results through
+# the object store: a small store is plenty, and leaves the machine's memory to the detector.
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
+
+
+def import_ray():
+    """The ``ray`` module (with Ray Data), or a one-line error naming the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise FerdataError(f"engine='ray' needs Ray, which is not installed: run {RAY_EXTRA}, or use engine='local'") from None
+    return ray
+
+
+class AlignActor:
+    """One Ray actor: loads the detector once, then aligns batch after batch.
+
+    A batch is a dict of numpy arrays with ``row`` and ``original_path`` (relative to the
+    workspace); the answer has ``row``, ``values`` (the row's new column values as JSON, the form
+    the journal stores them in) and ``provider`` (the onnxruntime provider that ran the detector).
+    """
+
+    def __init__(self, *, detector: str, model_dir: str | None, device: str, ws_root: str, out_dir: str,
+                 size: int, det_size: int, face_choice: str, registered: bool) -> None:
+        from .vision.detectors import load_detector
+
+        self.model = load_detector(detector, Path(model_dir) if model_dir else None, device)
+        self.ws_root, self.out_dir = Path(ws_root), Path(out_dir)
+        self.options = {"size": size, "det_size": det_size, "face_choice": face_choice, "registered": registered}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .align import align_images
+
+        paths = [self.ws_root / str(p) for p in batch["original_path"]]
+        values = align_images(self.model, paths, ws_root=self.ws_root, out_dir=self.out_dir, **self.options)
+        return {
+            "row": np.asarray(batch["row"], dtype=np.int64),
+            "values": np.array([json.dumps(v, sort_keys=True) for v in values], dtype=object),
+            "provider": np.array([self.model.provider] * len(values), dtype=object),
+        }
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` (or start a local one when None and none is running
+    in this process); whether this call started the connection (and so must end it)."""
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is None:
+        options["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = "auto (a cluster started on this machine)" if address == "auto" else address
+        raise FerdataError(
+            f"cannot join the Ray cluster at ray_address={where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+            "start one with `ray start --head` (docs/scale-out.md), or leave ray_address unset to run a local one"
+        ) from None
+    return True
+
+
+def _quiet(ray) -> None:
+    """No progress bars or per-operator lines from Ray Data: the caller reports progress itself."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    if hasattr(context, "enable_operator_progress_bars"):
+        context.enable_operator_progress_bars = False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def align_on_ray(
+    rows: list[tuple[int, str]],
+    *,
+    ws_root: Path,
+    out_dir: Path,
+    detector: str,
+    model_dir: Path | None,
+    device: str,
+    size: int,
+    det_size: int,
+    face_choice: str,
+    registered: bool,
+    batch_size: int,
+    on_batch: Callable[[list[tuple[int, dict[str, Any]]]], None],
+    address: str | None = None,
+    actors: int | None = None,
+    actor: type = AlignActor,
+) -> str:
+    """Align ``rows`` (manifest row number, ``original_path``) on Ray; the provider that ran the
+    detector (several joined by ``+`` when the actors differ).
+
+    ``on_batch`` receives each finished batch as ``(row, values)`` pairs, as soon as it arrives.
+    ``address`` is a cluster's address (``auto`` for one started on this machine with
+    ``ray start``); None uses the Ray this process is already connected to, else starts a local
+    one for the call. ``actors`` is the number of detector actors (default: one per GPU when
+    ``device`` asks for CUDA, else one per CPU of the cluster). ``actor`` is the class
+    ``map_batches`` runs (a subclass, for tests or instrumentation).
+    """
+    if actors is not None and actors < 1:
+        raise UsageError(f"ray_actors={actors} must be 1 or more")
+    ray = import_ray()
+    started = _connect(ray, address)
+    try:
+        _quiet(ray)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if device == "cuda" and gpus == 0:
+            raise FerdataError("device=cuda: the Ray cluster has no GPU; start its nodes with GPUs (docs/scale-out.md) or use device=cpu")
+        per_actor = {"num_gpus": 1, "num_cpus": 1} if device == "cuda" or (device == "auto" and gpus) else {"num_cpus": 1}
+        if actors is None:
+            actors = gpus if "num_gpus" in per_actor else max(1, int(resources.get("CPU", 1)))
+        dataset = ray.data.from_items(
+            [{"row": row, "original_path": path} for row, path in rows],
+            override_num_blocks=max(1, min(len(rows) // batch_size + 1, 4 * actors)),
+        )
+        aligned = dataset.map_batches(
+            actor,
+            fn_constructor_kwargs={
+                "detector": detector, "model_dir": str(model_dir) if model_dir else None, "device": device,
+                "ws_root": str(ws_root), "out_dir": str(out_dir), "size": size, "det_size": det_size,
+                "face_choice": face_choice, "registered": registered,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            **per_actor,
+        )
+        providers: set[str] = set()
+        for batch in aligned.iter_batches(batch_size=None, batch_format="numpy"):
+            on_batch([(int(row), json.loads(values)) for row, values in zip(batch["row"], batch["values"])])
+            providers.update(str(p) for p in batch["provider"])
+        return "+".join(sorted(providers))
+    except ray.exceptions.RayError as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise FerdataError(
+            f"the Ray run failed ({first}); the rows finished so far are kept: run the same command again to resume"
+        ) from None
+    finally:
+        if started:
+            ray.shutdown()
