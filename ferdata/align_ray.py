@@ -81,7 +81,7 @@ def _connect(ray, address: str | None) -> bool:
     in this process); whether this call started the connection (and so must end it)."""
     if ray.is_initialized():
         return False
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         options["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
     try:
@@ -103,6 +103,7 @@ def _quiet(ray) -> None:
         context.enable_operator_progress_bars = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
 
 
 def align_on_ray(
@@ -121,7 +122,7 @@ def align_on_ray(
     on_batch: Callable[[list[tuple[int, dict[str, Any]]]], None],
     address: str | None = None,
     actors: int | None = None,
-    actor: type = AlignActor,
+    actor: type | None = None,
 ) -> str:
     """Align ``rows`` (manifest row number, ``original_path``) on Ray; the provider that ran the
     detector (several joined by ``+`` when the actors differ).
@@ -131,7 +132,7 @@ def align_on_ray(
     ``ray start``); None uses the Ray this process is already connected to, else starts a local
     one for the call. ``actors`` is the number of detector actors (default: one per GPU when
     ``device`` asks for CUDA, else one per CPU of the cluster). ``actor`` is the class
-    ``map_batches`` runs (a subclass, for tests or instrumentation).
+    ``map_batches`` runs (default :class:`AlignActor`; a subclass, for tests or instrumentation).
     """
     if actors is not None and actors < 1:
         raise UsageError(f"ray_actors={actors} must be 1 or more")
@@ -151,7 +152,7 @@ def align_on_ray(
             override_num_blocks=max(1, min(len(rows) // batch_size + 1, 4 * actors)),
         )
         aligned = dataset.map_batches(
-            actor,
+            actor or AlignActor,
             fn_constructor_kwargs={
                 "detector": detector, "model_dir": str(model_dir) if model_dir else None, "device": device,
                 "ws_root": str(ws_root), "out_dir": str(out_dir), "size": size, "det_size": det_size,

@@ -29,6 +29,22 @@ RegisteredOpt = Annotated[
         show_default=False,
     ),
 ]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster: pip install 'ferdata[ray]', see docs/scale-out.md).")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --engine ray: the cluster, auto (started with `ray start` on this machine) or HOST:PORT. "
+        "Default: a local Ray started for the run.",
+        show_default=False,
+    ),
+]
+RayActorsOpt = Annotated[
+    int | None,
+    typer.Option("--ray-actors", help="With --engine ray: detector actors (default: one per GPU, else one per CPU).", show_default=False),
+]
 
 # The detector's arguments in library messages -> the flags of `ferdata align` and `ferdata ingest`.
 DETECTOR_FLAGS = {
@@ -36,6 +52,9 @@ DETECTOR_FLAGS = {
     r"\bmodel_dir=": "--model-dir ",
     r"\bdetector=": "--detector ",
     r"\bdevice=": "--device ",
+    r"\bengine='ray'": "--engine ray",
+    r"\bray_address=": "--ray-address ",
+    r"\bray_actors=": "--ray-actors ",
 }
 
 
@@ -58,6 +77,9 @@ def align(
     contact_sheet: Annotated[
         Path | None, typer.Option("--contact-sheet", help="Also write a PNG grid of the crops by label and masked.", show_default=False)
     ] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Detect the face in every image of a dataset and write aligned crops.
 
@@ -80,7 +102,7 @@ def align(
             aligned, report = align_manifest(
                 ws, manifest, detector=detector, model_dir=model_dir, size=size, device=device,
                 face_choice=face, only_missing=only_missing, registered=registered, resume=not restart,
-                progress=progress,
+                progress=progress, engine=engine, ray_address=ray_address, ray_actors=ray_actors,
             )
         ws.save(aligned)
         discard_journal(ws, aligned.dataset)

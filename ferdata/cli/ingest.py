@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .align import DETECTOR_FLAGS, DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
+from .align import (
+    DETECTOR_FLAGS, DetectorOpt, DeviceOpt, EngineOpt, FaceOpt, ModelDirOpt, RayActorsOpt, RayAddressOpt, RegisteredOpt, SizeOpt,
+)
 from .common import WorkspaceOpt, command, err, out, progress_bar, warn
 
 if TYPE_CHECKING:
@@ -161,6 +163,9 @@ def ingest_command(
     ] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
     max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")] = 512.0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Read an archive or folder, extract the originals safely, write the Parquet manifest, align faces.
 
@@ -177,7 +182,8 @@ def ingest_command(
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
     password = password_source(password_env, password_file)
-    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered}
+    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered,
+                     "engine": engine, "ray_address": ray_address, "ray_actors": ray_actors}
     with progress_bar() as progress:
         result = ingest(
             path, ws, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
