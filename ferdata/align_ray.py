@@ -160,7 +160,7 @@ def align_on_ray(
             },
             batch_size=batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2),
             **per_actor,
         )
         providers: set[str] = set()
