@@ -131,7 +131,8 @@ def align_on_ray(
     ``address`` is a cluster's address (``auto`` for one started on this machine with
     ``ray start``); None uses the Ray this process is already connected to, else starts a local
     one for the call. ``actors`` is the number of detector actors (default: one per GPU when
-    ``device`` asks for CUDA, else one per CPU of the cluster). ``actor`` is the class
+    ``device`` asks for CUDA, else one per CPU of the cluster); more actors than GPUs share them,
+    each taking an equal fraction, which keeps a GPU busy when decoding is the bottleneck. ``actor`` is the class
     ``map_batches`` runs (default :class:`AlignActor`; a subclass, for tests or instrumentation).
     """
     if actors is not None and actors < 1:
@@ -144,9 +145,12 @@ def align_on_ray(
         gpus = int(resources.get("GPU", 0))
         if device == "cuda" and gpus == 0:
             raise FerdataError("device=cuda: the Ray cluster has no GPU; start its nodes with GPUs (docs/scale-out.md) or use device=cpu")
-        per_actor = {"num_gpus": 1, "num_cpus": 1} if device == "cuda" or (device == "auto" and gpus) else {"num_cpus": 1}
+        on_gpus = device == "cuda" or (device == "auto" and gpus > 0)
         if actors is None:
-            actors = gpus if "num_gpus" in per_actor else max(1, int(resources.get("CPU", 1)))
+            actors = gpus if on_gpus else max(1, int(resources.get("CPU", 1)))
+        per_actor: dict[str, float] = {"num_cpus": 1}
+        if on_gpus:  # one GPU per actor; more actors than GPUs share them (decoding is on the CPU)
+            per_actor["num_gpus"] = 1 if actors <= gpus else gpus / actors
         dataset = ray.data.from_items(
             [{"row": row, "original_path": path} for row, path in rows],
             override_num_blocks=max(1, min(len(rows) // batch_size + 1, 4 * actors)),

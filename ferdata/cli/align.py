@@ -43,7 +43,8 @@ RayAddressOpt = Annotated[
 ]
 RayActorsOpt = Annotated[
     int | None,
-    typer.Option("--ray-actors", help="With --engine ray: detector actors (default: one per GPU, else one per CPU).", show_default=False),
+    typer.Option("--ray-actors", help="With --engine ray: detector actors (default: one per GPU, else one per CPU; more than the GPUs share them).",
+                 show_default=False),
 ]
 
 # The detector's arguments in library messages -> the flags of `ferdata align` and `ferdata ingest`.
