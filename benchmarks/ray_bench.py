@@ -47,6 +47,26 @@ def run(base: Path, target: Path, **options):
     return time.perf_counter() - start, manifest, report, ws
 
 
+def detector_gmac(canvas: int) -> float:
+    """Multiply-accumulates (billions) of the bundled RetinaFace's convolutions on one square
+    ``canvas``-pixel image, from the ONNX graph's shapes (needs the ``onnx`` package)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper, shape_inference
+    from retinaface.weights import WEIGHTS
+
+    model = onnx.load_from_string(WEIGHTS)
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, 3, canvas, canvas)):
+        dim.ClearField("dim_param")
+        dim.dim_value = value
+    model = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*model.graph.value_info, *model.graph.output)}
+    shapes |= {i.name: list(i.dims) for i in model.graph.initializer}
+    shapes |= {n.output[0]: list(numpy_helper.to_array(n.attribute[0].t).shape) for n in model.graph.node if n.op_type == "Constant"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    return sum(float(np.prod(shapes[n.output[0]]) * np.prod(shapes[n.input[1]][1:])) for n in convs) / 1e9
+
+
 KINDS = {"photo": lambda f: f["width"] > 100, "crop": lambda f: f["width"] <= 100}
 
 
@@ -150,6 +170,7 @@ def main() -> None:
         costs = per_image_costs(local_ws, local.frame)
         print("per image: " + ", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
         moved = bytes_moved(local_ws, local.frame)
+        print("detector: " + ", ".join(f"{c} px {detector_gmac(c):.3f} GMAC" for c in (640, 320, 192)))
         print("bytes per image: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in moved.items()))
 
 
