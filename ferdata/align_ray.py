@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class AlignActor:
 def _connect(ray, address: str | None) -> bool:
     """Join the Ray cluster at ``address`` (or start a local one when None and none is running
     in this process); whether this call started the connection (and so must end it)."""
+    _check_reachable(address)
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
@@ -87,12 +89,29 @@ def _connect(ray, address: str | None) -> bool:
     try:
         ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = "auto (a cluster started on this machine)" if address == "auto" else address
+        why = (str(exc).split(". ")[0] or type(exc).__name__).rstrip(".")
         raise FerdataError(
-            f"cannot join the Ray cluster at ray_address={where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-            "start one with `ray start --head` (docs/scale-out.md), or leave ray_address unset to run a local one"
+            f"cannot join the Ray cluster at ray_address={address} ({why}): start it with `ray start --head` on the head "
+            "node (docs/scale-out.md), or run without ray_address= to start a local one"
         ) from None
     return True
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail at once when nothing answers at a ``HOST:PORT`` address: Ray itself keeps retrying
+    for minutes."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"ray_address={address} is not auto or HOST:PORT (the head node's address, e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise FerdataError(
+            f"cannot join the Ray cluster at ray_address={address} (nothing answers there: {exc.strerror or exc}): "
+            "check the head node's address and that `ray start --head` runs there (docs/scale-out.md)"
+        ) from None
 
 
 def _quiet(ray) -> None:

@@ -161,6 +161,20 @@ def test_a_rerun_after_a_failed_ray_run_skips_the_rows_already_aligned(sources, 
     assert sorted(journal_ids(ws)) == sorted(frame["image_id"])  # the resumed rows were not journalled twice
 
 
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason='Ray is not installed: pip install -e ".[ray]" runs these tests')
+def test_an_address_where_no_cluster_answers_fails_at_once_in_one_line(sources, tmp_path):
+    ws, _ = copy_of(sources, "crops", tmp_path)
+    before = ws.manifest_path("imagefolder").read_bytes()
+    for address, says in (("127.0.0.1:1", "nothing answers there"), ("head-node", "is not auto or HOST:PORT")):
+        start = time.monotonic()
+        result = CliRunner().invoke(app, ["align", "-w", str(ws.root), "--engine", "ray", "--ray-address", address])
+        assert result.exit_code == 1 and time.monotonic() - start < 30, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and f"--ray-address {address}" in lines[0] and says in lines[0], lines
+    assert ws.manifest_path("imagefolder").read_bytes() == before
+
+
 def test_without_ray_the_ray_engine_names_the_extra_and_leaves_the_workspace_alone(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as where it is not installed
     folder, ws = crop_folder(tmp_path / "src", 2), tmp_path / "ws"

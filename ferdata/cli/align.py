@@ -54,6 +54,7 @@ DETECTOR_FLAGS = {
     r"\bdetector=": "--detector ",
     r"\bdevice=": "--device ",
     r"\bengine='ray'": "--engine ray",
+    r"\bray_address=(?=\s)": "--ray-address",
     r"\bray_address=": "--ray-address ",
     r"\bray_actors=": "--ray-actors ",
 }
