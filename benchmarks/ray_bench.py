@@ -137,7 +137,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ingest(benchmark_folder(tmp / "src", args.images), Workspace(tmp / "base"), dataset="imagefolder", align=False)
+        ingest(ws=Workspace(tmp / "base"), path=benchmark_folder(tmp / "src", args.images), dataset="imagefolder", align=False)
 
         local_s, local, report, local_ws = run(tmp / "base", tmp / "local")
         print(f"images: {len(local.frame)} ({report.counts}); machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")

@@ -32,6 +32,7 @@ again. :func:`discard_journal` removes it once the manifest holding the results 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -659,10 +660,12 @@ def align_manifest(
                 progress("align", done_on_ray, len(todo))
 
             done_on_ray = resumed
+            work = functools.partial(
+                align_images, ws_root=ws.root, out_dir=out_dir, size=size, det_size=det_size, face_choice=face_choice, registered=registered
+            )
             provider = align_on_ray(
-                [(i, identity[i][1]) for i in to_detect], ws_root=ws.root, out_dir=out_dir, detector=detector,
-                model_dir=model_dir, device=device, size=size, det_size=det_size, face_choice=face_choice,
-                registered=registered, batch_size=batch_size, on_batch=record, address=ray_address, actors=ray_actors,
+                [(i, ws.absolute(identity[i][1])) for i in to_detect], work, detector=detector, model_dir=model_dir,
+                device=device, batch_size=batch_size, on_batch=record, address=ray_address, actors=ray_actors,
             )
             chunks = []  # nothing left for the local pipeline below but the registered crops
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-align") as pool:

@@ -1,11 +1,12 @@
 """The Ray engine of :func:`ferdata.align.align_manifest` (``engine="ray"``): detection and
 alignment spread over a Ray cluster.
 
-The rows to align become a Ray Data dataset of ``(row, original_path)``; ``map_batches`` runs
-them through :class:`AlignActor`, a stateful class that Ray starts once per actor and that holds
-one detector (one onnxruntime session) for its whole life: one GPU per actor when CUDA is asked
-for, CPU actors otherwise. Each actor calls :func:`ferdata.align.align_images`, the very steps
-the local engine runs, so both engines give the same statuses, landmarks and crop bytes. Actors
+The rows to align become a Ray Data dataset of ``(row, path)``; ``map_batches`` runs them
+through :class:`AlignActor`, a stateful class that Ray starts once per actor and that holds one
+detector (one onnxruntime session) for its whole life: one GPU per actor when CUDA is asked for,
+CPU actors otherwise. Each actor runs the work it is given, which ``align_manifest`` makes from
+:func:`ferdata.align.align_images`: the very steps the local engine runs, so both engines give
+the same statuses, landmarks and crop bytes. Actors
 write the crops straight into the workspace, which must therefore be a folder every node sees at
 the same path (shared storage, see ``docs/scale-out.md``); only the small per-row results travel
 back to the driver, which journals each batch as it arrives and merges them into the manifest
@@ -33,6 +34,8 @@ import numpy as np
 
 from .errors import FerdataError, UsageError
 
+# What an actor runs on a batch: the loaded detector and the images' paths -> each row's values.
+Work = Callable[[Any, list[Path]], list[dict[str, Any]]]
 RAY_EXTRA = 'pip install "ferdata[ray]"'
 # A driver that starts its own local Ray only moves row numbers, paths and per-row results through
 # the object store: a small store is plenty, and leaves the machine's memory to the detector.
@@ -52,24 +55,21 @@ def import_ray():
 class AlignActor:
     """One Ray actor: loads the detector once, then aligns batch after batch.
 
-    A batch is a dict of numpy arrays with ``row`` and ``original_path`` (relative to the
-    workspace); the answer has ``row``, ``values`` (the row's new column values as JSON, the form
-    the journal stores them in) and ``provider`` (the onnxruntime provider that ran the detector).
+    ``work(detector, paths)`` is the per-image work, the row's new column values for each path
+    (:func:`ferdata.align.align_images` with the run's settings). A batch is a dict of numpy arrays
+    with ``row`` and ``path`` (absolute, on the storage all nodes share); the answer has ``row``,
+    ``values`` (the row's new column values as JSON, the form the journal stores them in) and
+    ``provider`` (the onnxruntime provider that ran the detector).
     """
 
-    def __init__(self, *, detector: str, model_dir: str | None, device: str, ws_root: str, out_dir: str,
-                 size: int, det_size: int, face_choice: str, registered: bool) -> None:
+    def __init__(self, *, work: Work, detector: str, model_dir: str | None, device: str) -> None:
         from .vision.detectors import load_detector
 
         self.model = load_detector(detector, Path(model_dir) if model_dir else None, device)
-        self.ws_root, self.out_dir = Path(ws_root), Path(out_dir)
-        self.options = {"size": size, "det_size": det_size, "face_choice": face_choice, "registered": registered}
+        self.work = work
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .align import align_images
-
-        paths = [self.ws_root / str(p) for p in batch["original_path"]]
-        values = align_images(self.model, paths, ws_root=self.ws_root, out_dir=self.out_dir, **self.options)
+        values = self.work(self.model, [Path(str(p)) for p in batch["path"]])
         return {
             "row": np.asarray(batch["row"], dtype=np.int64),
             "values": np.array([json.dumps(v, sort_keys=True) for v in values], dtype=object),
@@ -126,25 +126,22 @@ def _quiet(ray) -> None:
 
 
 def align_on_ray(
-    rows: list[tuple[int, str]],
+    rows: list[tuple[int, Path]],
+    work: Work,
     *,
-    ws_root: Path,
-    out_dir: Path,
     detector: str,
     model_dir: Path | None,
     device: str,
-    size: int,
-    det_size: int,
-    face_choice: str,
-    registered: bool,
     batch_size: int,
     on_batch: Callable[[list[tuple[int, dict[str, Any]]]], None],
     address: str | None = None,
     actors: int | None = None,
     actor: type | None = None,
 ) -> str:
-    """Align ``rows`` (manifest row number, ``original_path``) on Ray; the provider that ran the
-    detector (several joined by ``+`` when the actors differ).
+    """Run ``work`` on ``rows`` (manifest row number, absolute path of the original) on Ray, in
+    batches of ``batch_size`` on actors holding the detector; the provider that ran the detector
+    (several joined by ``+`` when the actors differ). ``work`` must be picklable (a module-level
+    function, or a :func:`functools.partial` of one): Ray ships it to every actor.
 
     ``on_batch`` receives each finished batch as ``(row, values)`` pairs, as soon as it arrives.
     ``address`` is a cluster's address (``auto`` for one started on this machine with
@@ -171,16 +168,12 @@ def align_on_ray(
         if on_gpus:  # one GPU per actor; more actors than GPUs share them (decoding is on the CPU)
             per_actor["num_gpus"] = 1 if actors <= gpus else gpus / actors
         dataset = ray.data.from_items(
-            [{"row": row, "original_path": path} for row, path in rows],
+            [{"row": row, "path": str(path)} for row, path in rows],
             override_num_blocks=max(1, min(len(rows) // batch_size + 1, 4 * actors)),
         )
         aligned = dataset.map_batches(
             actor or AlignActor,
-            fn_constructor_kwargs={
-                "detector": detector, "model_dir": str(model_dir) if model_dir else None, "device": device,
-                "ws_root": str(ws_root), "out_dir": str(out_dir), "size": size, "det_size": det_size,
-                "face_choice": face_choice, "registered": registered,
-            },
+            fn_constructor_kwargs={"work": work, "detector": detector, "model_dir": str(model_dir) if model_dir else None, "device": device},
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2),

@@ -56,7 +56,7 @@ def sources(tmp_path_factory) -> dict[str, tuple[Path, bool]]:
         ("crops", crop_folder(root / "crops-src", 24), True),
     ):
         ws = Workspace(root / name)
-        ingest(folder, ws, dataset="imagefolder", align=False)
+        ingest(ws=ws, path=folder, dataset="imagefolder", align=False)
         made[name] = (ws.root, registered)
     return made
 
@@ -139,12 +139,14 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_no_rows(sources, local_res
 def test_a_rerun_after_a_failed_ray_run_skips_the_rows_already_aligned(sources, local_results, tmp_path, monkeypatch):
     ws, _ = copy_of(sources, "photos", tmp_path)
     frame = ws.load("imagefolder").frame
-    last = (ws.root / frame["original_path"].iat[-1]).as_posix()
+    last, journal = str(ws.absolute(frame["original_path"].iat[-1])), journal_path(ws, "imagefolder")
 
     class FailsOnTheLastRow(align_ray.AlignActor):
         def __call__(self, batch):
-            if any((self.ws_root / str(p)).as_posix() == last for p in batch["original_path"]):
-                time.sleep(1.0)  # let the batches finished before reach the driver
+            if last in [str(p) for p in batch["path"]]:
+                deadline = time.monotonic() + 60
+                while journal.read_bytes().count(b"\n") < 2 and time.monotonic() < deadline:
+                    time.sleep(0.1)  # until a batch finished before this one has reached the driver
                 raise RuntimeError("this worker's disk went away")
             return super().__call__(batch)
 
