@@ -120,8 +120,7 @@ def _quiet(ray) -> None:
     context.enable_progress_bars = False
     if hasattr(context, "enable_operator_progress_bars"):
         context.enable_operator_progress_bars = False
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its warnings (too few resources...) stay
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
 
 
