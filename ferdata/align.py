@@ -32,6 +32,7 @@ again. :func:`discard_journal` removes it once the manifest holding the results 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ from .vision.encode import write_crop
 from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 FACE_CHOICES = ("largest", "center")
+ENGINES = ("local", "ray")  # local: a thread pool in this process; ray: ferdata.align_ray
 ERROR_COLUMN = "face_error"  # extra manifest column: why a row is unreadable or registered
 JOURNAL_VERSION = 1
 
@@ -392,6 +394,29 @@ def _finish(job: _Job, ws_root: Path, out_dir: Path, size: int, choice: str, reg
     }
 
 
+def align_images(
+    detector: Detector,
+    paths: list[Path],
+    *,
+    ws_root: Path,
+    out_dir: Path,
+    size: int = 112,
+    det_size: int = 640,
+    face_choice: str = "largest",
+    registered: bool = False,
+) -> list[dict[str, Any]]:
+    """The new column values of each image at ``paths``, its aligned crop written under ``out_dir``.
+
+    The steps :func:`align_manifest`'s pipeline runs on each batch (decode, detect, warp and
+    write), one after the other: what the Ray engine's actors call, so that both engines give
+    the same statuses, landmarks and crop bytes. A registered row's crop is not written here
+    (see :func:`_finish`).
+    """
+    jobs = [_load(_Job(row=k, path=Path(path)), det_size) for k, path in enumerate(paths)]
+    _detect(detector, jobs, det_size, registered)
+    return [_finish(job, Path(ws_root), Path(out_dir), size, face_choice, registered) for job in jobs]
+
+
 def _register(path: Path, width: int, height: int, shape: np.ndarray, size: int, out_dir: Path, ws_root: Path) -> dict[str, Any]:
     """The crop of a registered row: the image warped with the mean landmark shape at its size."""
     landmarks = shape * np.array([width, height], dtype=np.float64)
@@ -539,6 +564,9 @@ def align_manifest(
     batch_size: int = 8,
     det_size: int = 640,
     workers: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
 ) -> tuple[Manifest, AlignReport]:
     """Detect and align every row's ``original_path`` (relative to ``ws.root``).
 
@@ -557,6 +585,12 @@ def align_manifest(
     takes the rows that the journal of an interrupted run with the same settings holds instead of
     detecting them again; ``resume=False`` starts afresh. Call :func:`discard_journal` after
     saving the returned manifest.
+
+    ``engine="ray"`` runs detection and alignment on a Ray cluster (:mod:`ferdata.align_ray`;
+    the optional extra ``ferdata[ray]``): ``ray_address`` is the cluster (``auto``, or
+    ``HOST:PORT``; None: the Ray this process is connected to, else a local one started for the
+    call), ``ray_actors`` the number of detector actors. The results are the same as the local
+    engine's, and the journal and resuming work the same way.
     """
     if face_choice not in FACE_CHOICES:
         raise UsageError(f"face_choice={face_choice!r} is not one of {', '.join(FACE_CHOICES)}")
@@ -564,11 +598,21 @@ def align_manifest(
         raise UsageError(f"size={size} is out of range: use 112 (the standard), 224, or another size from 32 to 1024")
     if batch_size < 1 or det_size < 128:
         raise UsageError("batch_size must be 1 or more and det_size 128 or more")
+    if engine not in ENGINES:
+        raise UsageError(f"engine={engine} is not one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from .align_ray import import_ray
+
+        import_ray()  # without the extra, say so before any work
+        if not isinstance(detector, str):
+            raise UsageError("engine='ray' loads the detector on every Ray worker: give detector= as a name, not a loaded detector")
     progress = progress or null_progress
     registered_from = "argument" if registered is not None else f"manifests/{manifest.dataset}.toml"
     if registered is None:
         registered = registered_by_default(manifest.dataset)
-    model = load_detector(detector, model_dir, device) if isinstance(detector, str) else detector
+    # The Ray engine's driver needs only the model's name and hash: its actors run the detector.
+    model = load_detector(detector, model_dir, "cpu" if engine == "ray" else device) if isinstance(detector, str) else detector
+    provider = model.provider
     model_sha256 = _model_digest(model.model_file)
     tries = [
         {"pad": a.pad, "canvas": a.canvas, "threshold": a.threshold, "flip": a.flip, "checked": a.checked,
@@ -605,6 +649,27 @@ def align_manifest(
     if to_detect:
         journal.open()
     try:
+        if engine == "ray" and to_detect:
+            from .align_ray import align_on_ray
+
+            def record(batch: list[tuple[int, dict[str, Any]]]) -> None:
+                nonlocal done_on_ray
+                fresh = [(row, values) for row, values in batch if row not in results]  # a retried batch
+                for row, values in fresh:
+                    results[row] = values
+                journal.append([{"image_id": identity[r][0], "original_path": identity[r][1], "sha256": identity[r][2], "values": v} for r, v in fresh])
+                done_on_ray += len(fresh)
+                progress("align", done_on_ray, len(todo))
+
+            done_on_ray = resumed
+            work = functools.partial(
+                align_images, ws_root=ws.root, out_dir=out_dir, size=size, det_size=det_size, face_choice=face_choice, registered=registered
+            )
+            provider = align_on_ray(
+                [(i, ws.absolute(identity[i][1])) for i in to_detect], work, detector=detector, model_dir=model_dir,
+                device=device, batch_size=batch_size, on_batch=record, address=ray_address, actors=ray_actors,
+            )
+            chunks = []  # nothing left for the local pipeline below but the registered crops
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-align") as pool:
 
             def submit_loads(chunk: list[int]) -> list[Future]:
@@ -657,7 +722,8 @@ def align_manifest(
         "requested_detector": detector if isinstance(detector, str) else model.name,
         "model_file": model.model_file,
         "model_sha256": model_sha256,
-        "provider": model.provider,
+        "provider": provider,
+        "engine": engine,
         "device": device,
         "size": size,
         "template": [[float(v) for v in p] for p in TEMPLATE_112],
@@ -685,7 +751,7 @@ def align_manifest(
         counts=dict(sorted(counts.items())),
         processed=len(todo),
         seconds=seconds,
-        provider=model.provider,
+        provider=provider,
         detector=model.name,
         model_file=model.model_file,
         resumed=resumed,
@@ -758,20 +824,24 @@ def align(
     only_missing: bool = False,
     registered: bool | None = None,
     restart: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
     progress: ProgressFn | None = None,
 ) -> AlignReport:
     """Detect and align the faces of a workspace's dataset and save its manifest.
 
     The step ``ferdata align`` runs: :func:`align_manifest` on the manifest of ``dataset`` (the
     only one when None), the result saved atomically and the alignment journal discarded. A run
-    that was interrupted resumes from its journal unless ``restart``.
+    that was interrupted resumes from its journal unless ``restart``. ``engine="ray"`` runs on a
+    Ray cluster (``ray_address``, ``ray_actors``; see :func:`align_manifest`).
     """
     ws = Workspace.of(ws)
     manifest = ws.load(dataset)
     aligned, report = align_manifest(
         ws, manifest, detector=detector, model_dir=Path(model_dir) if model_dir is not None else None, size=size,
         device=device, face_choice=face_choice, only_missing=only_missing, registered=registered,
-        resume=not restart, progress=progress,
+        resume=not restart, engine=engine, ray_address=ray_address, ray_actors=ray_actors, progress=progress,
     )
     ws.save(aligned)
     discard_journal(ws, aligned.dataset)

@@ -258,6 +258,10 @@ def ingest(
         raise FerdataError(f"{path} does not exist: give the path of the archive or folder you received")
     if split is not None and split not in SPLITS:
         raise UsageError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    if align and (align_options or {}).get("engine") == "ray":
+        from .align_ray import import_ray
+
+        import_ray()  # without the extra, say so before extracting anything
     progress = progress or null_progress
     start = time.perf_counter()
     with ws.lock("ingest"):

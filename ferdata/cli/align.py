@@ -36,6 +36,25 @@ RegisteredOpt = Annotated[
         show_default=False,
     ),
 ]
+EngineOpt = Annotated[
+    str,
+    choice_option("--engine", where="ferdata.align:ENGINES",
+                  help="local (this machine) or ray (a Ray cluster: pip install 'ferdata[ray]', see docs/scale-out.md)."),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --engine ray: the cluster, auto (started with `ray start` on this machine) or HOST:PORT. "
+        "Default: a local Ray started for the run.",
+        show_default=False,
+    ),
+]
+RayActorsOpt = Annotated[
+    int | None,
+    typer.Option("--ray-actors", help="With --engine ray: detector actors (default: one per GPU, else one per CPU; more than the GPUs share them).",
+                 show_default=False),
+]
 
 # The contact sheet's options, shared with `ferdata stats`.
 PerRowOpt = Annotated[int, typer.Option("--per-row", help="Contact sheet: faces per row (one row per label and masked).")]
@@ -50,6 +69,10 @@ DETECTOR_FLAGS = {
     r"\bface_choice='([^']*)'": r"--face \1",
     r"\bsize=(\d+)": r"--size \1",
     r"\bper_row=": "--per-row ",
+    r"\bengine='ray'": "--engine ray",
+    r"\bray_address=(?=\s)": "--ray-address",
+    r"\bray_address=": "--ray-address ",
+    r"\bray_actors=": "--ray-actors ",
 }
 
 
@@ -77,6 +100,9 @@ def align(
     per_row: PerRowOpt = 10,
     label_ids: LabelIdsOpt = False,
     as_json: JsonOpt = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Detect the face in every image of a dataset and write aligned crops.
 
@@ -88,7 +114,8 @@ def align(
     """
     from rich.table import Table
 
-    from ..align import MIN_SHAPE_ROWS, align_manifest, discard_journal
+    from ..align import MIN_SHAPE_ROWS
+    from ..align import align as run_align
     from ..workspace import Workspace
     from .common import progress_bar
 
@@ -97,26 +124,22 @@ def align(
 
         format_of(contact_sheet)  # a wrong suffix fails now, not after the alignment
     ws = Workspace.resolve(workspace)
-    with ws.lock("align"):
-        manifest = ws.load(dataset)
-        with progress_bar() as progress:
-            aligned, report = align_manifest(
-                ws, manifest, detector=detector, model_dir=model_dir, size=size, device=device,
-                face_choice=face, only_missing=only_missing, registered=registered, resume=not restart,
-                progress=progress,
-            )
-        ws.save(aligned)
-        discard_journal(ws, aligned.dataset)
-        if contact_sheet is not None:
-            from ..vision.contact import write_contact_sheet
+    with progress_bar() as progress:
+        report = run_align(
+            ws, dataset=dataset, detector=detector, model_dir=model_dir, size=size, device=device,
+            face_choice=face, only_missing=only_missing, registered=registered, restart=restart,
+            engine=engine, ray_address=ray_address, ray_actors=ray_actors, progress=progress,
+        )
+    if contact_sheet is not None:
+        from ..vision.contact import write_contact_sheet
 
-            write_contact_sheet(ws, aligned, contact_sheet, per_row=per_row, label_ids=label_ids)
+        write_contact_sheet(ws, ws.load(report.dataset), contact_sheet, per_row=per_row, label_ids=label_ids)
 
     if as_json:
-        print_json({"dataset": aligned.dataset, **vars(report), "images_per_second": report.images_per_second,
+        print_json({**vars(report), "images_per_second": report.images_per_second,
                     "contact_sheet": contact_sheet})
         return
-    table = Table(title=f"align {aligned.dataset}: {report.detector} on {report.provider}")
+    table = Table(title=f"align {report.dataset}: {report.detector} on {report.provider}")
     table.add_column("face_status")
     table.add_column("rows", justify="right")
     for status, n in report.counts.items():
@@ -128,6 +151,6 @@ def align(
     if report.registered:
         where = f"{report.shape_rows:,} aligned rows" if report.shape_rows >= MIN_SHAPE_ROWS else "the default shape"
         out.print(f"registered source: rows without a usable detection warped with the mean landmark shape of {where}")
-    out.print(f"{report.images_per_second:.1f} images/s; crops in {ws.relative(ws.aligned_dir(aligned.dataset))}/{size}px")
+    out.print(f"{report.images_per_second:.1f} images/s; crops in {ws.relative(ws.aligned_dir(report.dataset))}/{size}px")
     if contact_sheet is not None:
         out.print(f"contact sheet: {contact_sheet}")

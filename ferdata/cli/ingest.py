@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .align import DETECTOR_FLAGS, DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
+from .align import (
+    DETECTOR_FLAGS, DetectorOpt, DeviceOpt, EngineOpt, FaceOpt, ModelDirOpt, RayActorsOpt, RayAddressOpt, RegisteredOpt, SizeOpt,
+)
 from .common import JsonOpt, WorkspaceOpt, choice_option, command, err, out, print_json, progress_bar, warn
 
 if TYPE_CHECKING:
@@ -156,6 +158,9 @@ def ingest_command(
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
     max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")] = 512.0,
     as_json: JsonOpt = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Read an archive or folder, extract the originals safely, write the Parquet manifest, align faces.
 
@@ -172,7 +177,8 @@ def ingest_command(
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
     password = password_source(password_env, password_file)
-    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered}
+    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered,
+                     "engine": engine, "ray_address": ray_address, "ray_actors": ray_actors}
     with progress_bar() as progress:
         result = ingest(
             ws, path, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
