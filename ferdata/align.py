@@ -652,7 +652,9 @@ def align_manifest(
         if engine == "ray" and to_detect:
             from .align_ray import align_on_ray
 
-            def record(batch: list[tuple[int, dict[str, Any]]]) -> None:
+            done_on_ray = resumed
+
+            def record_batch(batch: list[tuple[int, dict[str, Any]]]) -> None:
                 nonlocal done_on_ray
                 fresh = [(row, values) for row, values in batch if row not in results]  # a retried batch
                 for row, values in fresh:
@@ -661,13 +663,13 @@ def align_manifest(
                 done_on_ray += len(fresh)
                 progress("align", done_on_ray, len(todo))
 
-            done_on_ray = resumed
             work = functools.partial(
                 align_images, ws_root=ws.root, out_dir=out_dir, size=size, det_size=det_size, face_choice=face_choice, registered=registered
             )
+            assert isinstance(detector, str)  # a loaded detector was refused above
             provider = align_on_ray(
                 [(i, ws.absolute(identity[i][1])) for i in to_detect], work, detector=detector, model_dir=model_dir,
-                device=device, batch_size=batch_size, on_batch=record, address=ray_address, actors=ray_actors,
+                device=device, batch_size=batch_size, on_batch=record_batch, address=ray_address, actors=ray_actors,
             )
             chunks = []  # nothing left for the local pipeline below but the registered crops
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-align") as pool:

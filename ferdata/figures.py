@@ -61,8 +61,7 @@ def save(fig: Any, path: Path, fmt: str = DEFAULT_FORMAT, dpi: int = DEFAULT_DPI
     fmt = check_format(fmt, dpi)
     path = Path(path)
     # SVG text stays text (editable, searchable) rather than glyph outlines
-    style = {"svg.hashsalt": "ferdata", "svg.fonttype": "none"}
-    with matplotlib.rc_context(style), atomic_path(path) as tmp:
+    with matplotlib.rc_context({"svg.hashsalt": "ferdata", "svg.fonttype": "none"}), atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
     pyplot().close(fig)
     return path

@@ -74,7 +74,7 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 class _StderrHandler(logging.StreamHandler):
     """Log records to whatever ``sys.stderr`` is when they are written (a test runner swaps it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 
@@ -234,7 +234,7 @@ def command(
                 sys.unraisablehook = lambda unraisable: None
                 where = f"cannot write {full.filename}" if full.filename else "a write failed"
                 fail(
-                    f"{where} ({os.strerror(full.errno)}): free some disk space or make the folder writable, "
+                    f"{where} ({os.strerror(full.errno or 0)}): free some disk space or make the folder writable, "
                     "then run the same command again",
                     flags,
                 )

@@ -73,17 +73,10 @@ def relabel_command(
     if scheme is Scheme.ferplus_majority and (annotators is not None or min_agree != 0.5 or max_other != 0.25):
         warn("--min-agree, --max-other and --annotators apply to --scheme msd-e only; they are ignored")
     ws = Workspace.resolve(workspace)
-    options = dict(
-        dataset=dataset,
-        scheme=scheme.value,
-        min_agree=min_agree,
-        max_other=max_other,
-        other_rule=other_rule.value,
-        annotators=annotators,
-        dry_run=dry_run,
-        skip_unmatched=skip_unmatched,
+    result = relabel(
+        ws, votes, dataset=dataset, scheme=scheme.value, min_agree=min_agree, max_other=max_other,
+        other_rule=other_rule.value, annotators=annotators, dry_run=dry_run, skip_unmatched=skip_unmatched,
     )
-    result = relabel(ws, votes, **options)
 
     if result.skipped:
         warn(f"{len(result.skipped)} voted images are not in the manifest and were skipped (first: {result.skipped[0]})")

@@ -149,6 +149,7 @@ def list_command(
 
     result = list_tags(Workspace.resolve(workspace), dataset=dataset)
     counts = result.counts
+    assert counts is not None  # list_tags always counts
     if as_json:
         print_json(result)
         return

@@ -170,9 +170,9 @@ def train_baseline_command(
             kd_p=kd_p, augment=augment, tsne=tsne, figure_format=figure_format, dpi=dpi, epoch_log=epoch_log,
             memory_budget=memory_budget,
         ).resolved()
-        ws = None if data is not None else Workspace.resolve(workspace)
+        source = data if data is not None else Workspace.resolve(workspace)
         with _live() as (progress, monitor):
-            result = train_baseline(data if data is not None else ws, out_dir, config, dataset=dataset,
+            result = train_baseline(source, out_dir, config, dataset=dataset,
                                     progress=progress, monitor=monitor)
     except FerdataError as exc:
         raise type(exc)(_with_flags(str(exc))) from None

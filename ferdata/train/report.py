@@ -136,7 +136,8 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
 def summarize(oof: pd.DataFrame, classes: tuple[str, ...], folds_expected: list[int] | None = None) -> dict[str, Any]:
     """Per-fold metrics and their mean and standard deviation over folds."""
     per_fold = {int(f): fold_metrics(part, classes) for f, part in oof.groupby("fold", sort=True)}
-    mean, std = {}, {}
+    mean: dict[str, Any] = {}
+    std: dict[str, Any] = {}
     for key in HEADLINE:
         mean[key], std[key] = _mean_std([m[key] for m in per_fold.values()])
     for group in ("per_class", "per_class_nm", "per_class_m"):

@@ -104,8 +104,8 @@ def render_contact_sheet(ws, frame, *, per_row: int = 10, tile: int = 96, label_
     import pandas as pd
 
     masked = [("unknown" if pd.isna(v) else "masked" if v else "unmasked") for v in frame["masked"]]
-    groups = {}
-    for i, key in enumerate(zip(label_column, masked)):
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(label_column, masked, strict=True)):
         groups.setdefault(key, []).append(i)
     caption_w = 190
     id_h = max(12, tile // 7) if label_ids else 0
