@@ -54,8 +54,11 @@ def test_short_help_is_the_long_help(path):
     assert short.stdout == long.stdout and "Usage:" in short.stdout
 
 
-def test_shell_completion_scripts_and_value_completion():
+def test_shell_completion_scripts_and_value_completion(monkeypatch):
     assert "--install-completion" in invoke("-h").stdout
+    # typer makes --show-completion a flag that detects the running shell from the process tree
+    # (shellingham), which depends on how the tests were started; named, the shell is the same anywhere
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     script = invoke("--show-completion", "bash", prog_name="ferdata")
     assert script.exit_code == 0, script.output
     assert "complete -o default -F _ferdata_completion ferdata" in script.stdout
