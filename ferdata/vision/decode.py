@@ -85,8 +85,16 @@ def _open(source: Path | bytes):
     return Image.open(source)
 
 
+# Where Pillow finds an orientation (``Image.getexif``: EXIF, raw EXIF text, XMP). A JPEG whose
+# header holds none of them is shown as stored, and reading its (absent) EXIF would cost more than
+# opening it: ingest asks this of every image.
+_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
 def _oriented_size(image) -> tuple[int, int]:
     width, height = image.size
+    if image.format == "JPEG" and not any(key in image.info for key in _ORIENTATION_KEYS):
+        return width, height
     try:
         orientation = image.getexif().get(0x0112, 1)
     except Exception:  # a damaged EXIF block must not make the whole image unreadable
