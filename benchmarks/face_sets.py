@@ -12,7 +12,7 @@ the truth needed to score it:
   framing (1.0 = the face box fills the frame edge to edge, FER2013's style; 1.5 and 2.0 leave
   more of the head and background) resampled to a given side, grayscale or colour, optionally
   blurred; the truth points are carried through the same transform;
-- *masked* views: a synthetic mask (``ferdata.masks.draw_mask``, built-in fabrics and
+- *masked* views: a synthetic mask (``ferdata.vision.masks.draw_mask``, built-in fabrics and
   insightface's mask photos, shape and fabric drawn per face) on the photo before the view is
   cut, and the real masked photos of ``face-mask/with_mask`` (truth: the face the detector finds
   there at its most careful setting, checked by eye on a contact sheet);
@@ -168,7 +168,7 @@ def view(photo: np.ndarray, points: np.ndarray, framing: float, side: int, *, gr
 
 def masked(photo: np.ndarray, points: np.ndarray, name: str, textures, seed: int = 0) -> np.ndarray:
     """``photo`` with a synthetic mask over the face at ``points`` (drawn near the face only)."""
-    from ferdata.masks import choose_style, draw_mask
+    from ferdata.vision.masks import choose_style, draw_mask
 
     style = choose_style(seed, name, len(textures))
     cx, cy, face = face_box(points)
@@ -185,7 +185,7 @@ def masked(photo: np.ndarray, points: np.ndarray, name: str, textures, seed: int
 def mask_textures():
     import insightface
 
-    from ferdata.masks import builtin_textures, load_textures
+    from ferdata.vision.masks import builtin_textures, load_textures
 
     images = Path(insightface.__file__).parent / "data" / "images"
     return builtin_textures() + load_textures(sorted(images.glob("mask_*.jpg")))

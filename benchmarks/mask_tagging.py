@@ -9,7 +9,7 @@ The labelled set (all from installed packages and tests/data, nothing downloaded
   detected with the bundled RetinaFace).
 
 Every face is aligned to 112 px; its non-masked crop is a negative, the same crop with a
-synthetic mask (:func:`ferdata.masks.draw_mask`) a positive. There is no photo of a real masked
+synthetic mask (:func:`ferdata.vision.masks.draw_mask`) a positive. There is no photo of a real masked
 face in the set: the numbers measure how well the tagger finds ferdata-style synthetic masks,
 including fabrics and shapes it was not fitted on, not real masks.
 
@@ -17,7 +17,7 @@ Protocol: the faces are split in two halves (alternating); a model is fitted on 
 the built-in fabrics and tested on the other half with (a) the built-in fabrics under another
 seed and (b) insightface's four mask photos, textures the model never saw; then the halves swap.
 The final model is fitted on all faces, both texture sets, and printed as Python for
-``ferdata/masks.py``.
+``ferdata/masks/tagging.py``.
 
 Speed: scoring a crop (features + model) against decoding its PNG, the unavoidable baseline.
 
@@ -36,19 +36,11 @@ import numpy as np
 import skimage.data
 
 from ferdata.align import find_faces
-from ferdata.masks import (
-    FEATURES,
-    builtin_textures,
-    choose_style,
-    draw_mask,
-    fit_mask_model,
-    load_textures,
-    mask_features,
-    precision_recall,
-)
+from ferdata.masks.tagging import FEATURES, fit_mask_model, mask_features, precision_recall
 from ferdata.vision.align import template, warp
 from ferdata.vision.decode import decode
 from ferdata.vision.detectors import load_detector
+from ferdata.vision.masks import builtin_textures, choose_style, draw_mask, load_textures
 
 ROOT = Path(__file__).resolve().parent.parent
 DLIB = ROOT / "tests" / "data" / "dlib-faces"

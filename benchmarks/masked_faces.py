@@ -6,7 +6,7 @@ The sets (``benchmarks/face_sets.py``; real photos only, nothing downloaded):
 - real masked photos: ``face-mask/with_mask`` (80 web photos: tight crops of 50-200 px, portraits,
   groups, patterned and respirator masks), as they are and cut FER2013-style (the face filling a
   48x48 grayscale or 112 px colour square, and a looser 128 px square);
-- synthetic masks (``ferdata.masks.draw_mask``, built-in fabrics and insightface's mask photos)
+- synthetic masks (``ferdata.vision.masks.draw_mask``, built-in fabrics and insightface's mask photos)
   on real faces (dlib's annotated photos, insightface's and scikit-image's faces,
   ``face-mask/without_mask``): the photo, and crops at 48 to 320 px with the face filling the
   frame (framing 1.0), or 1.5 and 2 times the face;

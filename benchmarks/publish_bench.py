@@ -160,7 +160,7 @@ def child(step: str, ws_root: Path, out: Path) -> None:
     import datasets  # noqa: F401
     import pandas  # noqa: F401
 
-    import ferdata.publish  # noqa: F401
+    import ferdata.publish.folder  # noqa: F401
 
     started = time.perf_counter()
     if step == "copy":

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ferdata.train.loop import FEATURES, Accelerator
+from ferdata.train.config import FEATURES
+from ferdata.train.loop import Accelerator
 from ferdata.train.losses import CL_A, KD_LAMBDA
 from ferdata.train.models import build_model, freeze
 

@@ -7,6 +7,8 @@ fast: heavy dependencies (pandas, pyarrow, onnxruntime, torch) load only when a 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -18,7 +20,14 @@ _API = {
     "read_manifest": "schema",
     "write_manifest": "schema",
     "FerdataError": "errors",
+    "ArchiveError": "errors",
+    "PasswordError": "errors",
+    "UnsafeArchiveError": "errors",
     "ingest": "ingest",
+    "Secret": "archives",
+    "Password": "archives",
+    "Limits": "archives",
+    "open_tree": "archives",
     "align_manifest": "align",
     "relabel": "relabel",
     "make_pairs": "pairs",
@@ -34,9 +43,26 @@ _API = {
 }
 
 
+class _Package(types.ModuleType):
+    """Keeps ``ferdata.ingest`` (and ``relabel``, ``publish``) the function, not the submodule of
+    the same name: the import system binds a submodule on its package once it is imported, which
+    would hide the function (a second ``ferdata.ingest(...)`` failed with "'module' object is not
+    callable"). The name is left to :func:`__getattr__`, which binds the function itself."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{_API[name]}":
+            return  # not bound: __getattr__ gives the function, loading it only when asked for
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+        globals()[name] = value  # found directly next time
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -51,6 +51,7 @@ from .schema import SYNTHETIC_SOURCE_PREFIX, Manifest
 from .vision.align import TEMPLATE_112, shape_problem, similarity_transform, template, warp
 from .vision.decode import Decoded, decode, pad
 from .vision.detectors import BUNDLED_MODEL, Detector, Face, load_detector
+from .vision.encode import write_crop
 
 FACE_CHOICES = ("largest", "center")
 ERROR_COLUMN = "face_error"  # extra manifest column: why a row is unreadable or registered
@@ -363,21 +364,11 @@ def _write_crop(path: Path, source: Decoded | None, landmarks: np.ndarray, size:
     and never the full 24 MP unless the face needs it. Raises ImageUnreadable when a new decode
     is needed and fails.
     """
-    import cv2
-
     needed = float(np.sqrt(abs(np.linalg.det(similarity_transform(landmarks, template(size))[:, :2]))))
     if source is None or source.scale < min(1.0, needed):
         source = decode(path, min_scale=min(1.0, needed))
     crop, _ = warp(source.rgb, landmarks * source.scale, size)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:  # pragma: no cover - OpenCV fails to encode only on invalid arrays
-        raise RuntimeError("PNG encoding failed")
-    data = png.tobytes()
-    digest = hashlib.sha256(data).hexdigest()
-    target = out_dir / digest[:2] / f"{digest}.png"
-    if not target.exists():
-        atomic_write_bytes(target, data)
-    return target.relative_to(ws_root).as_posix()
+    return write_crop(out_dir, crop).relative_to(ws_root).as_posix()
 
 
 def _unreadable(reason: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ The sample is made from real face photos that installed packages ship (insightfa
 ``t1.jpg`` and ``Tom_Hanks_54745.png``, scikit-image's astronaut): each face is one *subject*,
 photographed seven times (small changes of pose, scale and light stand in for the seven
 expressions) and again with a mask drawn over nose, mouth and chin from the detected landmarks
-(by :func:`ferdata.masks.draw_mask`, the drawer ``ferdata mask-synth`` uses).
+(by :func:`ferdata.vision.masks.draw_mask`, the drawer ``ferdata mask-synth`` uses).
 Everything lands in an AES-256 zip with the MSD-E layout, beside a votes file of 7 annotators
 who flag a few images, so the real commands run on it unchanged.
 
@@ -135,7 +135,7 @@ def build_sample(out: Path, *, seed: int = 0) -> Sample:
     """Write ``out/msd-e-demo.zip`` (AES-256, password :data:`DEMO_PASSWORD`) and ``out/votes.csv``."""
     import pyzipper
 
-    from .masks import builtin_textures, choose_style, draw_mask
+    from .vision.masks import builtin_textures, choose_style, draw_mask
 
     out.mkdir(parents=True, exist_ok=True)
     textures = builtin_textures()

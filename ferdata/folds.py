@@ -30,7 +30,7 @@ import pandas as pd
 
 from .errors import UsageError
 from .graph import connected_components, key_edges
-from .schema import LABELS, usable_rows
+from .schema import LABELS, labelled_rows, usable_rows
 
 METHOD = "greedy-balanced-v2"  # v2: balanced on usable rows; groups without a crop placed by name
 
@@ -66,10 +66,10 @@ class Groups:
 
 def eligible_rows(frame: pd.DataFrame, within_split: str | None = None) -> pd.Series:
     """Rows that get a fold: labelled (not removed), and in ``within_split`` when given."""
-    mask = frame["label"].notna()
+    mask = labelled_rows(frame)
     if within_split is not None:
-        mask &= frame["split"] == within_split
-    return mask.fillna(False).astype(bool)
+        mask &= (frame["split"] == within_split).fillna(False).astype(bool)
+    return mask
 
 
 def fold_groups(

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .archives import Limits, PasswordProvider, open_tree
+from .archives import Limits, Password, as_provider, open_tree
 from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError, shown
 from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
@@ -305,7 +305,7 @@ def ingest(
     ws: Workspace,
     *,
     dataset: str | None = None,
-    password: PasswordProvider | None = None,
+    password: Password | None = None,
     limits: Limits | None = None,
     label_map: dict[str, str] | None = None,
     skip_unparsed: bool = False,
@@ -324,6 +324,7 @@ def ingest(
     folds, pairs, tags, faces) is refused unless ``prune``. With ``align`` the faces are detected
     and aligned after the manifest is written (see :mod:`ferdata.align`).
     """
+    password = as_provider(password)  # a bad password= fails here, and the value leaves this frame
     path = Path(path).expanduser()
     if not path.exists():
         raise FerdataError(f"{path} does not exist: give the path of the archive or folder you received")

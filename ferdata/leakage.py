@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import LeakageFound, UsageError
-from .folds import eligible_rows
+from .errors import ImageUnreadable, LeakageFound, UsageError
 from .graph import connected_components, key_edges
 from .progress import ProgressFn, null_progress
+from .schema import labelled_rows
 
 SIGNATURE_TABLE = "signatures.parquet"
 REPORT_FILE = "leakage.csv"
@@ -175,16 +175,20 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
 
 
 def _thumbnail(path: str) -> tuple[np.ndarray, int, int] | None:
-    """The 32x32 grayscale thumbnail (float, before rounding: pHash's input) and the image's size."""
+    """The 32x32 grayscale thumbnail (float, before rounding: pHash's input) and the image's size.
+
+    The pixels as stored (:func:`~ferdata.vision.decode.read_crop`: no EXIF turn), so that the
+    signatures cached in a workspace stay valid."""
     from PIL import Image
 
+    from .vision.decode import read_crop
+
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            small = img.convert("L").resize((THUMB, THUMB), Image.Resampling.LANCZOS)
-            return np.asarray(small, dtype=np.float64), width, height
-    except (OSError, ValueError, Image.DecompressionBombError):
+        gray = read_crop(path, gray=True)
+    except ImageUnreadable:
         return None
+    small = Image.fromarray(gray).resize((THUMB, THUMB), Image.Resampling.LANCZOS)
+    return np.asarray(small, dtype=np.float64), gray.shape[1], gray.shape[0]
 
 
 def _signature_chunk(paths: list[str]) -> list[tuple[int, int, bytes, int, int] | None]:
@@ -911,7 +915,7 @@ def find_leaks(frame: pd.DataFrame, evidence: Evidence) -> tuple[pd.DataFrame, p
     m times costs at most places² pairs, not m². Columns: :data:`REPORT_COLUMNS`, and
     :data:`UNDECIDABLE_COLUMNS` for the undecidable pairs.
     """
-    eligible = eligible_rows(frame).to_numpy()
+    eligible = labelled_rows(frame).to_numpy()
     _, _, place = _places(frame)
     pos = np.flatnonzero(eligible)
     exact = pd.DataFrame({"key": evidence.exact_key[pos], "place": place[pos], "row": pos}).drop_duplicates(["key", "place"])
@@ -1136,7 +1140,8 @@ def identity_embeddings(
     the size its input declares (112x112 when the size is dynamic).
     """
     import onnxruntime as ort
-    from PIL import Image
+
+    from .vision.decode import read_crop
 
     progress = progress or null_progress
     model = Path(model)
@@ -1166,10 +1171,9 @@ def identity_embeddings(
         idx, tensors = [], []
         for i in range(start, min(start + step, n)):
             try:
-                with Image.open(paths[i]) as img:
-                    rgb = np.asarray(img.convert("RGB").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
-            except (OSError, ValueError):
-                continue
+                rgb = read_crop(paths[i], (width, height)).astype(np.float32)
+            except ImageUnreadable:
+                continue  # not embedded: the row takes no part in identity pairs
             tensors.append(((rgb - 127.5) / 127.5).transpose(2, 0, 1))
             idx.append(i)
         if not idx:
@@ -1308,7 +1312,7 @@ def gather_evidence(
     ``hashed`` (rows whose file could be read), ``candidates`` (pairs verified).
     """
     _check_options(hamming, neighbours, similarity)
-    rows = np.flatnonzero(eligible_rows(frame).to_numpy())
+    rows = np.flatnonzero(labelled_rows(frame).to_numpy())
     sig, node = row_signatures(ws, dataset, frame, rows, workers=workers, progress=progress)
     nodes = np.unique(node[node >= 0])
     keep = _could_leak(frame, node, rows) if across_only else None
@@ -1384,7 +1388,7 @@ def report_from(
 ) -> LeakageReport:
     """Find the leaks for the frame's current folds and splits, and write both report files."""
     leaks, undecidable = find_leaks(frame, evidence)
-    checked = int(eligible_rows(frame).sum())
+    checked = int(labelled_rows(frame).sum())
     return LeakageReport(
         dataset=dataset,
         leaks=leaks,

@@ -2,8 +2,9 @@
 
 Everything is derived from ``manifests/schema.toml``, the one description of the schema: the
 Arrow schema written to Parquet, the pandas dtypes used in memory, the checks in
-:func:`validate`, and (later) the published dataset's features. Other modules name columns only
-through the strings listed there; :func:`validate` rejects a frame that lacks one.
+:func:`validate`, and the published dataset's features (:mod:`ferdata.publish.features`). Other
+modules name columns only through the strings listed there; :func:`validate` rejects a frame
+that lacks one.
 
 In memory a manifest is a pandas DataFrame with nullable dtypes: strings are ``object`` columns of
 ``str``/``None``, ``bool`` columns are ``boolean``, ``int64`` columns are ``Int64``, lists are
@@ -300,6 +301,12 @@ def has_crop(frame: pd.DataFrame) -> pd.Series:
     """Rows with a face crop: an ``aligned_path`` on an ``aligned`` or ``registered`` row."""
     crop = frame["aligned_path"].notna() & frame["face_status"].isin(CROP_STATUSES)
     return crop.fillna(False).astype(bool)
+
+
+def labelled_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows with a label (a relabelling's ``removed`` rows have none): the rows folds are assigned to
+    and the leakage check compares."""
+    return frame["label"].notna().fillna(False).astype(bool)
 
 
 def usable_rows(frame: pd.DataFrame) -> pd.Series:

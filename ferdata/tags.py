@@ -123,14 +123,14 @@ def select(frame: pd.DataFrame, where: str | None = None, ids: Iterable[str] | N
         try:
             result = frame.eval(where, engine="python")
         except Exception as exc:  # noqa: BLE001 - a user's expression: any failure is theirs to fix
-            raise TagError(f"cannot evaluate --where {where!r}: {exc}; write a pandas query over manifest columns, e.g. \"label == 'happy'\"") from None
+            raise TagError(f"cannot evaluate where={where!r}: {exc}; write a pandas query over manifest columns, e.g. \"label == 'happy'\"") from None
         if not isinstance(result, pd.Series) or len(result) != len(frame):
-            raise TagError(f"--where {where!r} must give true or false per image, e.g. \"split == 'train'\"")
+            raise TagError(f"where={where!r} must give true or false per image, e.g. \"split == 'train'\"")
         is_bool = pd.api.types.is_bool_dtype(result) or (
             result.dtype == object and result.map(lambda v: v is None or v is pd.NA or isinstance(v, (bool, np.bool_))).all()
         )
         if not is_bool:
-            raise TagError(f"--where {where!r} must give true or false per image, e.g. \"split == 'train'\"")
+            raise TagError(f"where={where!r} must give true or false per image, e.g. \"split == 'train'\"")
         chosen &= result.astype("boolean").fillna(False).astype(bool)
     if ids is not None:
         rows, missing = resolve_images(frame, ids)
@@ -271,7 +271,7 @@ def apply_auto_mask(frame: pd.DataFrame, scores: pd.Series, threshold: float) ->
     without a score (not aligned) are left as they are, score included.
     """
     if not 0.0 <= threshold <= 1.0:
-        raise UsageError(f"--threshold {threshold} must be between 0 and 1")
+        raise UsageError(f"threshold={threshold} must be between 0 and 1")
     frame = with_origins(frame)
     maps = _origin_maps(frame)
     old_scores = frame[MASK_SCORE_COLUMN] if MASK_SCORE_COLUMN in frame.columns else pd.Series(np.nan, index=frame.index)
@@ -456,7 +456,7 @@ def tag_images(
 
     check_tag(tag)
     if where is None and ids_file is None:
-        raise UsageError("choose the images: --where EXPRESSION, --ids FILE, or both")
+        raise UsageError("choose the images: where=EXPRESSION, ids_file=FILE, or both")
     name = ws.dataset_name(dataset)
     manifest = ws.load(name)
     ids = read_id_file(ids_file) if ids_file is not None else None

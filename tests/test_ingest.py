@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -13,10 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from builders import fer2013_csv, fer_rows, msd_e_tree
-from ferdata import ingest as ingest_module
 from ferdata.cli import app
 from ferdata.ingest import ingest
 from ferdata.workspace import Workspace
+
+ingest_module = importlib.import_module("ferdata.ingest")  # `ferdata.ingest` is the function
 
 PASSWORD = "s3cret-äpfel"
 

@@ -23,27 +23,17 @@ from typer.testing import CliRunner
 
 from ferdata.align import find_faces
 from ferdata.cli import app
+from ferdata.errors import UsageError
 from ferdata.ingest import ingest
-from ferdata.masks import (
-    DEFAULT_MODEL,
-    SYNTH_ID_SUFFIX,
-    auto_tag_masks,
-    builtin_textures,
-    choose_style,
-    crop_points,
-    draw_mask,
-    fit_mask_model,
-    load_textures,
-    mask_features,
-    precision_recall,
-    synthesize_masks,
-    workspace_features,
-)
+from ferdata.masks.synth import SYNTH_ID_SUFFIX, synthesize_masks
+from ferdata.masks.tagging import DEFAULT_MODEL, auto_tag_masks, fit_mask_model, mask_features, precision_recall, workspace_features
 from ferdata.pairs import make_pairs
+from ferdata.schema import Manifest
 from ferdata.tags import AUTO, MASKED_ORIGIN_COLUMN, SOURCE, tag_origins
 from ferdata.vision.align import template
 from ferdata.vision.decode import decode
 from ferdata.vision.detectors import load_detector
+from ferdata.vision.masks import builtin_textures, choose_style, crop_points, draw_mask, load_textures
 from ferdata.workspace import Workspace
 
 IMAGES = Path(insightface.__file__).parent / "data" / "images"
@@ -232,3 +222,56 @@ def test_cli_mask_synth_then_auto(ws_copy):
     assert pd.notna(ws_copy.load("msd-e").frame["mask_score"]).all()
     bare = runner.invoke(app, ["tag", "auto", *w])
     assert bare.exit_code == 2
+
+
+def test_errors_name_arguments_in_python_and_flags_on_the_command_line(ws_copy):
+    with pytest.raises(UsageError, match=r"^fit=True fits a new model, so model= must be left out$"):
+        auto_tag_masks(ws_copy, fit=True, model=DEFAULT_MODEL)
+    with pytest.raises(UsageError, match=r"^limit=0 must be 1 or more$"):
+        synthesize_masks(ws_copy, limit=0)
+    with pytest.raises(UsageError, match=r"^no mask textures: keep builtin=True or give mask_images$"):
+        synthesize_masks(ws_copy, builtin=False)
+    runner = CliRunner()
+    w = ["-w", str(ws_copy.root)]
+    for args, line in (
+        (["tag", "auto", "--mask", "--fit", "--model", "m.json"], "--fit fits a new model, so --model must be left out"),
+        (["tag", "auto", "--mask", "--threshold", "1.5"], "--threshold 1.5 must be between 0 and 1"),
+        (["mask-synth", "--limit", "0"], "--limit 0 must be 1 or more"),
+        (["mask-synth", "--no-builtin"], "no mask textures: leave out --no-builtin or pass --mask-image FILE"),
+    ):
+        result = runner.invoke(app, [*args, *w])
+        assert result.exit_code == 1 and line in result.output, result.output
+    assert "mask_score" not in ws_copy.load("msd-e").frame or ws_copy.load("msd-e").frame["mask_score"].isna().all()
+
+
+def test_registered_crops_are_scored_and_get_twins(ws_copy):
+    """A ``registered`` row (crop warped with the mean landmark shape) has a face crop like an
+    ``aligned`` one: auto tagging scores it and mask-synth gives it a twin that stays registered."""
+    manifest = ws_copy.load("msd-e")
+    frame = manifest.frame.copy()
+    registered = frame.index[:6]
+    frame.loc[registered, "face_status"] = "registered"
+    frame.loc[registered, "face_error"] = "the detected face is off-centre"
+    frame.loc[registered, "bbox"] = None
+    lost = frame.index[6]
+    frame.loc[lost, "face_status"] = "no_face"
+    frame.at[lost, "aligned_path"] = None
+    ws_copy.save(Manifest(dataset="msd-e", frame=frame, provenance=manifest.provenance))
+
+    scored = auto_tag_masks(ws_copy)
+    assert scored.scored == N_FACES - 1
+    after = ws_copy.load("msd-e").frame
+    assert after.loc[registered, "mask_score"].notna().all() and pd.isna(after.at[lost, "mask_score"])
+
+    chosen = frame.loc[:9, "image_id"].tolist()
+    where = "image_id in " + repr(chosen)
+    result = synthesize_masks(ws_copy, seed=0, where=where)
+    assert result.created == 9  # 6 registered + 3 aligned; the row without a crop is skipped, saying why
+    assert result.skipped["no face crop (no face found)"] == 1
+    out = ws_copy.load("msd-e").frame.set_index("image_id")
+    for image_id in chosen[:6]:
+        twin = out.loc[image_id + SYNTH_ID_SUFFIX]
+        assert twin["face_status"] == "registered" and twin["bbox"] is None
+        assert twin["face_error"] == "the detected face is off-centre" and twin["masked"] == True  # noqa: E712
+        assert (ws_copy.root / twin["aligned_path"]).is_file()
+    assert out.loc[chosen[7] + SYNTH_ID_SUFFIX, "face_status"] == "aligned"

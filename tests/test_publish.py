@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,9 +27,11 @@ from ferdata.publish import (
     CARD_MARKER,
     check_push_allowed,
     class_names_for,
+    layout,
     publish,
     terms_of,
 )
+from ferdata.publish.card import yaml_text
 from ferdata.relabel import relabel
 from ferdata.schema import BASIC_LABELS, LABELS, Manifest, column, new_frame
 from ferdata.workspace import Workspace
@@ -219,7 +224,7 @@ def test_contempt_makes_eight_classes() -> None:
 def test_aligned_images_need_alignment(tmp_path) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
     ingest(write(tmp_path / "src" / "fer2013.csv", fer2013_csv(fer_rows(3))), ws, dataset="fer2013", align=False)
-    with pytest.raises(PublishError, match="run ferdata align, or pass --images original"):
+    with pytest.raises(PublishError, match="run ferdata align, or pass images='original'"):
         publish(ws, tmp_path / "hf")
 
 
@@ -243,6 +248,21 @@ def test_card_yaml_names_every_config_and_the_gating(msd_out) -> None:
     label = next(f for f in info["mix"]["features"] if f["name"] == "label")
     assert label["dtype"]["class_label"]["names"] == {str(i): n for i, n in enumerate(BASIC_LABELS)}
     assert [f["name"] for f in info["pe"]["features"]][:3] == ["image_nonmasked", "image_masked", "label"]
+
+
+def test_card_yaml_is_plain_stable_and_unfolded(msd_out) -> None:
+    """PyYAML writes the header: no anchors or aliases between configs, one line per value however
+    long, and dumping the parsed header again gives the same bytes."""
+    out, _ = msd_out
+    text = (out / "README.md").read_text().split("---\n")[1]
+    assert "&id" not in text and "*id" not in text
+    prompt = next(line for line in text.splitlines() if line.startswith("extra_gated_prompt: "))
+    assert len(prompt) > 200 and prompt.endswith("cite the paper in any publication.")
+    assert yaml_text(card_header(out)) + "\n" == text
+    tricky = {"title": "Émotions: \"FER\" # not a comment", "words": ["no", "null", "1.0", "- x", "~"], "long": "w " * 80,
+              "empty": [], "ids": {"0": "surprise"}}
+    dumped = yaml_text(tricky)
+    assert yaml.safe_load(dumped) == tricky and len(dumped.splitlines()) == 11 and "Émotions" in dumped
 
 
 def test_card_tells_how_the_data_was_curated(msd_out) -> None:
@@ -269,11 +289,35 @@ def test_shard_metadata_is_derived_from_the_schema(msd_out) -> None:
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [54]
 
 
+def test_the_layout_module_names_what_publish_writes(msd_out) -> None:
+    """What publish wrote is what layout says: shard names and splits, the image shards a reader
+    takes (mix, never pe), the dataset named by the card, a folder recognised as publish's."""
+    out, result = msd_out
+    shards = [p for p in result.files if p.suffix == ".parquet"]
+    assert [p.relative_to(out).as_posix() for p in shards] == [
+        f"data/{c}/{layout.shard_name('train', 0, 1)}" for c in ("mix", "nm", "m", "pe")
+    ]
+    assert all(layout.split_of(p) == "train" for p in shards)
+    assert layout.split_of("validation-00003-of-00010.parquet") == "val" and layout.split_of("notes.parquet") is None
+    assert layout.hub_split("val") == "validation" and layout.hub_split(None) == "train"
+    assert layout.image_shards(out) == [out / "data" / "mix" / "train-00000-of-00001.parquet"]
+    assert layout.dataset_name(out) == "msd-e" and layout.written_by_publish(out)
+    assert [c["data_files"][0]["path"] for c in card_header(out)["configs"]] == [layout.data_files(c, "train") for c in result.configs]
+
+
+def test_the_layout_module_is_light() -> None:
+    """The trainer (and anyone) reads the layout without pandas or pyarrow being imported."""
+    code = "import sys, ferdata.publish.layout; print(sorted({'pandas', 'pyarrow', 'yaml'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_row_groups_are_capped_in_bytes(msd_ws, tmp_path, monkeypatch) -> None:
-    import ferdata.publish
+    import importlib
 
     crop = max(p.stat().st_size for p in (msd_ws.aligned_dir("msd-e") / "112px").iterdir())
-    monkeypatch.setattr(ferdata.publish, "ROW_GROUP_MAX_BYTES", 6 * crop)  # a pe row holds two crops
+    shards = importlib.import_module("ferdata.publish.shards")  # `ferdata.publish` is the function
+    monkeypatch.setattr(shards, "ROW_GROUP_MAX_BYTES", 6 * crop)  # a pe row holds two crops
     publish(msd_ws, tmp_path / "hf", configs=["pe"])
     meta = pq.ParquetFile(tmp_path / "hf" / "data" / "pe" / "train-00000-of-00001.parquet").metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3] * 8 + [1]
@@ -385,7 +429,7 @@ def test_public_copies_of_gated_datasets(msd_ws, tmp_path) -> None:
     check_push_allowed("msd-e", terms, public=False, repo_private=True)
     check_push_allowed("msd-e", terms, public=True, repo_private=False)
     check_push_allowed("fer2013", terms_of("fer2013"), public=False, repo_private=False)
-    with pytest.raises(UsageError, match="--public only applies with --push"):
+    with pytest.raises(UsageError, match=r"public=True only applies with push=REPO_ID"):
         publish(msd_ws, tmp_path / "hf", public=True)
 
 
@@ -400,11 +444,40 @@ def test_cli_publish(msd_ws, tmp_path) -> None:
     assert pq.ParquetFile(out / "data" / "nm" / "train-00000-of-00001.parquet").metadata.num_rows == 27
 
 
-def test_cli_publish_errors_are_one_line(msd_ws, tmp_path) -> None:
-    result = CliRunner().invoke(app, ["publish", "-w", str(msd_ws.root), "--out", str(tmp_path / "o"), "--images", "raw"])
+@pytest.mark.parametrize(
+    "kwargs, args, library, cli",
+    [
+        ({"images": "raw"}, ["--images", "raw"], "images='raw' is not one of aligned, original",
+         "--images raw is not one of aligned, original"),
+        ({"public": True}, ["--public"], "public=True only applies with push=REPO_ID",
+         "--public only applies with --push REPO_ID"),
+        ({"shards": 0}, ["--shards", "0"], "shards=0 must be 1 or more", "--shards 0 must be 1 or more"),
+        ({"workers": -1}, ["--workers", "-1"], "workers=-1 must be 1 or more", "--workers -1 must be 1 or more"),
+    ],
+)
+def test_errors_name_arguments_in_python_and_flags_in_the_cli(msd_ws, tmp_path, kwargs, args, library, cli) -> None:
+    with pytest.raises(UsageError) as caught:
+        publish(msd_ws, tmp_path / "o", **kwargs)
+    assert library in str(caught.value) and "--" not in str(caught.value)
+    result = CliRunner().invoke(app, ["publish", "-w", str(msd_ws.root), "--out", str(tmp_path / "o"), *args])
     assert result.exit_code == 1
-    assert "--images raw is not one of aligned, original" in result.output
+    assert f"error: {cli}" in result.output and library not in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_dir_errors_name_the_folder(msd_ws, tmp_path) -> None:
+    """The library says out_dir, the CLI --out; a folder named like the argument stays as it is."""
+    taken = write(tmp_path / "out_dir" / "a-file", b"not a folder")
+    with pytest.raises(UsageError, match=f"^out_dir {re.escape(str(taken))} is a file: choose a folder$"):
+        publish(msd_ws, taken)
+    result = CliRunner().invoke(app, ["publish", "-w", str(msd_ws.root), "--out", str(taken)])
+    assert result.exit_code == 1
+    assert f"error: --out {taken} is a file" in result.output.replace("\n", "")
+
+
+def test_one_config_may_be_given_as_a_string(msd_ws, tmp_path) -> None:
+    assert publish(msd_ws, tmp_path / "hf", configs="pe").configs == ["pe"]
 
 
 # ----------------------------------------------------------------------------- usable rows

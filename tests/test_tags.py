@@ -65,7 +65,7 @@ def test_where_and_ids_select_exact_rows():
     assert select(f, None, ["img1", "img3.jpg"]).tolist() == [False, True, False, True]  # id or file name
     assert select(f, "split == 'train'", ["img0", "img1"]).tolist() == [True, False, False, False]
     assert not select(f).any()
-    with pytest.raises(TagError, match="cannot evaluate --where"):
+    with pytest.raises(TagError, match="cannot evaluate where='nonexistent_column == 3'"):
         select(f, "nonexistent_column == 3")
     with pytest.raises(TagError, match="true or false per image"):
         select(f, "width + 1")
@@ -183,4 +183,9 @@ def test_cli_add_list_and_errors(msd_ws):
     unknown = runner.invoke(app, ["tag", "add", *w, "--tag", "scarf", "--where", "index == index"])
     assert unknown.exit_code == 1 and "unknown tag 'scarf'" in unknown.output
     nothing = runner.invoke(app, ["tag", "add", *w, "--tag", "hat"])
-    assert nothing.exit_code == 1 and "choose the images" in nothing.output
+    assert nothing.exit_code == 1 and "choose the images: --where EXPRESSION, --ids FILE, or both" in nothing.output
+    # the library names its arguments (where=...); the command names its flags
+    with pytest.raises(UsageError, match="where=EXPRESSION, ids_file=FILE"):
+        tag_images(msd_ws, "hat")
+    bad = runner.invoke(app, ["tag", "remove", *w, "--tag", "hat", "--where", "nonexistent == 1"])
+    assert bad.exit_code == 1 and "cannot evaluate --where 'nonexistent == 1'" in bad.output and "where=" not in bad.output

@@ -333,7 +333,7 @@ def test_folds_used_are_exactly_the_manifests(tmp_path):
         assert info["n_train_images"] == 42 - sizes[fold]
         assert info["train_folds"] == [f for f in (0, 1, 2) if f != fold]
     assert result.folds_trained == [0, 1, 2]
-    with pytest.raises(UsageError, match="--folds 10"):
+    with pytest.raises(UsageError, match="folds=10: "):
         train_baseline(ws, tmp_path / "other", TrainConfig(folds=10, **QUICK))
     one = train_baseline(ws, tmp_path / "one", TrainConfig(fold=2, **QUICK))
     assert one.folds_trained == [2] and one.summary["folds_missing"] == [0, 1]
@@ -445,10 +445,16 @@ def test_device_choice():
 
 
 def test_options_that_contradict_each_other_are_refused(published, tmp_path):
-    with pytest.raises(UsageError, match="--subset pe"):
+    with pytest.raises(UsageError, match="^method=cl trains on MSD-PE pairs: use subset=pe$"):
         train_baseline(published, tmp_path / "r", TrainConfig(method="cl", subset="nm", **QUICK))
     with pytest.raises(UsageError, match="milestones"):
         TrainConfig(milestones=(14, 8)).resolved()
+    # the command line reads the same messages with its flags
+    for args, line in ((["--method", "cl", "--subset", "nm"], "--method cl trains on MSD-PE pairs: use --subset pe"),
+                       (["--kd-p", "1.5"], "--kd-p 1.5 is not a probability"),
+                       (["--epochs", "0"], "--epochs and --batch-size must be at least 1 and --image-size at least 32")):
+        result = CliRunner().invoke(app, ["train-baseline", "--data", str(published), *args])
+        assert result.exit_code == 1 and line in result.output, result.output
 
 
 # ----------------------------------------------------------------------------- CLI

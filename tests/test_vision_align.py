@@ -191,6 +191,7 @@ def test_cli_align_errors_are_one_line_and_exit_1(tmp_path):
     assert bad_face.exit_code == 1 and "--face middle" in bad_face.output
     no_models = runner.invoke(app, ["align", "-w", str(ws.root), "--detector", "scrfd", "--model-dir", str(tmp_path)])
     assert no_models.exit_code == 1 and "det_10g.onnx" in no_models.output
+    assert f"--model-dir {tmp_path} holds" in no_models.output and "--detector scrfd expects" in no_models.output
     cuda = runner.invoke(app, ["align", "-w", str(ws.root), "--device", "cuda"])
     if "CUDAExecutionProvider" in ort.get_available_providers():
         assert cuda.exit_code == 0

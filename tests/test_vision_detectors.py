@@ -64,7 +64,7 @@ def test_device_choice():
     else:
         with pytest.raises(DetectorError, match="onnxruntime-gpu"):
             choose_providers("cuda")
-    with pytest.raises(UsageError, match="--device tpu"):
+    with pytest.raises(UsageError, match="device=tpu is not one of"):
         choose_providers("tpu")
 
 
@@ -122,7 +122,7 @@ def test_wrong_model_dir_names_the_expected_files(tmp_path):
     assert "det_10g.onnx" in message and "det_500m.onnx" in message and "w600k_r50.onnx" in message
     with pytest.raises(DetectorError, match="is not a folder"):
         load_detector("scrfd", tmp_path / "nowhere", device="cpu")
-    with pytest.raises(DetectorError, match="needs --model-dir"):
+    with pytest.raises(DetectorError, match="detector=scrfd needs model_dir=DIR"):
         load_detector("scrfd", None, device="cpu")
     (tmp_path / "det_10g.onnx").write_bytes(b"truncated download")
     with pytest.raises(DetectorError, match="cannot load the detector model"):

@@ -3,7 +3,7 @@
 - Real masked photos: the 30 photos of ``tests/data/face-mask/with_mask`` (web photos, MIT
   licence; the half of the set that was held out while the detection tries were chosen), as they
   are and cut FER2013-style (the face filling a 48x48 grayscale or a 112 px colour square).
-- Synthetic masks (``ferdata.masks.draw_mask``, built-in fabrics and insightface's mask photos)
+- Synthetic masks (``ferdata.vision.masks.draw_mask``, built-in fabrics and insightface's mask photos)
   on the real faces of ``tests/face_crops.py``, at 48 to 256 px, from crops the face fills edge
   to edge to crops twice the face's size.
 - Non-faces: noise, smooth noise, scikit-image's pictures (whole and cropped), the 100 non-face
@@ -25,7 +25,7 @@ import skimage.data
 from face_crops import real_faces, registered_crop
 
 from ferdata.align import Attempt, detect_attempt, find_faces
-from ferdata.masks import builtin_textures, choose_style, draw_mask, load_textures
+from ferdata.vision.masks import builtin_textures, choose_style, draw_mask, load_textures
 from ferdata.vision.decode import decode
 from ferdata.vision.detectors import load_detector
 

@@ -30,8 +30,16 @@ RegisteredOpt = Annotated[
     ),
 ]
 
+# The detector's arguments in library messages -> the flags of `ferdata align` and `ferdata ingest`.
+DETECTOR_FLAGS = {
+    r"\bmodel_dir=(?=\s)": "--model-dir",
+    r"\bmodel_dir=": "--model-dir ",
+    r"\bdetector=": "--detector ",
+    r"\bdevice=": "--device ",
+}
 
-@command("align")
+
+@command("align", flags=DETECTOR_FLAGS)
 def align(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .align import DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
+from .align import DETECTOR_FLAGS, DetectorOpt, DeviceOpt, FaceOpt, ModelDirOpt, RegisteredOpt, SizeOpt
 from .common import WorkspaceOpt, command, err, out, progress_bar, warn
+
+if TYPE_CHECKING:
+    from ..archives import Secret
 
 
 def parse_label_map(value: str | None) -> dict[str, str] | None:
@@ -29,14 +33,92 @@ def parse_label_map(value: str | None) -> dict[str, str] | None:
     return mapping
 
 
-# library arguments named in ingest's errors -> the options a user passes
+# library arguments named in ingest's errors -> the options a user passes (applied in this order)
 INGEST_FLAGS = {
     r"\bprune=True": "--prune",
     r"\bskip_unparsed=True": "--skip-unparsed",
     r"\bsplit=NAME": "--split NAME",
     r"\bsplit='(\w+)'": r"--split \1",
     r"\bleave split out": "leave --split out",
+    # passwords: the library speaks of its password= argument
+    r"\bwith password= \(a str, bytes or a function returning one\)": "with --password-env VAR or --password-file FILE",
+    r"\bwith password=": "with --password-env or --password-file",
+    # decompression-bomb limits: the two that have options
+    r"\blimits=Limits\(max_ratio=\.\.\.\)": "--max-ratio",
+    r"\blimits=Limits\(max_total_bytes=\.\.\.\)": "--max-total-gb",
+    r"\barchive limit max_ratio\b": "--max-ratio",
+    r"\barchive limit max_total_bytes must be positive, not -?\d+": "--max-total-gb must be above 0",
 }
+
+
+def password_source(
+    env_var: str | None = None, file: Path | None = None, *, interactive: bool | None = None
+) -> Callable[[], Secret | None]:
+    """The ``password=`` that ``ferdata ingest`` passes: ``--password-env VAR``, ``--password-file
+    FILE``, else a hidden prompt (getpass) when stdin is a terminal, else None (the library then
+    says the archive is encrypted, and the flag mapping above names these options).
+
+    Only the CLI talks to a terminal: the library calls this at most once, and only when it meets
+    something encrypted. ``interactive=None`` means ``sys.stdin.isatty()``. An empty variable, a
+    missing or empty file and an empty answer are a PasswordError naming the variable or file
+    (never the value). File: its first line, the line ending stripped.
+    """
+    from ..errors import UsageError
+
+    if env_var is not None and file is not None:
+        raise UsageError("give either --password-env or --password-file, not both")
+    remembered: list[Secret | None] = []
+
+    def provide() -> Secret | None:
+        if not remembered:
+            remembered.append(_ask(env_var, file, interactive))
+        return remembered[0]
+
+    return provide
+
+
+def _ask(env_var: str | None, file: Path | None, interactive: bool | None) -> Secret | None:
+    import getpass
+    import os
+    import sys
+
+    from ..archives import Secret
+    from ..errors import PasswordError
+
+    if env_var is not None:
+        if not os.environ.get(env_var):
+            raise PasswordError(
+                f"environment variable {env_var} is not set or empty: export the archive's "
+                f"password in it, or use --password-file FILE"
+            )
+        return Secret(os.environ[env_var])
+    if file is not None:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PasswordError(
+                f"password file {file} does not exist: check the path given to --password-file"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise PasswordError(f"password file {file} cannot be read ({reason}): check --password-file") from None
+        first_line = text.partition("\n")[0].removesuffix("\r")
+        if not first_line:
+            raise PasswordError(f"password file {file} is empty: put the password on its first line")
+        return Secret(first_line)
+    if interactive is None:
+        interactive = bool(sys.stdin is not None and sys.stdin.isatty())
+    if not interactive:
+        return None  # CI or a pipe: never wait for an answer that cannot come
+    try:
+        answer = getpass.getpass("Archive password (hidden): ")
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if not answer:
+        raise PasswordError(
+            "no password entered: type it at the prompt, or use --password-env VAR / --password-file FILE"
+        )
+    return Secret(answer)
 
 
 def _check_split(value: str | None) -> str | None:
@@ -47,7 +129,7 @@ def _check_split(value: str | None) -> str | None:
     return value
 
 
-@command("ingest", flags=INGEST_FLAGS)
+@command("ingest", flags=INGEST_FLAGS | DETECTOR_FLAGS)
 def ingest_command(
     path: Annotated[Path, typer.Argument(help="The archive (zip, 7z, tar, tar.gz/bz2/xz) or folder you received.")],
     dataset: Annotated[
@@ -88,13 +170,13 @@ def ingest_command(
 
     Example: MSDE_PW=... ferdata ingest msd-e.zip --dataset msd-e --password-env MSDE_PW -w ws
     """
-    from ..archives import Limits, password_provider
+    from ..archives import Limits
     from ..ingest import ingest
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
-    password = password_provider(env_var=password_env, file=password_file)
+    password = password_source(password_env, password_file)
     align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered}
     with progress_bar() as progress:
         result = ingest(

@@ -9,8 +9,19 @@ import typer
 
 from .common import DatasetOpt, WorkspaceOpt, command, out
 
+# the library's arguments, as its messages name them -> this command's options
+PUBLISH_FLAGS = {
+    r"^out_dir\b": "--out",
+    r"\bimages='([^']*)'": r"--images \1",
+    r"\binclude_removed=True": "--include-removed",
+    r"\bshards=(-?\d+)": r"--shards \1",
+    r"\bworkers=(-?\d+)": r"--workers \1",
+    r"\bpush=REPO_ID": "--push REPO_ID",
+    r"\bpublic=True": "--public",
+}
 
-@command("publish")
+
+@command("publish", flags=PUBLISH_FLAGS)
 def publish_command(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder to write: new, empty, or one an earlier publish wrote.", show_default=False)

@@ -20,6 +20,17 @@ app.add_typer(tag_app, name="tag")
 
 _SHOWN = 10
 
+# The library's argument names in its messages -> these commands' flags.
+TAG_FLAGS = {
+    r"\bwhere=": "--where ",
+    r"\bids_file=": "--ids ",
+    r"\bthreshold=": "--threshold ",
+    r"\blimit=": "--limit ",
+    r"\bfit=True": "--fit",
+    r"\bmodel= must be left out": "--model must be left out",
+    r"\bkeep builtin=True or give mask_images": "leave out --no-builtin or pass --mask-image FILE",
+}
+
 TagOpt = Annotated[str, typer.Option("--tag", "-t", help="Tag name: mask, sunglasses, glasses, hand, hair, hat, other, synthetic_mask, label_issue.")]
 WhereOpt = Annotated[
     str | None,
@@ -29,7 +40,7 @@ IdsOpt = Annotated[Path | None, typer.Option("--ids", help="File of image ids (o
 
 
 def _subcommand(name: str) -> Callable:
-    return command(name, on=tag_app)
+    return command(name, on=tag_app, flags=TAG_FLAGS)
 
 
 def _change(result) -> None:
@@ -136,14 +147,14 @@ def list_command(
 
 @_subcommand("auto")
 def auto_command(
-    mask: Annotated[bool, typer.Option("--mask", help="Score every aligned face for a mask (mask_score) and tag it.")] = False,
+    mask: Annotated[bool, typer.Option("--mask", help="Score every face crop (aligned or registered) for a mask (mask_score) and tag it.")] = False,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Tag at or above this mask_score (default: the model's, 0.5).", show_default=False)] = None,
     model: Annotated[Path | None, typer.Option("--model", help="A mask model JSON written by --fit (default: the built-in model).", show_default=False)] = None,
     fit: Annotated[bool, typer.Option("--fit", help="First fit a model on this dataset's images whose masked is known (saved to tables/DATASET/mask_model.json).")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
-    """Tag masks automatically from the aligned faces (mask_score column, tag mask, origin auto).
+    """Tag masks automatically from the face crops (mask_score column, tag mask, origin auto).
 
     Never changes tags or masked values that came from the source or a user; running it again
     with another threshold replaces only its own earlier decisions. Precision and recall of the
@@ -151,7 +162,7 @@ def auto_command(
 
     Example: ferdata tag auto --mask -w ws --dataset occlu-fer --threshold 0.6
     """
-    from ..masks import auto_tag_masks
+    from ..masks.tagging import auto_tag_masks
     from ..workspace import Workspace
 
     if not mask:
@@ -169,7 +180,7 @@ def auto_command(
         )
 
 
-@command("mask-synth")
+@command("mask-synth", flags=TAG_FLAGS)
 def mask_synth_command(
     seed: Annotated[int, typer.Option("--seed", help="Chooses each face's mask shape, fabric and fit (same seed, same images).")] = 0,
     where: WhereOpt = None,
@@ -182,17 +193,18 @@ def mask_synth_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
-    """Draw synthetic masks on non-masked aligned faces and add them as new, paired rows.
+    """Draw synthetic masks on non-masked face crops and add them as new, paired rows.
 
-    Each eligible face (aligned, not masked, not yet paired; narrowed by --where) gets a twin
-    with a mask over nose, mouth and chin placed from its landmarks: new row tagged
-    synthetic_mask, masked=true, same label, subject and fold, sharing pair_id with its original.
+    Each eligible face (a crop, aligned or registered; not masked, not yet paired; narrowed by
+    --where) gets a twin with a mask over nose, mouth and chin placed from its landmarks: a new
+    row tagged synthetic_mask, masked=true, same label, subject and fold, sharing pair_id with its
+    original.
 
     Example: ferdata mask-synth -w ws --dataset imagefolder --seed 7 --where "split == 'train'"
     """
     from rich.table import Table
 
-    from ..masks import synthesize_masks
+    from ..masks.synth import synthesize_masks
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)

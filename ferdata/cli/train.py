@@ -77,7 +77,9 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 
 
 # the library's argument names in its messages -> this command's flags
-_FLAGS = {name: "--" + name.replace("_", "-") for name in ("teacher", "protocol", "memory_budget", "folds", "fold", "feature")}
+_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "teacher", "protocol", "memory_budget", "folds", "fold", "feature", "method", "subset", "epochs", "batch_size",
+    "image_size", "milestones", "kd_p", "device")} | {"run_dir": "--out"}
 
 
 def _with_flags(message: str) -> str:

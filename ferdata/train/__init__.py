@@ -3,6 +3,7 @@
 torch is imported only inside this package, and only by the modules that need it, so importing
 ``ferdata`` stays cheap. The entry point is :func:`ferdata.train.loop.train_baseline`.
 
+- :mod:`.config` the run's options (:class:`~ferdata.train.config.TrainConfig`) and their checks, no torch
 - :mod:`.data`   a workspace or a published folder -> aligned faces as in-memory uint8 tensors
 - :mod:`.models` ResNet-18 with a feature output, ``--init`` key mapping, checkpoints
 - :mod:`.losses` the contrastive (CL) and distillation (KD) objectives

@@ -26,7 +26,6 @@ evaluates on (folds, official splits) is :mod:`ferdata.train.loop`'s business.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -42,6 +41,7 @@ import pandas as pd
 
 from ..errors import ImageUnreadable, UsageError
 from ..progress import ProgressFn, null_progress
+from ..publish import layout
 from ..schema import BASIC_LABELS, LABELS, REMOVED_REASON, left_out_reasons
 from ..schema import usable_rows as schema_usable_rows
 
@@ -57,9 +57,6 @@ NO_FOLD_VALUE = -1
 
 # why a row takes no part in training (one line each in the report)
 
-# a published shard's file name: <split>-00000-of-00002.parquet (Hub split names)
-_SHARD_NAME = re.compile(r"^(train|validation|test)-\d+-of-\d+\.parquet$")
-_HUB_SPLITS = {"train": "train", "validation": "val", "test": "test"}
 # faces decoded per step of the published reader (bounded memory, whatever the shard size)
 _READ_BATCH = 256
 # share of the available memory that faces may take by default
@@ -369,18 +366,6 @@ def _workspace_rows(ws: Workspace, dataset: str | None) -> tuple[pd.DataFrame, d
     return rows, skipped, origin
 
 
-def published_shards(folder: Path) -> list[Path]:
-    """The shards holding one row per image: ``data/mix/`` (else ``data/nm/`` + ``data/m/``) of a
-    ``ferdata publish`` folder, or every Parquet file of another folder. The ``pe`` config (one
-    row per pair) is never read: pairs come from ``pair_id`` and ``in_pe`` of the image rows."""
-    configs = folder / "data"
-    for chosen in (("mix",), ("nm", "m")):
-        shards = sorted(p for c in chosen for p in (configs / c).glob("*.parquet") if not p.name.startswith("."))
-        if shards:
-            return shards
-    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".") and "pe" not in p.relative_to(folder).parts[:-1])
-
-
 def _label_names(schema) -> tuple[str, ...]:
     """A ClassLabel's names from the ``huggingface`` metadata; ferdata's order when there is none."""
     meta = (schema.metadata or {}).get(b"huggingface")
@@ -391,21 +376,10 @@ def _label_names(schema) -> tuple[str, ...]:
     return LABELS
 
 
-def published_dataset_name(folder: Path) -> str:
-    """The dataset a published folder holds, from its card (``license_name: <dataset>-terms`` or
-    the ``(`<dataset>`)`` of its first paragraph); the folder's name when the card says neither."""
-    card = folder / "README.md"
-    text = card.read_text(errors="replace") if card.is_file() else ""
-    for pattern in (r"^license_name:\s*\"?([a-z0-9-]+)-terms", r"\(`([a-z0-9-]+)`\) as curated"):
-        if match := re.search(pattern, text, flags=re.MULTILINE):
-            return match.group(1)
-    return folder.name
-
-
 def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    shards = published_shards(folder)
+    shards = layout.image_shards(folder)
     if not shards:
         raise UsageError(f"{folder} holds no Parquet shards: point it at a folder written by ferdata publish")
     frames = []
@@ -422,8 +396,7 @@ def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[st
             frame["label"] = frame["label"].map(names_of.get)
         frame["shard"] = shard.relative_to(folder).as_posix()
         frame["image"] = [(number, i) for i in range(len(frame))]
-        match = _SHARD_NAME.match(shard.name)
-        frame["split"] = _HUB_SPLITS[match.group(1)] if match else None
+        frame["split"] = layout.split_of(shard)
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     if "image_id" not in frame:
@@ -451,23 +424,12 @@ def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[st
             "image": used["image"].to_numpy(dtype=object),
         }
     )
-    origin = {"kind": "published", "path": str(folder.resolve()), "dataset": published_dataset_name(folder),
+    origin = {"kind": "published", "path": str(folder.resolve()), "dataset": layout.dataset_name(folder),
               "shards": [s.relative_to(folder).as_posix() for s in shards]}
     return rows, {k: v for k, v in skipped.items() if v}, origin
 
 
 # ----------------------------------------------------------------------------- decoding
-
-
-def decode_face(source: Path | bytes, size: int) -> np.ndarray:
-    """One face as ``size x size x 3`` uint8 RGB (aligned crops are square; others are resized)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        image = image.convert("RGB")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(image, dtype=np.uint8)
 
 
 def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, cache_dir: Path | str | None,
@@ -551,17 +513,21 @@ def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progre
                    put: Callable[[int, np.ndarray], None]) -> None:
     """Decode the faces of ``rows`` in row order, handing ``put(first row, block)`` consecutive
     blocks of at most ``_READ_BATCH`` faces (``block`` is n x 3 x S x S)."""
+    from ..vision.decode import read_crop
+
     total = len(rows)
     done = 0
+    fix = "align the dataset again" if origin["kind"] == "workspace" else "publish the dataset again"
 
     def one(job: tuple[int, Path | bytes | None, str], block: np.ndarray, first: int) -> None:
+        # aligned crops are square already; other faces are resized (bilinear, see read_crop)
         i, source, where = job
         if source is None:
             raise ImageUnreadable(f"{where} holds no image bytes: publish the dataset again")
         try:
-            block[i - first] = decode_face(source, size).transpose(2, 0, 1)
-        except (OSError, ValueError) as exc:
-            raise ImageUnreadable(f"cannot decode the face crop {where}: {exc}; run ferdata align again") from None
+            block[i - first] = read_crop(source, size, name=where).transpose(2, 0, 1)
+        except ImageUnreadable as exc:
+            raise ImageUnreadable(f"cannot decode the face crop {exc}; {fix}") from None
 
     if origin["kind"] == "workspace":
         paths = rows["image"].tolist()

@@ -54,7 +54,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,125 +64,17 @@ import pandas as pd
 from ..errors import UsageError
 from ..fsutil import atomic_path, atomic_write_bytes, remove_stale_temps
 from ..progress import ProgressFn
-from .data import (
-    MASKED,
-    NO_FOLD_VALUE,
-    NON_MASKED,
-    SUBSETS,
-    DiskFaces,
-    FaceData,
-    load_faces,
-    parse_size,
-    pe_pairs,
-    subset_rows,
-)
+from .config import DEVICES, PRECISIONS, TrainConfig
+from .data import MASKED, NO_FOLD_VALUE, NON_MASKED, DiskFaces, FaceData, load_faces, pe_pairs, subset_rows
 
-METHODS = ("ce", "cl", "kd")
-PROTOCOLS = ("folds", "split")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
-# What CL and KD compare (paper, eq. 1): ``pool`` the 512-d average-pooled features, as the
-# paper's B x F reads; ``pool-l2`` the same, L2-normalised; ``map-l2`` the last stage's map
-# (512 x h x w) L2-normalised over channels at each position, as the authors' code does
-# (``F.normalize`` of layer 4's output in their resnet.py). Only on the normalised scales does
-# KD's λ = 100 weigh like the cross-entropy (docs/protocol.md).
-FEATURES = ("pool", "pool-l2", "map-l2")
 GAMMA = 0.1  # "reduced by a factor of 10" (paper, section 3.1)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SIZE_RANDOM, SIZE_INIT = 112, 224  # ferdata's aligned crops; the size face-recognition ResNets are trained at
 RUN_FILE = "run.json"
 DONE_FILE = "predictions.parquet"
 ASSIGNMENT_FILE = "assignment.parquet"
 NO_FOLD = "no fold (run ferdata folds)"
 NO_SPLIT = "no split (the source gives none for these rows)"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The options of ``ferdata train-baseline``; defaults are the paper's (section 3.1, 3.3)."""
-
-    protocol: str | None = None  # None: folds where the data has folds and no official split, else split
-    subset: str | None = None  # None: pe for cl/kd; else nm where the data holds masked faces, else mix
-    method: str = "ce"
-    folds: int | None = None  # expected number of folds in the data; None: whatever it has
-    fold: int | None = None  # run only this validation fold
-    epochs: int = 25
-    batch_size: int = 96  # images per step; pairs per step for cl and kd
-    image_size: int | None = None  # None: 112, or 224 with init (face-recognition weights' size)
-    lr_backbone: float = 1e-4
-    lr_head: float = 1e-3
-    milestones: tuple[int, ...] = (8, 14, 20)
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # autocast of the network: auto (see Accelerator), fp32 (none) or bf16
-    init: str | None = None
-    teacher: str | None = None
-    feature: str = "map-l2"  # what CL and KD compare: see FEATURES
-    cl_a: float = 0.2
-    cl_b: float = 1.0
-    kd_lambda: float = 100.0
-    kd_p: float = 0.5
-    augment: bool = True
-    tsne: bool = True
-    epoch_log: bool = True  # predict the evaluated images after every epoch (diagnostic)
-    memory_budget: int | str | None = None  # bytes of decoded faces held in memory; None: half the available RAM
-
-    def resolved(self) -> TrainConfig:
-        """Check the options that need no data and fill the image size."""
-        if self.method not in METHODS:
-            raise UsageError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.protocol is not None and self.protocol not in PROTOCOLS:
-            raise UsageError(f"unknown protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-        if self.subset is not None and self.subset not in SUBSETS:
-            raise UsageError(f"unknown subset {self.subset!r}: choose one of {', '.join(SUBSETS)}")
-        if self.method in ("cl", "kd") and self.subset not in (None, "pe"):
-            raise UsageError(f"--method {self.method} trains on MSD-PE pairs: use --subset pe")
-        if self.teacher is not None and self.method != "kd":
-            raise UsageError("--teacher only applies to --method kd")
-        if self.feature not in FEATURES:
-            raise UsageError(f"unknown feature {self.feature!r}: choose one of {', '.join(FEATURES)}")
-        if self.device not in DEVICES:
-            raise UsageError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        image_size = self.image_size if self.image_size is not None else (SIZE_INIT if self.init else SIZE_RANDOM)
-        if self.epochs < 1 or self.batch_size < 1 or image_size < 32:
-            raise UsageError("--epochs and --batch-size must be at least 1 and --image-size at least 32")
-        if sorted(self.milestones) != list(self.milestones) or any(m < 1 for m in self.milestones):
-            raise UsageError(f"--milestones must be increasing epoch numbers, got {','.join(map(str, self.milestones))}")
-        if not 0.0 <= self.kd_p <= 1.0:
-            raise UsageError(f"--kd-p is a probability, got {self.kd_p}")
-        if self.folds is not None and self.folds < 2:
-            raise UsageError("--folds must be at least 2")
-        if self.protocol == "split" and (self.folds is not None or self.fold is not None):
-            raise UsageError("folds= and fold= choose folds of protocol=folds; protocol=split trains once on train")
-        budget = parse_size(self.memory_budget)
-        if budget is not None and budget < 0:
-            raise UsageError(f"memory_budget={self.memory_budget!r} must not be negative")
-        return replace(self, image_size=image_size, milestones=tuple(int(m) for m in self.milestones), memory_budget=budget)
-
-    def for_data(self, data: FaceData) -> TrainConfig:
-        """Fill the protocol and the subset from the data (see the field comments)."""
-        config = self.resolved()
-        protocol = config.protocol
-        if protocol is None:
-            protocol = "folds" if data.folds and not data.has_official_split else "split"
-        if protocol == "split" and (config.folds is not None or config.fold is not None):
-            raise UsageError("folds= and fold= choose folds of protocol=folds, but this data has an official "
-                             "split: pass protocol=folds to cross-validate instead")
-        subset = config.subset
-        if subset is None:
-            subset = "pe" if config.method in ("cl", "kd") else ("nm" if (data.masked == MASKED).any() else "mix")
-        return replace(config, protocol=protocol, subset=subset)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The options that change a round's result: a re-run into the same RUN_DIR must match them."""
-        keep = asdict(self)
-        for name in ("folds", "fold", "device", "precision", "tsne", "epoch_log", "memory_budget"):
-            keep.pop(name)
-        keep["milestones"] = list(self.milestones)
-        return keep
 
 
 @dataclass(frozen=True)
@@ -239,8 +131,8 @@ def resolve_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError(
-            "--device cuda: PyTorch sees no CUDA GPU on this machine (torch.cuda.is_available() is False); "
-            "use --device cpu, or a CUDA build of torch on a machine with an NVIDIA GPU"
+            "device=cuda: PyTorch sees no CUDA GPU on this machine (torch.cuda.is_available() is False); "
+            "use device=cpu, or a CUDA build of torch on a machine with an NVIDIA GPU"
         )
     if name not in DEVICES:
         raise UsageError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
@@ -578,7 +470,7 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
     if len(rows) == 0:
         raise UsageError(f"subset {config.subset} is empty in {data.origin.get('path')}: "
                          + ("run ferdata pairs first" if config.subset == "pe" else
-                            "check the masked column, or choose --subset mix"))
+                            "check the masked column, or choose subset=mix"))
     paired = config.method in ("cl", "kd")
     left_out: dict[str, int] = {}
     if config.protocol == "folds":
@@ -589,13 +481,13 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
         available = sorted(int(f) for f in np.unique(data.fold[rows]))
         if config.folds is not None and available != list(range(config.folds)):
             raise UsageError(
-                f"--folds {config.folds}: the data's fold column holds folds {','.join(map(str, available)) or 'none'}; "
+                f"folds={config.folds}: the data's fold column holds folds {','.join(map(str, available)) or 'none'}; "
                 f"run ferdata folds --k {config.folds} first"
             )
         if len(available) < 2:
             raise UsageError(f"subset {config.subset} has {len(available)} fold: run ferdata folds --k 10 first")
         if config.fold is not None and config.fold not in available:
-            raise UsageError(f"--fold {config.fold} is not one of the data's folds ({','.join(map(str, available))})")
+            raise UsageError(f"fold={config.fold} is not one of the data's folds ({','.join(map(str, available))})")
         pairs = pe_pairs(data, rows=rows) if paired else None
         rounds = []
         for fold in available:
@@ -624,7 +516,7 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
     if paired:
         train = pe_pairs(data, rows=train)
         if not len(train):
-            raise UsageError(f"--method {config.method}: the train split holds no MSD-PE pair")
+            raise UsageError(f"method={config.method}: the train split holds no MSD-PE pair")
     teacher_rows = np.flatnonzero((data.masked == NON_MASKED) & (data.split == "train"))
     round_ = Round("split", "split", train, part[evaluated], part[watched] if watched else None, select, teacher_rows,
                    evaluated_split=evaluated, watched_split=watched)
@@ -701,7 +593,7 @@ def _teacher(round_: Round, config: TrainConfig, data: FaceData, acc: Accelerato
         given = Path(config.teacher)
         path = given / round_.folder / "model.pt" if given.is_dir() else given
         if not path.exists():
-            raise UsageError(f"--teacher {given}: {path} does not exist (train {round_.folder} with --subset nm there first)")
+            raise UsageError(f"teacher={given}: {path} does not exist (train {round_.folder} with subset=nm there first)")
         return freeze(acc.prepare(load_checkpoint(path, data.classes))), str(path)
     path = run_dir / round_.folder / "teacher.pt"
     if path.exists():  # trained before an interruption
@@ -822,10 +714,6 @@ def train_round(data: FaceData, round_: Round, config: TrainConfig, acc: Acceler
 # ----------------------------------------------------------------------------- the run
 
 
-def fold_dir(run_dir: Path, fold: int | str) -> Path:
-    return Path(run_dir) / ("split" if fold == "split" else f"folds/fold-{fold}")
-
-
 def _check_run_file(run_dir: Path, payload: dict[str, Any]) -> None:
     """A RUN_DIR belongs to one set of options: resuming with others would mix two experiments."""
     path = run_dir / RUN_FILE
@@ -840,7 +728,7 @@ def _check_run_file(run_dir: Path, payload: dict[str, Any]) -> None:
     if changed:
         raise UsageError(
             f"{run_dir} holds a run with other options ({', '.join(changed)} differ): "
-            "choose another --out, or delete that folder to start over"
+            "choose another run_dir=DIR, or delete that folder to start over"
         )
 
 
@@ -889,7 +777,7 @@ def train_baseline(
         data = load_faces(source, dataset=dataset, image_size=config.image_size, memory_budget=config.memory_budget,
                           cache_dir=cache, progress=progress)
     if data.image_size != config.image_size:
-        raise UsageError(f"the faces were loaded at {data.image_size} pixels, --image-size asks {config.image_size}")
+        raise UsageError(f"the faces were loaded at {data.image_size} pixels, but image_size={config.image_size}")
     config = config.for_data(data)
     run_dir = staged if staged is not None else default_run_dir(source, config)
     plan = plan_rounds(data, config)
@@ -955,7 +843,7 @@ def train_baseline(
 
 
 def _read_round(folder: Path) -> dict[str, Any]:
-    """A finished round's fold.json and history.json (for the reports)."""
+    """A finished round's fold.json and history.json, and its folder (for the reports)."""
     info = json.loads((folder / "fold.json").read_text())
     history = json.loads((folder / "history.json").read_text())
-    return {"info": info, "history": history}
+    return {"info": info, "history": history, "folder": folder}

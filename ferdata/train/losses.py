@@ -2,7 +2,7 @@
 
 Both compare features of :class:`~ferdata.train.models.ExpressionNet` with a mean squared error
 over the batch and the feature positions (equation 1). Which features is the run's ``feature``
-(see :data:`ferdata.train.loop.FEATURES`): by default the last stage's map, L2-normalised over
+(see :data:`ferdata.train.config.FEATURES`): by default the last stage's map, L2-normalised over
 channels at each position, as in the authors' code. On that scale every position is a unit
 vector, so the MSE is at most 4/512 and KD's λ·MSE (λ = 100) at most 0.78, the size of a
 cross-entropy; on raw pooled features it can be tens of times larger (docs/protocol.md).

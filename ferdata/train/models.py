@@ -3,7 +3,7 @@
 The network is torchvision's ``resnet18`` built with ``weights=None`` (nothing is ever downloaded);
 :class:`ExpressionNet` returns the logits and one kind of feature (:data:`FEATURES`): the 512-d
 pooled penultimate features, which the t-SNE plot shows (paper, section 3.4), or the kind the CL
-and KD losses compare (``feature`` of :class:`~ferdata.train.loop.TrainConfig`).
+and KD losses compare (``feature`` of :class:`~ferdata.train.config.TrainConfig`).
 
 ``--init CKPT`` loads face-recognition weights such as an MS-Celeb-1M ResNet-18. Such files come
 in many wrappings (``{"state_dict": ...}``, ``module.`` from DataParallel, ``backbone.``...), so
@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import UsageError
 
-from .loop import FEATURES
+from .config import FEATURES
 
 FEATURE_SIZE = 512
 # wrappers that training code puts around a ResNet's own key names

@@ -480,7 +480,11 @@ def split_names(dataset: str | None) -> dict[str, str]:
 
 def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, ...], *, config, folds_expected: list,
                   context: dict[str, Any], tsne: bool = True) -> tuple[dict[str, Any], list[Path]]:
-    """Write results.json, results.md, epochs.csv and the figures; return the summary and the files written."""
+    """Write results.json, results.md, epochs.csv and the figures; return the summary and the files written.
+
+    ``context["rounds"]`` maps each finished round to its ``info`` (fold.json), ``history``
+    (history.json) and ``folder`` (its features.npy is the t-SNE's input): the run folder's
+    layout is the loop's to know, not this module's."""
     run_dir = Path(run_dir)
     protocol = context["protocol"]
     rounds = context["rounds"]
@@ -521,10 +525,8 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
             files.append(plot_confusion(matrix, list(classes), run_dir / f"confusion-{kind}.png",
                                         f"{experiment}, {'non-masked' if kind == 'nm' else 'masked'}"))
     if tsne and rounds:
-        from .loop import fold_dir
-
         name = next(iter(rounds))
-        features = np.load(fold_dir(run_dir, name) / "features.npy")
+        features = np.load(Path(rounds[name]["folder"]) / "features.npy")
         part = predictions[predictions["fold"] == name] if protocol == "folds" else predictions
         written = plot_tsne(features, part["label"].to_numpy(object), part["masked"].astype("boolean").fillna(False).to_numpy(bool)
                             if part["masked"].notna().any() else np.zeros(len(part), bool), list(classes),

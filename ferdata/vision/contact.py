@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fsutil import atomic_write_bytes
+from .encode import encode_png
 
 _GREY = (96, 96, 96)
 _RED = (200, 40, 40)
@@ -40,12 +41,16 @@ def _failure_tile(status: str, tile: int) -> np.ndarray:
 
 
 def _face_tile(path: Path, tile: int, registered: bool = False) -> np.ndarray | None:
+    """The crop at ``path`` shrunk to a tile (area averaging: a sharp thumbnail), None if unreadable."""
     import cv2
 
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None:
+    from ..errors import ImageUnreadable
+    from .decode import read_crop
+
+    try:
+        pixels = read_crop(path)
+    except ImageUnreadable:
         return None
-    pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     cell = np.ascontiguousarray(cv2.resize(pixels, (tile, tile), interpolation=cv2.INTER_AREA))
     if registered:
         cv2.rectangle(cell, (0, 0), (tile - 1, tile - 1), _AMBER, max(2, tile // 24))
@@ -111,16 +116,11 @@ def render_contact_sheet(ws, frame, *, per_group: int = 10, tile: int = 96) -> n
 
 def write_contact_sheet(ws, manifest, out: Path, *, per_group: int = 10, tile: int = 96) -> Path:
     """Render the manifest's contact sheet and write it as a PNG at ``out`` (atomically)."""
-    import cv2
-
     from ..errors import UsageError
 
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"contact sheet {out}: the file name must end in .png")
     sheet = render_contact_sheet(ws, manifest.frame, per_group=per_group, tile=tile)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    atomic_write_bytes(out, data.tobytes())
+    atomic_write_bytes(out, encode_png(sheet))
     return out

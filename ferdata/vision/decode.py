@@ -200,3 +200,47 @@ def pad(rgb: np.ndarray, fraction: float) -> tuple[np.ndarray, int, int]:
     blurred = cv2.blur(padded, (max(3, dx | 1), max(3, dy | 1)))
     blurred[dy : dy + height, dx : dx + width] = rgb
     return blurred, dx, dy
+
+
+def read_crop(
+    source: Path | str | bytes,
+    size: int | tuple[int, int] | None = None,
+    *,
+    gray: bool = False,
+    name: str | None = None,
+) -> np.ndarray:
+    """A face crop (a file or its bytes) as uint8 pixels: ``(h, w, 3)`` RGB, or ``(h, w)`` with ``gray``.
+
+    The one decoder of face crops: the aligned PNGs ferdata writes (8-bit RGB, no EXIF, no
+    alpha) and the small originals compared or trained on as faces. It is Pillow's ``convert``
+    of the stored pixels, deliberately unlike :func:`decode`: no EXIF orientation, no DCT
+    scaling, alpha dropped rather than composited, so that the trainer's tensors and the leakage
+    signatures cached in a workspace stay what they were.
+
+    ``size`` (``n`` or ``(width, height)``) resizes with Pillow's bilinear filter
+    (``reducing_gap=2.0``); a crop already at that size is returned as it is. ``name`` is what an
+    error calls ``source`` (default: its path, or "image bytes"). Raises :class:`ImageUnreadable`
+    with one line naming the file and the reason.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    label = name or ("image bytes" if is_bytes else str(source))
+    try:
+        with Image.open(io.BytesIO(source) if is_bytes else source) as image:
+            image = image.convert("L" if gray else "RGB")
+            if size is not None:
+                wanted = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+                if image.size != wanted:
+                    image = image.resize(wanted, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.array(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageUnreadable(f"{label}: file not found") from None
+    except UnidentifiedImageError:
+        raise ImageUnreadable(f"{label}: not an image, or not in a format ferdata can decode") from None
+    except Image.DecompressionBombError:
+        raise ImageUnreadable(f"{label}: too many pixels for a face crop") from None
+    except OSError as exc:
+        raise ImageUnreadable(f"{label}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many kinds on corrupt files
+        raise ImageUnreadable(f"{label}: corrupt image ({type(exc).__name__}: {exc})") from None

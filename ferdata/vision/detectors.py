@@ -112,7 +112,7 @@ def check_onnxruntime() -> None:
 def choose_providers(device: str) -> list[str]:
     """onnxruntime execution providers for ``device``: auto, cpu or cuda."""
     if device not in DEVICES:
-        raise UsageError(f"--device {device} is not one of {', '.join(DEVICES)}")
+        raise UsageError(f"device={device} is not one of {', '.join(DEVICES)}")
     check_onnxruntime()
     import onnxruntime as ort
 
@@ -120,9 +120,9 @@ def choose_providers(device: str) -> list[str]:
     cuda = "CUDAExecutionProvider" in available
     if device == "cuda" and not cuda:
         raise DetectorError(
-            "--device cuda: this onnxruntime has no CUDA provider (it offers "
+            "device=cuda: this onnxruntime has no CUDA provider (it offers "
             f"{', '.join(available)}); install onnxruntime-gpu in place of onnxruntime (see docs/gpu.md) "
-            "or use --device cpu"
+            "or use device=cpu"
         )
     if device == "cpu" or not cuda:
         return ["CPUExecutionProvider"]
@@ -144,8 +144,8 @@ def _session(model: bytes | Path, device: str, label: str):
     used = session.get_providers()
     if device == "cuda" and "CUDAExecutionProvider" not in used:
         raise DetectorError(
-            "--device cuda: onnxruntime-gpu is installed but could not start CUDA (driver, CUDA or cuDNN "
-            "libraries missing or mismatched); see docs/gpu.md, or use --device cpu"
+            "device=cuda: onnxruntime-gpu is installed but could not start CUDA (driver, CUDA or cuDNN "
+            "libraries missing or mismatched); see docs/gpu.md, or use device=cpu"
         )
     return session, used[0]
 
@@ -349,7 +349,7 @@ def model_file_in(model_dir: Path, detector: str) -> Path:
     """The model file ``detector`` uses in ``model_dir``, or a DetectorError naming what to put there."""
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
-        raise DetectorError(f"--model-dir {model_dir} is not a folder: pass the folder that holds {' or '.join(MODEL_FILES[detector])}")
+        raise DetectorError(f"model_dir={model_dir} is not a folder: pass the folder that holds {' or '.join(MODEL_FILES[detector])}")
     for name in MODEL_FILES[detector]:
         if (model_dir / name).is_file():
             return model_dir / name
@@ -357,21 +357,21 @@ def model_file_in(model_dir: Path, detector: str) -> Path:
     have = ", ".join(present) if present else "no .onnx file"
     hint = (
         " (an insightface buffalo_l or buffalo_sc folder has one)" if detector == "scrfd"
-        else " (or leave out --model-dir to use the bundled model)"
+        else " (or leave out model_dir= to use the bundled model)"
     )
     raise DetectorError(
-        f"--model-dir {model_dir} holds {have}; --detector {detector} expects {' or '.join(MODEL_FILES[detector])}{hint}"
+        f"model_dir={model_dir} holds {have}; detector={detector} expects {' or '.join(MODEL_FILES[detector])}{hint}"
     )
 
 
 def load_detector(detector: str = "retinaface", model_dir: Path | None = None, device: str = "auto") -> Detector:
     """A ready detector: the bundled RetinaFace, or the model that ``model_dir`` holds."""
     if detector not in DETECTORS:
-        raise UsageError(f"--detector {detector} is not one of {', '.join(DETECTORS)}")
+        raise UsageError(f"detector={detector} is not one of {', '.join(DETECTORS)}")
     if model_dir is None:
         if detector == "scrfd":
             raise DetectorError(
-                "--detector scrfd needs --model-dir DIR: the folder holding det_10g.onnx or det_500m.onnx "
+                "detector=scrfd needs model_dir=DIR: the folder holding det_10g.onnx or det_500m.onnx "
                 "(insightface buffalo_l or buffalo_sc); ferdata cannot download it"
             )
         from retinaface.weights import WEIGHTS
