@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import posixpath
 import re
 import weakref
@@ -54,7 +53,8 @@ _HEADER_BYTES = 64 * 1024
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept as lone surrogates
 _BLOCK_CHARS = 1 << 22  # CSV text parsed as one task: about 500 rows of 48×48 pixels
 _BLOCKS_AHEAD = 4  # blocks read and being parsed ahead of the rows handed out
-_PARSERS = int(os.environ.get("FP", 2))  # threads parsing blocks
+_PARSERS = 2  # threads parsing blocks
+_STRICT_FROMSTRING = tuple(int(part) for part in np.__version__.split(".")[:2]) >= (2, 3)  # see _fast_pixels
 
 _headers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tree -> {member: header or None}
 
@@ -278,9 +278,10 @@ def _fast_pixels(text: str, size: int) -> np.ndarray | None:
     when the string is anything else, for :func:`_checked_pixels` to say what is wrong.
 
     Signs are left to the careful path: numpy reads "1 -2" like Python, but the careful path is
-    the one that words the error.
+    the one that words the error. Before numpy 2.3, ``fromstring`` stopped at the first token that
+    is not a number with a warning instead of an error, so those versions take the careful path.
     """
-    if "-" in text or "+" in text:
+    if not _STRICT_FROMSTRING or "-" in text or "+" in text:
         return None
     try:
         values = np.fromstring(text, dtype=np.int64, sep=" ")

@@ -135,8 +135,6 @@ def _session(model: bytes | Path, device: str, label: str):
     providers = choose_providers(device)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's warnings are for its developers, not our users
-    import os as _os
-    if _os.environ.get("SPIN"): options.add_session_config_entry("session.intra_op.allow_spinning", _os.environ["SPIN"])
     try:
         session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
