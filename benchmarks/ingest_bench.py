@@ -17,9 +17,10 @@ Contenders, each in a fresh interpreter, taking turns for ``--rounds`` rounds
   PNG file -> SHA-256 of the pixels, then one Parquet manifest;
 - zip baseline: ``zipfile.extractall``, then per file a read and its SHA-256, then one Parquet.
 
-Floors, measured in the same run: for the CSV, reading and parsing every row (no writes),
-encoding every face as PNG, and writing 35,887 prepared PNG files (4 threads, then one sync);
-for the zip, reading every member into memory, and ``extractall`` alone.
+Floors, measured in the same rounds (each part alone, timing only its own work): for the CSV,
+reading and parsing every row (no writes), encoding every face as PNG, and writing 35,887
+prepared PNG files (4 threads, then one sync); for the zip, reading every member into memory, and
+``extractall`` alone.
 
     python benchmarks/ingest_bench.py                       # both inputs, 3 rounds
     python benchmarks/ingest_bench.py --only csv --rounds 5
@@ -45,7 +46,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from side_by_side import Contender, report, run_measured, take_turns  # noqa: E402
+from side_by_side import Contender, report, take_turns  # noqa: E402
 
 USAGES = ["Training"] * 8 + ["PublicTest", "PrivateTest"]
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -141,38 +142,43 @@ pd.DataFrame(records).to_parquet(out / "manifest.parquet")
 print(len(records))
 """
 
-# Floors: the parts alone, each as fast as this machine does it.
+# Floors: the parts alone, each as fast as this machine does it. Each prints the seconds of its
+# own work (the interpreter's start, imports and loading its input excluded); they take turns with
+# the contenders in every round, so that they see the same load.
 FLOOR_PARSE = """
-import sys
+import sys, time
 from pathlib import Path
 from ferdata.archives import open_tree
 from ferdata.sources.fer2013 import read_pixel_csv
 from ferdata.resources import load_toml
 fer = load_toml("fer2013")
+start = time.perf_counter()
 with open_tree(Path(sys.argv[1])) as tree:
     n = sum(1 for _ in read_pixel_csv(tree, "fer2013.csv", fer["classes"], fer["layout"]["usage"], 48))
-print(n)
+print(time.perf_counter() - start)
 """
 
 FLOOR_ENCODE = """
-import sys, cv2, numpy as np
+import sys, time, cv2, numpy as np
 from concurrent.futures import ThreadPoolExecutor
 faces = np.load(sys.argv[1])
 def encode(chunk):
-    return [cv2.imencode(".png", f, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1] for f in chunk]
+    return [cv2.imencode(".png", f, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])[1] for f in chunk]
+start = time.perf_counter()
 with ThreadPoolExecutor(4) as pool:
     n = sum(len(c) for c in pool.map(encode, np.array_split(faces, 64)))
-print(n)
+print(time.perf_counter() - start)
 """
 
 FLOOR_WRITE = """
-import os, sys
+import os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 blob, sizes = np.load(sys.argv[1] + ".blob.npy"), np.load(sys.argv[1] + ".sizes.npy")
 out = sys.argv[2]
 offsets = np.concatenate([[0], np.cumsum(sizes)])
 names = [f"{'train' if i % 10 < 8 else 'test'}/{i:07d}.png" for i in range(len(sizes))]
+start = time.perf_counter()
 for d in ("train", "test"):
     os.makedirs(os.path.join(out, d))
 def write(chunk):
@@ -183,27 +189,30 @@ def write(chunk):
 with ThreadPoolExecutor(4) as pool:
     list(pool.map(write, np.array_split(np.arange(len(sizes)), 64)))
 os.sync()
-print(len(sizes))
+print(time.perf_counter() - start)
 """
 
 FLOOR_ZIP_READ = """
-import sys, zipfile
+import sys, time, zipfile
+start = time.perf_counter()
 with zipfile.ZipFile(sys.argv[1]) as zf:
     n = sum(len(zf.read(name)) > 0 for name in zf.namelist())
-print(n)
+print(time.perf_counter() - start)
 """
 
 FLOOR_ZIP_EXTRACT = """
-import os, sys, zipfile
+import os, sys, time, zipfile
+start = time.perf_counter()
 with zipfile.ZipFile(sys.argv[1]) as zf:
     zf.extractall(sys.argv[2])
 os.sync()
-print(1)
+print(time.perf_counter() - start)
 """
 
 
 def prepared_pngs(csv_path: Path, scratch: Path) -> tuple[Path, Path]:
-    """The CSV's faces as an array file, and their PNG bytes (for the write floor)."""
+    """The CSV's faces as an array file, and their PNG bytes as ferdata encodes them (for the
+    write floor)."""
     import cv2
 
     faces = []
@@ -213,61 +222,63 @@ def prepared_pngs(csv_path: Path, scratch: Path) -> tuple[Path, Path]:
             faces.append(np.array(line.split(",")[1].split(), dtype=np.uint8).reshape(48, 48))
     faces_file = scratch / "faces.npy"
     np.save(faces_file, np.stack(faces))
-    pngs = [cv2.imencode(".png", f, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes() for f in faces]
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+    pngs = [cv2.imencode(".png", f, params)[1].tobytes() for f in faces]
     base = scratch / "pngs"
     np.save(str(base) + ".blob.npy", np.frombuffer(b"".join(pngs), dtype=np.uint8))
     np.save(str(base) + ".sizes.npy", np.array([len(p) for p in pngs]))
     return faces_file, base
 
 
-def floor_seconds(code: str, args: list[str], rounds: int) -> float:
-    """The median wall time of ``rounds`` runs, less the interpreter's start (measured alike)."""
+def floors_of(contenders: list[Contender]) -> dict[str, float]:
+    """Each floor contender's median of the seconds it printed."""
     import statistics
 
-    start = statistics.median(run_measured("import numpy", []).wall for _ in range(rounds))
-    return max(0.0, statistics.median(run_measured(code, args).wall for _ in range(rounds)) - start)
+    return {c.name: statistics.median(float(r.output.split()[-1]) for r in c.runs) for c in contenders}
 
 
 def bench_csv(csv_dir: Path, work: Path, rounds: int, rows: int) -> None:
     ours = Contender("ferdata ingest --no-align", FERDATA)
     base = Contender("pandas + Pillow loop", BASELINE_CSV)
+    faces_file, pngs = prepared_pngs(csv_dir / "fer2013.csv", work)
+    floors = [
+        Contender("reading and parsing the CSV (ferdata's reader, no writes)", FLOOR_PARSE, [str(csv_dir)]),
+        Contender("PNG encoding of every face (OpenCV, as ferdata encodes, 4 threads)", FLOOR_ENCODE, [str(faces_file)]),
+        Contender("writing the PNG files (prepared bytes, 4 threads, then one sync)", FLOOR_WRITE, [str(pngs)]),
+    ]
 
     def prepare(contender: Contender, k: int) -> list[str]:
+        if contender is floors[2]:
+            return [str(work / f"floor-write-{k}")]
+        if contender in floors:
+            return []
         out = work / f"{'ours' if contender is ours else 'base'}-csv-{k}"
         return [str(csv_dir), str(out), "fer2013"] if contender is ours else [str(csv_dir), str(out)]
 
     print(f"\nFER2013 CSV, {rows:,} rows: {rounds} rounds", flush=True)
-    take_turns([ours, base], rounds, prepare)
-    faces_file, pngs = prepared_pngs(csv_dir / "fer2013.csv", work)
-    floor_rounds = max(1, rounds // 2)
-    floors = {
-        "reading and parsing the CSV (ferdata's reader, no writes)": floor_seconds(FLOOR_PARSE, [str(csv_dir)], floor_rounds),
-        "PNG encoding of every face (OpenCV, 4 threads)": floor_seconds(FLOOR_ENCODE, [str(faces_file)], floor_rounds),
-    }
-    writes = []
-    for k in range(floor_rounds):
-        writes.append(run_measured(FLOOR_WRITE, [str(pngs), str(work / f"floor-write-{k}")]).wall)
-    floors["writing the PNG files (prepared bytes, 4 threads, one sync; interpreter start included)"] = sorted(writes)[len(writes) // 2]
-    report(f"FER2013 CSV, {rows:,} rows", ours, base, floors)
+    take_turns([ours, base, *floors], rounds, prepare)
+    report(f"FER2013 CSV, {rows:,} rows", ours, base, floors_of(floors))
 
 
 def bench_zip(archive: Path, work: Path, rounds: int, images: int) -> None:
     ours = Contender("ferdata ingest --no-align", FERDATA)
     base = Contender("extractall + SHA-256 + Parquet", BASELINE_ZIP)
+    floors = [
+        Contender("reading every member into memory", FLOOR_ZIP_READ, [str(archive)]),
+        Contender("extractall alone, then one sync", FLOOR_ZIP_EXTRACT, [str(archive)]),
+    ]
 
     def prepare(contender: Contender, k: int) -> list[str]:
+        if contender is floors[1]:
+            return [str(work / f"floor-extract-{k}")]
+        if contender in floors:
+            return []
         out = work / f"{'ours' if contender is ours else 'base'}-zip-{k}"
         return [str(archive), str(out), "imagefolder"] if contender is ours else [str(archive), str(out)]
 
     print(f"\nzip of {images:,} small JPEGs: {rounds} rounds", flush=True)
-    take_turns([ours, base], rounds, prepare)
-    floor_rounds = max(1, rounds // 2)
-    floors = {
-        "reading every member into memory": floor_seconds(FLOOR_ZIP_READ, [str(archive)], floor_rounds),
-        "extractall alone, then one sync (interpreter start excluded)": floor_seconds(
-            FLOOR_ZIP_EXTRACT, [str(archive), str(work / "floor-extract")], 1),
-    }
-    report(f"zip of {images:,} small JPEGs", ours, base, floors)
+    take_turns([ours, base, *floors], rounds, prepare)
+    report(f"zip of {images:,} small JPEGs", ours, base, floors_of(floors))
 
 
 def main() -> None:
