@@ -47,13 +47,29 @@ class Contender:
         return min(values), max(values)
 
 
+# Prepended to every contender: at exit, print the process's own peak RSS (VmHWM) to stderr. The
+# peak that ``os.wait4`` reports starts from the parent's RSS at the fork (Linux keeps it across
+# exec), so a harness holding 250 MiB would make every contender look at least that big.
+_PEAK = """
+import atexit as _atexit, sys as _sys
+def _peak():
+    try:
+        with open("/proc/self/status") as _status:
+            _kib = next(line.split()[1] for line in _status if line.startswith("VmHWM:"))
+        print(f"\\n@@peak_kib {_kib}", file=_sys.stderr)
+    except Exception:
+        pass
+_atexit.register(_peak)
+"""
+
+
 def run_measured(code: str, args: list[str], env: dict | None = None) -> Run:
-    """``python -c code args...`` to the end: its wall time, its own CPU times and peak RSS (from
-    ``os.wait4``), and its output."""
+    """``python -c code args...`` to the end: its wall time, its own CPU times (from ``os.wait4``)
+    and peak RSS (its own VmHWM where Linux gives it, else ``os.wait4``'s), and its output."""
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env)
+    process = subprocess.Popen([sys.executable, "-c", _PEAK + code, *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env)
     out_chunks, err_chunks = [], []
 
     def drain(stream, chunks):
@@ -72,8 +88,10 @@ def run_measured(code: str, args: list[str], env: dict | None = None) -> Run:
     out, err = b"".join(out_chunks).decode(), b"".join(err_chunks).decode()
     if process.returncode != 0:
         raise RuntimeError(f"contender failed ({process.returncode}):\n{err[-4000:]}")
+    peaks = [line.split()[1] for line in err.splitlines() if line.startswith("@@peak_kib ")]
+    peak_kib = int(peaks[-1]) if peaks else usage.ru_maxrss
     return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime, user=usage.ru_utime, system=usage.ru_stime,
-               peak_mib=usage.ru_maxrss / 1024, load=load, output=out)
+               peak_mib=peak_kib / 1024, load=load, output=out)
 
 
 def take_turns(contenders: list[Contender], rounds: int, prepare=None, pause: float = 0.0) -> None:
