@@ -1,77 +1,121 @@
-"""Ingest throughput and peak memory against a plain pandas + PIL loop, measured in the same run.
+"""Ingest speed and peak memory against the loops a researcher writes by hand, side by side.
 
-Two inputs, generated here:
-  1. the FER2013 CSV layout at full size (35,887 rows of 48×48 pixels; --rows to change);
-  2. a zip of 2,000 JPEG images in an image-folder layout (--images to change).
+Two inputs, generated once and kept in ``--data`` (about 330 MB):
 
-Each contender runs in its own subprocess so that its peak RSS is its own. The baseline is what a
-researcher writes by hand: pandas.read_csv of the whole file, then per row np.array → PIL → PNG
-and a SHA-256 (for the zip: zipfile extract of every member, PIL open, SHA-256). Printed: rows/s
-of each, the ratio, and the peak memory of each. Peak memory of ingest is also measured at a
-quarter of the rows, to show it does not grow with the number of images.
+1. ``fer2013.csv`` at full size: 35,887 rows of 48x48 faces in FER2013's layout. The faces are real
+   photos' faces (``leakage_bench.population``: each a blend of three real faces under its own warp
+   and lighting), because PNG encoding costs depend on content: random pixels or flat squares
+   would compress unlike faces.
+2. ``photos.zip``: 2,000 small colour JPEGs (crops of the same real photos around their faces,
+   112 to 200 pixels, quality 90) in an image-folder layout, deflated as zip tools do by default.
 
-    python benchmarks/ingest_bench.py            # full size (a few minutes on 2 cores)
-    python benchmarks/ingest_bench.py --rows 4000 --images 500
+Contenders, each in a fresh interpreter, taking turns for ``--rounds`` rounds
+(``side_by_side.take_turns``):
+
+- ferdata: ``ingest(ws, path, dataset=..., align=False)`` (what ``ferdata ingest --no-align`` runs);
+- CSV baseline: ``pandas.read_csv`` of the whole file, then per row ``np.array(split)`` -> Pillow
+  PNG file -> SHA-256 of the pixels, then one Parquet manifest;
+- zip baseline: ``zipfile.extractall``, then per file a read and its SHA-256, then one Parquet.
+
+Floors, measured in the same rounds (each part alone, timing only its own work): for the CSV,
+reading and parsing every row (no writes), encoding every face as PNG, and writing 35,887
+prepared PNG files (4 threads, then one sync); for the zip, reading every member into memory, and
+``extractall`` alone.
+
+    python benchmarks/ingest_bench.py                       # both inputs, 3 rounds
+    python benchmarks/ingest_bench.py --only csv --rounds 5
+    python benchmarks/ingest_bench.py --rows 4000 --images 500   # a quick look
+
+Output folders are kept until the end of the run (deleting 36,000 files just before the next
+contender creates its own makes the next file creations slower on this machine's file system,
+whichever contender comes next; see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import io
+import shutil
 import sys
 import tempfile
-import textwrap
-import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from side_by_side import Contender, report, take_turns  # noqa: E402
+
 USAGES = ["Training"] * 8 + ["PublicTest", "PrivateTest"]
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+# ----------------------------------------------------------------------------- inputs
 
 
 def make_csv(path: Path, rows: int) -> None:
-    import numpy as np
+    from leakage_bench import photos, population
 
-    rng = np.random.default_rng(0)
+    faces = population(photos([]), rows, seed=19)
     with path.open("w") as fh:
         fh.write("emotion,pixels,Usage\n")
-        for i in range(rows):
-            fh.write(f"{i % 7},{' '.join(map(str, rng.integers(0, 256, 2304)))},{USAGES[i % 10]}\n")
+        for i, face in enumerate(faces):
+            fh.write(f"{i % 7},{' '.join(map(str, face.ravel().tolist()))},{USAGES[i % 10]}\n")
 
 
 def make_zip(path: Path, images: int) -> None:
-    import io
-    import zipfile
-
-    import numpy as np
+    from leakage_bench import photos, view
     from PIL import Image
 
-    rng = np.random.default_rng(1)
-    labels = ["angry", "happy", "sad", "neutral", "fear", "surprise", "disgust"]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+    rng = np.random.default_rng(23)
+    sources = photos([])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for i in range(images):
+            photo = sources[i % len(sources)]
+            x1, y1, x2, y2 = photo.box
+            side = (x2 - x1) * rng.uniform(1.0, 1.6)
+            cx, cy = (x1 + x2) / 2 + rng.uniform(-0.1, 0.1) * side, (y1 + y2) / 2 + rng.uniform(-0.1, 0.1) * side
+            out = int(rng.integers(112, 201))
+            crop = view(photo, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), out, gray=False)
             buffer = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
-            zf.writestr(f"train/{labels[i % 7]}/{i:05d}.jpg", buffer.getvalue())
+            Image.fromarray(crop).save(buffer, "JPEG", quality=90)
+            zf.writestr(f"photos/{LABELS[i % 7]}/{i:05d}.jpg", buffer.getvalue())
 
+
+def inputs(folder: Path, rows: int, images: int) -> tuple[Path, Path]:
+    """The CSV's folder and the zip, made once per size and kept in ``folder``."""
+    csv_dir, archive = folder / f"csv-{rows}", folder / f"photos-{images}.zip"
+    if not (csv_dir / "fer2013.csv").exists():
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        print(f"making {csv_dir / 'fer2013.csv'} ({rows:,} rows of real faces)...", flush=True)
+        make_csv(csv_dir / "fer2013.csv.part", rows)
+        (csv_dir / "fer2013.csv.part").rename(csv_dir / "fer2013.csv")
+    if not archive.exists():
+        print(f"making {archive} ({images:,} JPEGs)...", flush=True)
+        make_zip(archive.with_suffix(".part"), images)
+        archive.with_suffix(".part").rename(archive)
+    return csv_dir, archive
+
+
+# ----------------------------------------------------------------------------- contenders
 
 FERDATA = """
-import sys, time
+import sys
 from pathlib import Path
 from ferdata.ingest import ingest
 from ferdata.workspace import Workspace
-src, ws, dataset = Path(sys.argv[1]), Workspace.resolve(sys.argv[2]), sys.argv[3]
-t = time.perf_counter()
-result = ingest(src, ws, dataset=dataset, align=False)
-print(result.rows, time.perf_counter() - t)
+result = ingest(Workspace.resolve(sys.argv[2]), Path(sys.argv[1]), dataset=sys.argv[3], align=False)
+print(result.rows)
 """
 
 BASELINE_CSV = """
-import hashlib, io, sys, time
+import hashlib, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
-t = time.perf_counter()
 frame = pd.read_csv(src / "fer2013.csv")
 records = []
 for i, row in frame.iterrows():
@@ -81,72 +125,182 @@ for i, row in frame.iterrows():
     Image.fromarray(pixels).save(folder / f"{i}.png")
     records.append({"id": i, "label": row["emotion"], "sha256": hashlib.sha256(pixels.tobytes()).hexdigest()})
 pd.DataFrame(records).to_parquet(out / "manifest.parquet")
-print(len(records), time.perf_counter() - t)
+print(len(records))
 """
 
 BASELINE_ZIP = """
-import hashlib, sys, time, zipfile
+import hashlib, sys, zipfile
 from pathlib import Path
 import pandas as pd
-from PIL import Image
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
-t = time.perf_counter()
 records = []
 with zipfile.ZipFile(src) as zf:
     zf.extractall(out)
     for name in zf.namelist():
-        data = (out / name).read_bytes()
-        with Image.open(out / name) as img:
-            w, h = img.size
-        records.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "w": w, "h": h})
+        records.append({"name": name, "sha256": hashlib.sha256((out / name).read_bytes()).hexdigest()})
 pd.DataFrame(records).to_parquet(out / "manifest.parquet")
-print(len(records), time.perf_counter() - t)
+print(len(records))
+"""
+
+# Floors: the parts alone, each as fast as this machine does it. Each prints the seconds of its
+# own work (the interpreter's start, imports and loading its input excluded); they take turns with
+# the contenders in every round, so that they see the same load.
+FLOOR_PARSE = """
+import sys, time
+from pathlib import Path
+from ferdata.archives import open_tree
+from ferdata.sources.fer2013 import read_pixel_csv
+from ferdata.resources import load_toml
+fer = load_toml("fer2013")
+start = time.perf_counter()
+with open_tree(Path(sys.argv[1])) as tree:
+    n = sum(1 for _ in read_pixel_csv(tree, "fer2013.csv", fer["classes"], fer["layout"]["usage"], 48))
+print(time.perf_counter() - start)
+"""
+
+FLOOR_ENCODE = """
+import sys, time, cv2, numpy as np
+from concurrent.futures import ThreadPoolExecutor
+faces = np.load(sys.argv[1])
+def encode(chunk):
+    return [cv2.imencode(".png", f, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])[1] for f in chunk]
+start = time.perf_counter()
+with ThreadPoolExecutor(4) as pool:
+    n = sum(len(c) for c in pool.map(encode, np.array_split(faces, 64)))
+print(time.perf_counter() - start)
+"""
+
+FLOOR_WRITE = """
+import os, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+blob, sizes = np.load(sys.argv[1] + ".blob.npy"), np.load(sys.argv[1] + ".sizes.npy")
+out = sys.argv[2]
+offsets = np.concatenate([[0], np.cumsum(sizes)])
+names = [f"{'train' if i % 10 < 8 else 'test'}/{i:07d}.png" for i in range(len(sizes))]
+start = time.perf_counter()
+for d in ("train", "test"):
+    os.makedirs(os.path.join(out, d))
+def write(chunk):
+    for i in chunk:
+        fd = os.open(os.path.join(out, names[i]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.write(fd, blob[offsets[i]:offsets[i + 1]].tobytes())
+        os.close(fd)
+with ThreadPoolExecutor(4) as pool:
+    list(pool.map(write, np.array_split(np.arange(len(sizes)), 64)))
+os.sync()
+print(time.perf_counter() - start)
+"""
+
+FLOOR_ZIP_READ = """
+import sys, time, zipfile
+start = time.perf_counter()
+with zipfile.ZipFile(sys.argv[1]) as zf:
+    n = sum(len(zf.read(name)) > 0 for name in zf.namelist())
+print(time.perf_counter() - start)
+"""
+
+FLOOR_ZIP_EXTRACT = """
+import os, sys, time, zipfile
+start = time.perf_counter()
+with zipfile.ZipFile(sys.argv[1]) as zf:
+    zf.extractall(sys.argv[2])
+os.sync()
+print(time.perf_counter() - start)
 """
 
 
-def run(code: str, *args: str) -> dict:
-    """Run ``code`` in a fresh interpreter; return its rows, seconds and peak RSS (MiB)."""
-    wrapper = textwrap.dedent(code) + textwrap.dedent("""
-        import resource, json
-        print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-    """)
-    proc = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True)
-    lines = proc.stdout.strip().splitlines()
-    rows, seconds = lines[-2].split()
-    return {"rows": int(rows), "seconds": float(seconds), **json.loads(lines[-1])}
+def prepared_pngs(csv_path: Path, scratch: Path) -> tuple[Path, Path]:
+    """The CSV's faces as an array file, and their PNG bytes as ferdata encodes them (for the
+    write floor)."""
+    import cv2
+
+    faces = []
+    with csv_path.open() as fh:
+        next(fh)
+        for line in fh:
+            faces.append(np.array(line.split(",")[1].split(), dtype=np.uint8).reshape(48, 48))
+    faces_file = scratch / "faces.npy"
+    np.save(faces_file, np.stack(faces))
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+    pngs = [cv2.imencode(".png", f, params)[1].tobytes() for f in faces]
+    base = scratch / "pngs"
+    np.save(str(base) + ".blob.npy", np.frombuffer(b"".join(pngs), dtype=np.uint8))
+    np.save(str(base) + ".sizes.npy", np.array([len(p) for p in pngs]))
+    return faces_file, base
 
 
-def compare(title: str, ours: dict, base: dict) -> None:
-    ours_rate, base_rate = ours["rows"] / ours["seconds"], base["rows"] / base["seconds"]
-    print(f"\n{title}")
-    print(f"  ferdata ingest : {ours['rows']:>7,} rows in {ours['seconds']:7.1f}s = {ours_rate:8,.0f} rows/s, peak {ours['peak_mib']:6.0f} MiB")
-    print(f"  baseline loop  : {base['rows']:>7,} rows in {base['seconds']:7.1f}s = {base_rate:8,.0f} rows/s, peak {base['peak_mib']:6.0f} MiB")
-    print(f"  ratio (ferdata / baseline): speed {ours_rate / base_rate:.2f}x, peak memory {ours['peak_mib'] / base['peak_mib']:.2f}x")
+def floors_of(contenders: list[Contender]) -> dict[str, float]:
+    """Each floor contender's median of the seconds it printed."""
+    import statistics
+
+    return {c.name: statistics.median(float(r.output.split()[-1]) for r in c.runs) for c in contenders}
+
+
+def bench_csv(csv_dir: Path, work: Path, rounds: int, rows: int) -> None:
+    ours = Contender("ferdata ingest --no-align", FERDATA)
+    base = Contender("pandas + Pillow loop", BASELINE_CSV)
+    faces_file, pngs = prepared_pngs(csv_dir / "fer2013.csv", work)
+    floors = [
+        Contender("reading and parsing the CSV (ferdata's reader, no writes)", FLOOR_PARSE, [str(csv_dir)]),
+        Contender("PNG encoding of every face (OpenCV, as ferdata encodes, 4 threads)", FLOOR_ENCODE, [str(faces_file)]),
+        Contender("writing the PNG files (prepared bytes, 4 threads, then one sync)", FLOOR_WRITE, [str(pngs)]),
+    ]
+
+    def prepare(contender: Contender, k: int) -> list[str]:
+        if contender is floors[2]:
+            return [str(work / f"floor-write-{k}")]
+        if contender in floors:
+            return []
+        out = work / f"{'ours' if contender is ours else 'base'}-csv-{k}"
+        return [str(csv_dir), str(out), "fer2013"] if contender is ours else [str(csv_dir), str(out)]
+
+    print(f"\nFER2013 CSV, {rows:,} rows: {rounds} rounds", flush=True)
+    take_turns([ours, base, *floors], rounds, prepare)
+    report(f"FER2013 CSV, {rows:,} rows", ours, base, floors_of(floors))
+
+
+def bench_zip(archive: Path, work: Path, rounds: int, images: int) -> None:
+    ours = Contender("ferdata ingest --no-align", FERDATA)
+    base = Contender("extractall + SHA-256 + Parquet", BASELINE_ZIP)
+    floors = [
+        Contender("reading every member into memory", FLOOR_ZIP_READ, [str(archive)]),
+        Contender("extractall alone, then one sync", FLOOR_ZIP_EXTRACT, [str(archive)]),
+    ]
+
+    def prepare(contender: Contender, k: int) -> list[str]:
+        if contender is floors[1]:
+            return [str(work / f"floor-extract-{k}")]
+        if contender in floors:
+            return []
+        out = work / f"{'ours' if contender is ours else 'base'}-zip-{k}"
+        return [str(archive), str(out), "imagefolder"] if contender is ours else [str(archive), str(out)]
+
+    print(f"\nzip of {images:,} small JPEGs: {rounds} rounds", flush=True)
+    take_turns([ours, base, *floors], rounds, prepare)
+    report(f"zip of {images:,} small JPEGs", ours, base, floors_of(floors))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=35_887)
     parser.add_argument("--images", type=int, default=2_000)
-    parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where to write (default: here; /tmp can be slow to create files)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("csv", "zip"))
+    parser.add_argument("--data", type=Path, default=HERE.parent / ".bench" / "ingest-data",
+                        help="where the generated inputs are kept between runs")
+    parser.add_argument("--dir", type=Path, default=HERE.parent,
+                        help="where outputs are written (default: the repository; /tmp can be slower to create files in)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix=".ingest-bench-") as tmp:
-        tmp = Path(tmp)
-        (tmp / "csv").mkdir()
-        make_csv(tmp / "csv" / "fer2013.csv", args.rows)
-        (tmp / "quarter").mkdir()
-        make_csv(tmp / "quarter" / "fer2013.csv", args.rows // 4)
-        ours = run(FERDATA, str(tmp / "csv"), str(tmp / "ws-csv"), "fer2013")
-        base = run(BASELINE_CSV, str(tmp / "csv"), str(tmp / "base-csv"))
-        compare(f"FER2013 CSV, {args.rows:,} rows", ours, base)
-        quarter = run(FERDATA, str(tmp / "quarter"), str(tmp / "ws-quarter"), "fer2013")
-        print(f"  ferdata peak memory at {args.rows // 4:,} rows: {quarter['peak_mib']:.0f} MiB "
-              f"(x{ours['peak_mib'] / quarter['peak_mib']:.2f} for 4x the rows)")
-
-        make_zip(tmp / "images.zip", args.images)
-        ours = run(FERDATA, str(tmp / "images.zip"), str(tmp / "ws-zip"), "imagefolder")
-        base = run(BASELINE_ZIP, str(tmp / "images.zip"), str(tmp / "base-zip"))
-        compare(f"zip of {args.images:,} JPEGs", ours, base)
+    csv_dir, archive = inputs(args.data, args.rows, args.images)
+    work = Path(tempfile.mkdtemp(dir=args.dir, prefix=".ingest-bench-"))
+    try:
+        if args.only in (None, "csv"):
+            bench_csv(csv_dir, work, args.rounds, args.rows)
+        if args.only in (None, "zip"):
+            bench_zip(archive, work, args.rounds, args.images)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """A manifest frame from row dicts; columns a row leaves out get the schema's defaults."""
     rows = rows or []
     data = {
-        col.name: [row.get(col.name, _default(col)) for row in rows]
+        col.name: [row[col.name] if col.name in row else _default(col) for row in rows]
         for col in COLUMNS
     }
     extras = sorted({k for row in rows for k in row} - set(COLUMN_NAMES))

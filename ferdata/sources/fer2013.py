@@ -33,7 +33,9 @@ import io
 import posixpath
 import re
 import weakref
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -49,6 +51,10 @@ _FULL_PREFIX = "fer2013"  # the id prefix of rows from a CSV with a Usage column
 _MAX_PEEKED = 64  # CSV members whose header is read to recognise them (shallowest first)
 _HEADER_BYTES = 64 * 1024
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept as lone surrogates
+_BLOCK_CHARS = 1 << 22  # CSV text parsed as one task: about 500 rows of 48×48 pixels
+_BLOCKS_AHEAD = 4  # blocks read and being parsed ahead of the rows handed out
+_PARSERS = 2  # threads parsing blocks
+_STRICT_FROMSTRING = tuple(int(part) for part in np.__version__.split(".")[:2]) >= (2, 3)  # see _fast_pixels
 
 _headers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tree -> {member: header or None}
 
@@ -136,7 +142,15 @@ def _split_of(member: str, header: list[str], split: str | None) -> str | None:
 def read_pixel_csv(
     tree, member: str, classes: list[str], usage: dict[str, str], size: int, split: str | None = None
 ) -> Iterator[Item]:
-    """Stream a FER2013-style CSV, yielding a Record with pixels per row (see the module docstring)."""
+    """Stream a FER2013-style CSV, yielding a Record with pixels per row (see the module docstring).
+
+    The text is read in blocks of about ``_BLOCK_CHARS`` and the rows of each block are parsed on
+    a few threads (numpy parses the pixel strings without holding the GIL) while the caller
+    stores the rows of the blocks before; items come out in the file's order. At most
+    ``_BLOCKS_AHEAD`` blocks are in flight, so memory does not grow with the file.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     # a row holds size² pixel values of at most 3 digits and a separator each, plus emotion and Usage
     longest = 4 * size * size + 1024
     with tree.open(member) as raw:
@@ -151,68 +165,183 @@ def read_pixel_csv(
         if "emotion" not in header:
             yield Notice(f"{member} has no emotion column: its images are unlabelled and were not ingested")
             return
-        col_pixels, col_emotion = header.index("pixels"), header.index("emotion")
-        col_usage = header.index("usage") if "usage" in header else None
-        default_split = _split_of(member, header, split)
-        prefix = _FULL_PREFIX if col_usage is not None else stem(member)
-        row_number = -1
-        while line := text.readline(longest):
-            row_number += 1
-            where = f"{member}#row={row_number}"
-            if not line.endswith(("\n", "\r")) and len(line) >= longest:
-                while (rest := text.readline(longest)) and not rest.endswith(("\n", "\r")):
-                    pass  # skipped, never held whole: a row can be any length
-                yield Unparsed(where, f"the row is longer than {longest:,} characters, more than {size}×{size} pixels take")
-                continue
-            if not line.strip():
-                continue
-            if _NOT_UTF8.search(line):
-                yield Unparsed(where, "the row holds bytes that are not UTF-8 text")
-                continue
-            row = next(csv.reader([line])) if '"' in line else line.rstrip("\r\n").split(",")
-            yield _row_record(row, where, row_number, prefix, col_emotion, col_pixels, col_usage, classes, usage, size, default_split)
+        columns = _Columns(
+            emotion=header.index("emotion"),
+            pixels=header.index("pixels"),
+            usage=header.index("usage") if "usage" in header else None,
+        )
+        rows = _RowReader(
+            member=member,
+            prefix=_FULL_PREFIX if columns.usage is not None else stem(member),
+            columns=columns,
+            classes=classes,
+            usage=usage,
+            size=size,
+            split=_split_of(member, header, split),
+            longest=longest,
+        )
+        with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="ferdata-csv") as pool:
+            pending: deque = deque()
+            try:
+                for block in _blocks(text, longest):
+                    pending.append(pool.submit(rows.parse, block))
+                    if len(pending) >= _BLOCKS_AHEAD:
+                        yield from pending.popleft().result()
+                while pending:
+                    yield from pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
 
-def _row_record(
-    row: list[str], where: str, row_number: int, prefix: str, col_emotion: int, col_pixels: int,
-    col_usage: int | None, classes: list[str], usage: dict[str, str], size: int, split: str | None,
-) -> Item:
-    """One CSV row as a Record, or an Unparsed saying what is wrong with it."""
-    if max(col_emotion, col_pixels, col_usage or 0) >= len(row):
-        return Unparsed(where, f"the row has only {len(row)} of the header's columns")
+@dataclass(frozen=True)
+class _Columns:
+    emotion: int
+    pixels: int
+    usage: int | None
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Consecutive lines of the CSV, without their line ends; None stands for a line too long to hold."""
+
+    first_row: int  # the row number of lines[0]
+    lines: list[str | None]
+    plain: bool  # ASCII text without quotes: rows split at commas, pixels parsed by numpy directly
+
+
+@dataclass(frozen=True)
+class _RowReader:
+    """Turns CSV lines into Records, or Unparsed items that say what is wrong with a row."""
+
+    member: str
+    prefix: str
+    columns: _Columns
+    classes: list[str]
+    usage: dict[str, str]
+    size: int
+    split: str | None  # the split of every row (a CSV without a Usage column), else None
+    longest: int
+
+    def parse(self, block: _Block) -> list[Item]:
+        items: list[Item] = []
+        for row_number, line in enumerate(block.lines, block.first_row):
+            where = f"{self.member}#row={row_number}"
+            if line is None:
+                items.append(Unparsed(where, f"the row is longer than {self.longest:,} characters, more than {self.size}×{self.size} pixels take"))
+                continue
+            if not line or line.isspace():
+                continue
+            if not block.plain and _NOT_UTF8.search(line):
+                items.append(Unparsed(where, "the row holds bytes that are not UTF-8 text"))
+                continue
+            row = line.split(",") if block.plain or '"' not in line else next(csv.reader([line]))
+            items.append(self.record(row, where, row_number, fast=block.plain))
+        return items
+
+    def record(self, row: list[str], where: str, row_number: int, fast: bool) -> Item:
+        """One CSV row as a Record, or an Unparsed saying what is wrong with it."""
+        columns, size, classes = self.columns, self.size, self.classes
+        if max(columns.emotion, columns.pixels, columns.usage or 0) >= len(row):
+            return Unparsed(where, f"the row has only {len(row)} of the header's columns")
+        try:
+            emotion = int(row[columns.emotion])
+        except ValueError:
+            return Unparsed(where, f"emotion {shown(row[columns.emotion].strip())} is not a number")
+        if not 0 <= emotion < len(classes):
+            return Unparsed(where, f"emotion {emotion} is not in 0..{len(classes) - 1}")
+        text = row[columns.pixels]
+        pixels = _fast_pixels(text, size) if fast else None
+        if pixels is None:
+            pixels = _checked_pixels(text, size)
+            if isinstance(pixels, str):
+                return Unparsed(where, pixels)
+        split = self.split
+        if columns.usage is not None:
+            usage_value = row[columns.usage].strip()
+            split = self.usage.get(usage_value)
+            if split is None:
+                return Unparsed(where, f"unknown Usage {shown(usage_value)} (expected {', '.join(self.usage)})")
+        image_id = f"{self.prefix}-{row_number:07d}"
+        return Record(
+            image_id=image_id,
+            source=where,
+            label_original=classes[emotion],
+            target=f"{split}/{image_id}.png",
+            pixels=pixels,
+            split=split,
+        )
+
+
+def _fast_pixels(text: str, size: int) -> np.ndarray | None:
+    """The size×size pixels of a well-formed pixel string, parsed by numpy (no GIL held); None
+    when the string is anything else, for :func:`_checked_pixels` to say what is wrong.
+
+    Signs are left to the careful path: numpy reads "1 -2" like Python, but the careful path is
+    the one that words the error. Before numpy 2.3, ``fromstring`` stopped at the first token that
+    is not a number with a warning instead of an error, so those versions take the careful path.
+    """
+    if not _STRICT_FROMSTRING or "-" in text or "+" in text:
+        return None
     try:
-        emotion = int(row[col_emotion])
-    except ValueError:
-        return Unparsed(where, f"emotion {shown(row[col_emotion].strip())} is not a number")
-    if not 0 <= emotion < len(classes):
-        return Unparsed(where, f"emotion {emotion} is not in 0..{len(classes) - 1}")
-    text = row[col_pixels]
+        values = np.fromstring(text, dtype=np.int64, sep=" ")
+    except ValueError:  # a token that is not a number
+        return None
+    if len(values) != size * size or (values & ~0xFF).any():
+        return None
+    return values.astype(np.uint8).reshape(size, size)
+
+
+def _checked_pixels(text: str, size: int) -> np.ndarray | str:
+    """The size×size pixels of ``text`` split at whitespace, or the reason they are not."""
     try:
         values = np.array(text.split(), dtype=np.int64)
     except (ValueError, OverflowError):
         bad = next((v for v in text.split() if not v.lstrip("+-").isdigit() or len(v) > 18), text)
-        return Unparsed(where, f"pixel value {shown(bad)} is not a number in 0..255")
+        return f"pixel value {shown(bad)} is not a number in 0..255"
     if len(values) == 0:
-        return Unparsed(where, "pixels is empty")
+        return "pixels is empty"
     if len(values) != size * size:
-        return Unparsed(where, f"pixels holds {len(values):,} values, not {size}×{size} = {size * size:,}")
+        return f"pixels holds {len(values):,} values, not {size}×{size} = {size * size:,}"
     out_of_range = values[(values < 0) | (values > 255)]
     if len(out_of_range):
-        return Unparsed(where, f"pixel value {out_of_range[0]} is not in 0..255")
-    if col_usage is not None:
-        usage_value = row[col_usage].strip()
-        split = usage.get(usage_value)
-        if split is None:
-            return Unparsed(where, f"unknown Usage {shown(usage_value)} (expected {', '.join(usage)})")
-    image_id = f"{prefix}-{row_number:07d}"
-    return Record(
-        image_id=image_id,
-        source=where,
-        label_original=classes[emotion],
-        target=f"{split}/{image_id}.png",
-        pixels=values.astype(np.uint8).reshape(size, size),
-        split=split,
-    )
+        return f"pixel value {out_of_range[0]} is not in 0..255"
+    return values.astype(np.uint8).reshape(size, size)
+
+
+_LINE_END = re.compile("\r\n|\r|\n")  # what readline() ends a line at, with newline=""
+
+
+def _blocks(text: io.TextIOBase, longest: int) -> Iterator[_Block]:
+    """The lines of ``text`` in blocks, split where ``readline`` splits them (at \\n, \\r or
+    \\r\\n). A line of ``longest`` characters or more is never held whole: it comes back as None."""
+    row, rest, skipping = 0, "", False  # rest: the start of a line whose end is not read yet
+    while chunk := text.read(_BLOCK_CHARS):
+        while chunk.endswith("\r") and (more := text.read(1)):  # the \n of a \r\n may come next
+            chunk += more
+        plain = chunk.isascii() and '"' not in chunk
+        lines: list[str | None] = _LINE_END.split(chunk) if "\r" in chunk else chunk.split("\n")  # type: ignore[assignment]
+        tail = lines.pop()  # "" when the chunk ends with a line end
+        if skipping and lines:  # the end of a line already reported as too long
+            lines.pop(0)
+            skipping = False
+        elif skipping:
+            continue
+        elif lines:
+            lines[0] = rest + lines[0]  # type: ignore[operator]
+            plain = plain and rest.isascii() and '"' not in rest
+        else:
+            tail = rest + tail
+        rest = tail
+        lines = [line if len(line) < longest else None for line in lines]  # type: ignore[arg-type]
+        if len(rest) >= longest:
+            lines.append(None)
+            rest, skipping = "", True
+        if lines:
+            yield _Block(row, lines, plain)
+            row += len(lines)
+    if rest:
+        yield _Block(row, [rest], plain=False)
 
 
 def discover_csvs(tree, names: list[str], options: SourceOptions) -> Iterator[Item]:

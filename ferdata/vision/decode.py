@@ -85,8 +85,16 @@ def _open(source: Path | bytes):
     return Image.open(source)
 
 
+# Where Pillow finds an orientation (``Image.getexif``: EXIF, raw EXIF text, XMP). A JPEG whose
+# header holds none of them is shown as stored, and reading its (absent) EXIF would cost more than
+# opening it: ingest asks this of every image.
+_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
 def _oriented_size(image) -> tuple[int, int]:
     width, height = image.size
+    if image.format == "JPEG" and not any(key in image.info for key in _ORIENTATION_KEYS):
+        return width, height
     try:
         orientation = image.getexif().get(0x0112, 1)
     except Exception:  # a damaged EXIF block must not make the whole image unreadable
@@ -161,10 +169,70 @@ def _decode_with_opencv(source: Path | bytes, name: str) -> Decoded:
     return Decoded(rgb=np.ascontiguousarray(rgb), scale=1.0, width=width, height=height)
 
 
+# JPEG markers whose segments :func:`_plain_jpeg_size` reads or skips: frame headers (SOF0-3, 5-7,
+# 9-11, 13-15), Huffman and quantisation tables, restart interval, comment, APP0 (JFIF).
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_PLAIN_SEGMENTS = _SOF | {0xC4, 0xDB, 0xDD, 0xFE, 0xE0}
+
+
+def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a JPEG whose header holds only what an encoder writes for a plain image
+    (JFIF, tables, one frame header; no EXIF, XMP, ICC or Adobe segment, hence no orientation),
+    read from its frame header; None for anything else, which Pillow then reads.
+
+    Pillow's header reader is written in Python and costs more than hashing and storing a small
+    JPEG (2,000 of 160x120: 0.26 s against 0.03 s). This reader accepts only headers that Pillow
+    reads without complaint and to the same size, so the two never disagree.
+    """
+    from PIL import Image
+
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    size, at, end = None, 2, len(data)
+    while at + 4 <= end:
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker not in _PLAIN_SEGMENTS and marker != 0xDA:
+            return None
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if length < 2 or at + 2 + length > end:
+            return None  # Pillow reads every segment whole, the scan header's too
+        if marker == 0xDA:  # start of scan: the header is over
+            break
+        segment = data[at + 4 : at + 2 + length]
+        if marker in _SOF:
+            if size is not None or len(segment) < 6 or segment[0] != 8 or segment[5] not in (1, 3, 4):
+                return None  # Pillow refuses other depths and layer counts
+            size = int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big")
+        elif marker == 0xDB and not _plain_tables(segment):
+            return None
+        elif marker == 0xE0 and segment.startswith(b"JFIF") and len(segment) < 12:
+            return None
+        at += 2 + length
+    else:
+        return None  # no start of scan
+    if size is None or 0 in size:
+        return None
+    if Image.MAX_IMAGE_PIXELS is not None and size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
+        return None  # Pillow's decompression-bomb check has its say
+    return size
+
+
+def _plain_tables(segment: bytes) -> bool:
+    """Whether a DQT segment holds whole quantisation tables (as Pillow requires)."""
+    at = 0
+    while at < len(segment):
+        at += 1 + (64 if segment[at] < 16 else 128)
+    return at == len(segment)
+
+
 def image_size(source: Path | bytes) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(source, (bytes, bytearray)) and (size := _plain_jpeg_size(source)) is not None:
+        return size
     label = "image" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
     try:
         with _open(source) as image:

@@ -135,6 +135,11 @@ def _session(model: bytes | Path, device: str, label: str):
     providers = choose_providers(device)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's warnings are for its developers, not our users
+    # Between runs, onnxruntime's threads spin waiting for the next one by default, taking the
+    # cores from the threads that decode the next images: on 2 cores, 24 camera photos aligned
+    # cost 3.0 s of CPU without spinning against 3.8 s with it, in the same wall time
+    # (docs/benchmarks.md, issue 19).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
