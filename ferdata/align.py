@@ -158,7 +158,13 @@ def _seen_from_both_sides(faces: list[Face], mirrored: list[Face]) -> list[Face]
         gaps = [float(np.linalg.norm(m.landmarks - face.landmarks, axis=1).max()) for m in mirrored]
         if gaps and min(gaps) < 0.35 * eyes:
             twin = mirrored[int(np.argmin(gaps))]
-            kept.append(Face(box=(face.box + twin.box) / 2, score=min(face.score, twin.score), landmarks=(face.landmarks + twin.landmarks) / 2))
+            kept.append(
+                Face(
+                    box=(face.box + twin.box) / 2,
+                    score=min(face.score, twin.score),
+                    landmarks=(face.landmarks + twin.landmarks) / 2,
+                )
+            )
     return kept
 
 
@@ -295,7 +301,9 @@ def _load(job: _Job, det_size: int) -> _Job:
         # A format without reduced decoding (PNG, TIFF, very large JPEG): keep only a detection
         # copy, so that memory does not grow with the photo; the warp decodes again.
         factor = det_size / long_side
-        job.detect_rgb = cv2.resize(rgb, (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor)), interpolation=cv2.INTER_AREA)
+        job.detect_rgb = cv2.resize(
+            rgb, (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor)), interpolation=cv2.INTER_AREA
+        )
         job.detect_scale = decoded.scale * factor
     else:
         job.detect_rgb, job.detect_scale = rgb, decoded.scale
@@ -360,7 +368,9 @@ def _detect_in_runs(detector: Detector, images: list[np.ndarray], attempt: Attem
     return found
 
 
-def _write_crop(path: Path, source: Decoded | None, landmarks: np.ndarray, size: int, out_dir: Path, ws_root: Path) -> str:
+def _write_crop(
+    path: Path, source: Decoded | None, landmarks: np.ndarray, size: int, out_dir: Path, ws_root: Path
+) -> str:
     """Warp the face at ``landmarks`` (original pixels) of the image at ``path`` onto the template
     and write it as a content-addressed PNG; its path relative to the workspace.
 
@@ -433,7 +443,9 @@ def align_images(
     return [_finish(job, Path(ws_root), Path(out_dir), size, face_choice, registered) for job in jobs]
 
 
-def _register(path: Path, width: int, height: int, shape: np.ndarray, size: int, out_dir: Path, ws_root: Path) -> dict[str, Any]:
+def _register(
+    path: Path, width: int, height: int, shape: np.ndarray, size: int, out_dir: Path, ws_root: Path
+) -> dict[str, Any]:
     """The crop of a registered row: the image warped with the mean landmark shape at its size."""
     landmarks = shape * np.array([width, height], dtype=np.float64)
     try:
@@ -450,8 +462,10 @@ def _rows_to_do(ws, frame, only_missing: bool) -> list[int]:
     for i, (status, aligned, source) in enumerate(rows):
         if source.startswith(SYNTHETIC_SOURCE_PREFIX):
             continue
-        if not only_missing or status == "not_run" or (
-            status == "aligned" and (aligned is None or not ws.absolute(aligned).is_file())
+        if (
+            not only_missing
+            or status == "not_run"
+            or (status == "aligned" and (aligned is None or not ws.absolute(aligned).is_file()))
         ):
             todo.append(i)
     return todo
@@ -624,7 +638,9 @@ def align_manifest(
 
         import_ray()  # without the extra, say so before any work
         if not isinstance(detector, str):
-            raise UsageError("engine='ray' loads the detector on every Ray worker: give detector= as a name, not a loaded detector")
+            raise UsageError(
+                "engine='ray' loads the detector on every Ray worker: give detector= as a name, not a loaded detector"
+            )
     progress = progress or null_progress
     registered_from = "argument" if registered is not None else f"manifests/{manifest.dataset}.toml"
     if registered is None:
@@ -639,8 +655,15 @@ def align_manifest(
     provider = model.provider
     model_sha256 = _model_digest(model.model_file)
     tries = [
-        {"pad": a.pad, "canvas": a.canvas, "threshold": a.threshold, "flip": a.flip, "checked": a.checked,
-         "min_eyes": a.min_eyes, "both_sides": a.both_sides}
+        {
+            "pad": a.pad,
+            "canvas": a.canvas,
+            "threshold": a.threshold,
+            "flip": a.flip,
+            "checked": a.checked,
+            "min_eyes": a.min_eyes,
+            "both_sides": a.both_sides,
+        }
         for a in (*attempts_for(det_size + 1, det_size), *attempts_for(48, det_size))
     ]
     frame = manifest.frame
@@ -654,9 +677,16 @@ def align_manifest(
     journal = _Journal(
         journal_path(ws, manifest.dataset),
         {
-            "version": JOURNAL_VERSION, "ferdata": __version__, "dataset": manifest.dataset, "size": size,
-            "detector": model.name, "model_sha256": model_sha256, "det_size": det_size, "face_choice": face_choice,
-            "registered": registered, "attempts": tries,
+            "version": JOURNAL_VERSION,
+            "ferdata": __version__,
+            "dataset": manifest.dataset,
+            "size": size,
+            "detector": model.name,
+            "model_sha256": model_sha256,
+            "det_size": det_size,
+            "face_choice": face_choice,
+            "registered": registered,
+            "attempts": tries,
         },
         resume,
     )
@@ -683,17 +713,40 @@ def align_manifest(
                 fresh = [(row, values) for row, values in batch if row not in results]  # a retried batch
                 for row, values in fresh:
                     results[row] = values
-                journal.append([{"image_id": identity[r][0], "original_path": identity[r][1], "sha256": identity[r][2], "values": v} for r, v in fresh])
+                journal.append(
+                    [
+                        {
+                            "image_id": identity[r][0],
+                            "original_path": identity[r][1],
+                            "sha256": identity[r][2],
+                            "values": v,
+                        }
+                        for r, v in fresh
+                    ]
+                )
                 done_on_ray += len(fresh)
                 progress("align", done_on_ray, len(todo))
 
             work = functools.partial(
-                align_images, ws_root=ws.root, out_dir=out_dir, size=size, det_size=det_size, face_choice=face_choice, registered=registered
+                align_images,
+                ws_root=ws.root,
+                out_dir=out_dir,
+                size=size,
+                det_size=det_size,
+                face_choice=face_choice,
+                registered=registered,
             )
             assert isinstance(detector, str)  # a loaded detector was refused above
             provider = align_on_ray(
-                [(i, ws.absolute(identity[i][1])) for i in to_detect], work, detector=detector, model_dir=model_dir,
-                device=device, batch_size=batch_size, on_batch=record_batch, address=ray_address, actors=ray_actors,
+                [(i, ws.absolute(identity[i][1])) for i in to_detect],
+                work,
+                detector=detector,
+                model_dir=model_dir,
+                device=device,
+                batch_size=batch_size,
+                on_batch=record_batch,
+                address=ray_address,
+                actors=ray_actors,
             )
             chunks = []  # nothing left for the local pipeline below but the registered crops
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferdata-align") as pool:
@@ -707,7 +760,9 @@ def align_manifest(
                     row, values = future.result()
                     results[row] = values
                     image_id, original_path, sha256 = identity[row]
-                    finished.append({"image_id": image_id, "original_path": original_path, "sha256": sha256, "values": values})
+                    finished.append(
+                        {"image_id": image_id, "original_path": original_path, "sha256": sha256, "values": values}
+                    )
                 journal.append(finished)
 
             def finish(job: _Job) -> tuple[int, dict[str, Any]]:
@@ -768,7 +823,9 @@ def align_manifest(
         record["mean_shape"] = {
             "points": [[float(x), float(y)] for x, y in shape],
             "rows": shape_rows,
-            "from": "aligned rows" if shape_rows >= MIN_SHAPE_ROWS else f"default (fewer than {MIN_SHAPE_ROWS} aligned rows)",
+            "from": "aligned rows"
+            if shape_rows >= MIN_SHAPE_ROWS
+            else f"default (fewer than {MIN_SHAPE_ROWS} aligned rows)",
             "coordinates": "x / width, y / height",
         }
         record["plausibility"] = {"min_eye_distance": MIN_EYE_DISTANCE, "max_centre_offset": MAX_CENTRE_OFFSET}
@@ -816,7 +873,17 @@ def _warp_registered(ws, frame, results, shape, size: int, out_dir: Path, pool, 
     return _apply(frame, updates) if updates else frame
 
 
-_RESULT_COLUMNS = ("face_status", "det_score", "n_faces", "bbox", "landmarks", "aligned_path", "width", "height", ERROR_COLUMN)
+_RESULT_COLUMNS = (
+    "face_status",
+    "det_score",
+    "n_faces",
+    "bbox",
+    "landmarks",
+    "aligned_path",
+    "width",
+    "height",
+    ERROR_COLUMN,
+)
 
 
 def _apply(frame, results: dict[int, dict[str, Any]]):
@@ -865,9 +932,20 @@ def align(
     ws = Workspace.of(ws)
     manifest = ws.load(dataset)
     aligned, report = align_manifest(
-        ws, manifest, detector=detector, model_dir=Path(model_dir) if model_dir is not None else None, size=size,
-        device=device, face_choice=face_choice, only_missing=only_missing, registered=registered,
-        resume=not restart, engine=engine, ray_address=ray_address, ray_actors=ray_actors, progress=progress,
+        ws,
+        manifest,
+        detector=detector,
+        model_dir=Path(model_dir) if model_dir is not None else None,
+        size=size,
+        device=device,
+        face_choice=face_choice,
+        only_missing=only_missing,
+        registered=registered,
+        resume=not restart,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
+        progress=progress,
     )
     ws.save(aligned)
     discard_journal(ws, aligned.dataset)

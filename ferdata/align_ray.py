@@ -48,7 +48,9 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise FerdataError(f"engine='ray' needs Ray, which is not installed: run {RAY_EXTRA}, or use engine='local'") from None
+        raise FerdataError(
+            f"engine='ray' needs Ray, which is not installed: run {RAY_EXTRA}, or use engine='local'"
+        ) from None
     return ray
 
 
@@ -104,7 +106,9 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise UsageError(f"ray_address={address} is not auto or HOST:PORT (the head node's address, e.g. 10.0.0.1:6379)")
+        raise UsageError(
+            f"ray_address={address} is not auto or HOST:PORT (the head node's address, e.g. 10.0.0.1:6379)"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -159,7 +163,9 @@ def align_on_ray(
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         if device == "cuda" and gpus == 0:
-            raise FerdataError("device=cuda: the Ray cluster has no GPU; start its nodes with GPUs (docs/scale-out.md) or use device=cpu")
+            raise FerdataError(
+                "device=cuda: the Ray cluster has no GPU; start its nodes with GPUs (docs/scale-out.md) or use device=cpu"
+            )
         on_gpus = device == "cuda" or (device == "auto" and gpus > 0)
         if actors is None:
             actors = gpus if on_gpus else max(1, int(resources.get("CPU", 1)))
@@ -172,7 +178,12 @@ def align_on_ray(
         )
         aligned = dataset.map_batches(
             actor or AlignActor,
-            fn_constructor_kwargs={"work": work, "detector": detector, "model_dir": str(model_dir) if model_dir else None, "device": device},
+            fn_constructor_kwargs={
+                "work": work,
+                "detector": detector,
+                "model_dir": str(model_dir) if model_dir else None,
+                "device": device,
+            },
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2),

@@ -227,60 +227,85 @@ def run_demo(
             on_step(steps[-1])
 
     sample = build_sample(out / "delivery", seed=seed)
-    done("sample", [
-        f"{sample.subjects} subjects × 7 made-up expressions × (non-masked + masked) = {sample.images} images",
-        f"{sample.archive.name}: AES-256 zip in the MSD-E layout (password {DEMO_PASSWORD!r})",
-        f"{sample.votes.name}: {ANNOTATORS} annotators, {sample.flagged} images flagged",
-    ])
+    done(
+        "sample",
+        [
+            f"{sample.subjects} subjects × 7 made-up expressions × (non-masked + masked) = {sample.images} images",
+            f"{sample.archive.name}: AES-256 zip in the MSD-E layout (password {DEMO_PASSWORD!r})",
+            f"{sample.votes.name}: {ANNOTATORS} annotators, {sample.flagged} images flagged",
+        ],
+    )
 
     result = ingest(
-        ws, sample.archive, dataset="msd-e", password=lambda: Secret(DEMO_PASSWORD),
-        align_options={"device": device}, progress=progress,
+        ws,
+        sample.archive,
+        dataset="msd-e",
+        password=lambda: Secret(DEMO_PASSWORD),
+        align_options={"device": device},
+        progress=progress,
     )
     faces = result.manifest.frame["face_status"].value_counts().to_dict()
-    done("ingest", [
-        f"{result.rows} images extracted into {ws.root.name}/originals/msd-e, manifest {ws.root.name}/manifests/msd-e.parquet",
-        "faces: " + ", ".join(f"{k} {v}" for k, v in sorted(faces.items()))
-        + f" ({result.align_report.detector} on {result.align_report.provider})",
-    ])
+    done(
+        "ingest",
+        [
+            f"{result.rows} images extracted into {ws.root.name}/originals/msd-e, manifest {ws.root.name}/manifests/msd-e.parquet",
+            "faces: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(faces.items()))
+            + f" ({result.align_report.detector} on {result.align_report.provider})",
+        ],
+    )
 
     relabelled = relabel(ws, sample.votes, dataset="msd-e")
     actions = relabelled.audit["action"].value_counts().to_dict()
-    done("relabel", [
-        "MSD-E rule (paper section 2.2): at least half of the 7 annotators for the winner, at most 25% for the others",
-        "images: " + ", ".join(f"{k} {v}" for k, v in sorted(actions.items())),
-        f"audit: {ws.root.name}/tables/msd-e/relabel_audit.csv",
-    ])
+    done(
+        "relabel",
+        [
+            "MSD-E rule (paper section 2.2): at least half of the 7 annotators for the winner, at most 25% for the others",
+            "images: " + ", ".join(f"{k} {v}" for k, v in sorted(actions.items())),
+            f"audit: {ws.root.name}/tables/msd-e/relabel_audit.csv",
+        ],
+    )
 
     pairs = make_pairs(ws, dataset="msd-e")
-    done("pairs", [
-        f"{pairs.n_pairs} non-masked/masked pairs, {pairs.n_in_pe} in MSD-PE (both labels agree)",
-        "left out of MSD-PE: " + (", ".join(f"{k} {v}" for k, v in pairs.removed_by_reason.items()) or "none"),
-    ])
+    done(
+        "pairs",
+        [
+            f"{pairs.n_pairs} non-masked/masked pairs, {pairs.n_in_pe} in MSD-PE (both labels agree)",
+            "left out of MSD-PE: " + (", ".join(f"{k} {v}" for k, v in pairs.removed_by_reason.items()) or "none"),
+        ],
+    )
 
     folds = make_folds(ws, 2, dataset="msd-e", seed=seed, progress=progress)
     sizes = folds.balance.set_index("fold")["images"].to_dict()
-    done("folds", [
-        "2 identity-independent folds: " + ", ".join(f"fold {k}: {v} images" for k, v in sizes.items()),
-        f"leakage check: {folds.leakage.summary()['leaks']} leaks across folds "
-        f"(exact copies by SHA-256, near copies by perceptual hash)",
-    ])
+    done(
+        "folds",
+        [
+            "2 identity-independent folds: " + ", ".join(f"fold {k}: {v} images" for k, v in sizes.items()),
+            f"leakage check: {folds.leakage.summary()['leaks']} leaks across folds "
+            f"(exact copies by SHA-256, near copies by perceptual hash)",
+        ],
+    )
 
     manifest = ws.load("msd-e")
     sheet = write_contact_sheet(ws, manifest, out / "contact-sheet.png")
     data = summary(manifest)
-    done("stats", [
-        f"{data['images']} images, {data['kept']} kept, {data['subjects']} subjects, {data['pe_pairs']} MSD-PE pairs",
-        f"contact sheet: {sheet.relative_to(out)}",
-    ])
+    done(
+        "stats",
+        [
+            f"{data['images']} images, {data['kept']} kept, {data['subjects']} subjects, {data['pe_pairs']} MSD-PE pairs",
+            f"contact sheet: {sheet.relative_to(out)}",
+        ],
+    )
 
     published = publish(ws, out / "dataset", dataset="msd-e", progress=progress)
-    done("publish", [
-        f"{out.name}/dataset: configs " + ", ".join(
-            f"{config} ({sum(splits.values())} rows)" for config, splits in published.counts.items()
-        ),
-        f"load it with datasets.load_dataset({str(out / 'dataset')!r}, 'mix')",
-    ])
+    done(
+        "publish",
+        [
+            f"{out.name}/dataset: configs "
+            + ", ".join(f"{config} ({sum(splits.values())} rows)" for config, splits in published.counts.items()),
+            f"load it with datasets.load_dataset({str(out / 'dataset')!r}, 'mix')",
+        ],
+    )
 
     from .labelissues import label_issues
     from .train.config import TrainConfig
@@ -289,15 +314,21 @@ def run_demo(
     config = TrainConfig(subset="mix", epochs=epochs, folds=2, seed=seed, device=device, batch_size=32, milestones=())
     run = train_baseline(out / "dataset", out / "run", config, progress=progress)
     mean = run.summary["mean"]
-    done("train-baseline", [
-        f"ResNet-18 on Mix, 2 folds × {epochs} epochs from the published dataset (labels made up: the accuracy means nothing)",
-        f"accuracy {100 * mean['accuracy']:.1f}% (non-masked {100 * mean['accuracy_nm']:.1f}%, masked {100 * mean['accuracy_m']:.1f}%)",
-        f"{out.name}/run: results.md, results.json, oof.parquet, confusion matrices, t-SNE",
-    ])
+    done(
+        "train-baseline",
+        [
+            f"ResNet-18 on Mix, 2 folds × {epochs} epochs from the published dataset (labels made up: the accuracy means nothing)",
+            f"accuracy {100 * mean['accuracy']:.1f}% (non-masked {100 * mean['accuracy_nm']:.1f}%, masked {100 * mean['accuracy_m']:.1f}%)",
+            f"{out.name}/run: results.md, results.json, oof.parquet, confusion matrices, t-SNE",
+        ],
+    )
 
     issues = label_issues(out / "run", tag=True, ws=ws, dataset="msd-e")
-    done("label-issues", [
-        f"{len(issues.issues)} of {issues.n_checked} images look mislabelled to cleanlab; tagged label_issue for review",
-        f"ranked list: {issues.table_path.relative_to(out)}",
-    ])
+    done(
+        "label-issues",
+        [
+            f"{len(issues.issues)} of {issues.n_checked} images look mislabelled to cleanlab; tagged label_issue for review",
+            f"ranked list: {issues.table_path.relative_to(out)}",
+        ],
+    )
     return DemoResult(out=out, workspace=ws.root, steps=steps, seconds=time.perf_counter() - start)

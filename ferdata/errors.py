@@ -29,7 +29,7 @@ def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
         return text
     kept = limit - 40  # room for the marker, which is at most 35 characters
     head = kept * 2 // 3
-    return f"{text[:head]} …[{len(text) - kept:,} characters cut]… {text[len(text) - (kept - head):]}"
+    return f"{text[:head]} …[{len(text) - kept:,} characters cut]… {text[len(text) - (kept - head) :]}"
 
 
 def shown(value: object, limit: int = 60) -> str:

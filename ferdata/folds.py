@@ -76,9 +76,7 @@ def eligible_rows(frame: pd.DataFrame, within_split: str | None = None) -> pd.Se
     return mask
 
 
-def fold_groups(
-    frame: pd.DataFrame, *, within_split: str | None = None, clusters: pd.Series | None = None
-) -> Groups:
+def fold_groups(frame: pd.DataFrame, *, within_split: str | None = None, clusters: pd.Series | None = None) -> Groups:
     """Group the eligible rows of ``frame`` so that no group may be split between folds."""
     rows = frame.loc[eligible_rows(frame, within_split)]
     n = len(rows)
@@ -112,7 +110,9 @@ def fold_groups(
         index=rows.index,
         group=group.astype(np.int64),
         n_groups=n_groups,
-        base_counts={name: int(counts.get(name, 0)) for name in ("subject_id", "clip_id", "duplicate_cluster", "image")},
+        base_counts={
+            name: int(counts.get(name, 0)) for name in ("subject_id", "clip_id", "duplicate_cluster", "image")
+        },
         merged=n_base - n_groups,
         keys=keys,
     )
@@ -302,7 +302,8 @@ def hashed_fold(keys: np.ndarray, k: int, seed: int) -> np.ndarray:
     import hashlib
 
     return np.array(
-        [int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "big") % k for key in keys], dtype=np.int64
+        [int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "big") % k for key in keys],
+        dtype=np.int64,
     )
 
 
@@ -368,7 +369,9 @@ def balance_table(frame: pd.DataFrame) -> pd.DataFrame:
         table[label] = by["label"].apply(lambda s, x=label: int((s == x).sum())).reindex(folds, fill_value=0)
     table["masked"] = by["masked"].apply(lambda s: int((s == True).sum())).reindex(folds, fill_value=0)
     if extra:
-        table["without_crop"] = folded[~usable].groupby(folded.loc[~usable, "fold"].astype(int)).size().reindex(folds, fill_value=0)
+        table["without_crop"] = (
+            folded[~usable].groupby(folded.loc[~usable, "fold"].astype(int)).size().reindex(folds, fill_value=0)
+        )
     table.index.name = "fold"
     return table.reset_index()
 
@@ -438,8 +441,16 @@ def make_folds(
     _check_k(fold_groups(frame, within_split=within_split), k, within_split)
     model = Path(identity_model) if identity_model is not None else None
     evidence, counts = leakage.gather_evidence(
-        ws, manifest.dataset, frame, hamming=hamming, neighbours=neighbours, similarity=similarity,
-        identity_model=model, identity_threshold=threshold, workers=workers, progress=progress,
+        ws,
+        manifest.dataset,
+        frame,
+        hamming=hamming,
+        neighbours=neighbours,
+        similarity=similarity,
+        identity_model=model,
+        identity_threshold=threshold,
+        workers=workers,
+        progress=progress,
     )
     folded = np.flatnonzero(eligible_rows(frame, within_split).to_numpy())
     clusters = pd.Series(evidence.clusters(folded), index=frame.index)
@@ -447,13 +458,23 @@ def make_folds(
     frame["fold"] = _assign(frame, groups, k, seed=seed, within_split=within_split)
 
     report = leakage.report_from(
-        ws, manifest.dataset, frame, evidence, counts, hamming=hamming, neighbours=neighbours, similarity=similarity,
-        identity_model=model, identity_threshold=threshold,
+        ws,
+        manifest.dataset,
+        frame,
+        evidence,
+        counts,
+        hamming=hamming,
+        neighbours=neighbours,
+        similarity=similarity,
+        identity_model=model,
+        identity_threshold=threshold,
     )
     balance = balance_table(frame)
     usable = usable_rows(frame.loc[groups.index]).to_numpy()
     any_usable = bool(usable.any())
-    groups_with_crop = int((np.bincount(groups.group[usable], minlength=groups.n_groups) > 0).sum()) if any_usable else groups.n_groups
+    groups_with_crop = (
+        int((np.bincount(groups.group[usable], minlength=groups.n_groups) > 0).sum()) if any_usable else groups.n_groups
+    )
     provenance = {
         "k": k,
         "seed": seed,
@@ -481,8 +502,13 @@ def make_folds(
     with atomic_path(balance_path) as tmp:
         balance.to_csv(tmp, index=False)
     result = FoldsResult(
-        dataset=manifest.dataset, k=k, seed=seed, balance=balance, provenance=provenance,
-        leakage=report, balance_path=ws.relative(balance_path),
+        dataset=manifest.dataset,
+        k=k,
+        seed=seed,
+        balance=balance,
+        provenance=provenance,
+        leakage=report,
+        balance_path=ws.relative(balance_path),
     )
     if strict:
         report.raise_if_found()

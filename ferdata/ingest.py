@@ -41,8 +41,19 @@ from .workspace import Workspace, log
 # Columns that describe the image as the source gave it; everything else was written by later
 # steps and survives a re-ingest when the image's bytes are unchanged.
 SOURCE_COLUMNS = (
-    "image_id", "dataset", "source", "sha256", "split", "subject_id", "clip_id", "label_original",
-    "masked", "pair_key", "original_path", "width", "height",
+    "image_id",
+    "dataset",
+    "source",
+    "sha256",
+    "split",
+    "subject_id",
+    "clip_id",
+    "label_original",
+    "masked",
+    "pair_key",
+    "original_path",
+    "width",
+    "height",
 )
 # Source columns a later step may fill where the source says nothing (``mask-synth`` marks an
 # original as non-masked and gives it a pair key): the source's value wins only when it has one.
@@ -136,7 +147,11 @@ def _png_bytes(pixels) -> bytes:
 
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
+    ok, data = cv2.imencode(
+        ".png",
+        pixels,
+        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY],
+    )
     if not ok:  # pragma: no cover - OpenCV fails only on arrays it cannot hold as an image
         raise ValueError(f"cannot encode pixels of shape {pixels.shape} as PNG")
     return data.tobytes()
@@ -225,8 +240,17 @@ class _Pipeline:
     (2,000 members of a zip: 0.2 s read in a loop of their own, 0.35 s while workers ran).
     """
 
-    def __init__(self, work, then, workers: int = 4, batch: int = 256, batch_bytes: int = 8 * 2**20,
-                 depth: int = 8, max_bytes: int = 64 * 2**20, inline_below: int = 0) -> None:
+    def __init__(
+        self,
+        work,
+        then,
+        workers: int = 4,
+        batch: int = 256,
+        batch_bytes: int = 8 * 2**20,
+        depth: int = 8,
+        max_bytes: int = 64 * 2**20,
+        inline_below: int = 0,
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self._work, self._then = work, then
@@ -444,7 +468,9 @@ def _ingest_tree(
         if isinstance(payload, bytes):
             return put(record, hashlib.sha256(payload).hexdigest(), *_image_facts(payload), lambda: payload)
         height, width = payload.shape[:2]
-        return put(record, hashlib.sha256(payload.tobytes()).hexdigest(), width, height, None, lambda: _png_bytes(payload))
+        return put(
+            record, hashlib.sha256(payload.tobytes()).hexdigest(), width, height, None, lambda: _png_bytes(payload)
+        )
 
     def done(entry: dict) -> None:
         nonlocal written
@@ -475,7 +501,9 @@ def _ingest_tree(
         pixels.drain()
         if unparsed and not skip_unparsed:
             report = _unparsed_report(ws, name, unparsed)
-            first = "; ".join(f"{u.member if len(u.member) <= 120 else shown(u.member, 120)} ({u.reason})" for u in unparsed[:3])
+            first = "; ".join(
+                f"{u.member if len(u.member) <= 120 else shown(u.member, 120)} ({u.reason})" for u in unparsed[:3]
+            )
             raise UnparsedFilesError(
                 f"{_count_unparsed(unparsed)} in {path.name} {'does' if len(unparsed) == 1 else 'do'} not fit the "
                 f"{name} layout, e.g. {first}. "
@@ -509,7 +537,9 @@ def _ingest_tree(
 
     # Commit: move the staged files into place, flush them to disk, then replace the manifest.
     frame, kept = _build_frame(name, records, facts, old_rows, ws)
-    dropped = _check_lost_work(previous.frame, set(frame["image_id"]), path, name, prune) if previous is not None else None
+    dropped = (
+        _check_lost_work(previous.frame, set(frame["image_id"]), path, name, prune) if previous is not None else None
+    )
     moves = _placements(staging.files, originals, inside) if staging.files.exists() else []
     for staged, final in moves:  # every destination was checked before the first move
         with disk_errors(final):
@@ -579,8 +609,9 @@ def _kept_ids(records: list[Record], old_rows: dict) -> set[str]:
     """Ids a new manifest from ``records`` keeps: the source's, and the mask-synth rows made from them."""
     ids = {r.image_id for r in records}
     synthetic = {
-        image_id for image_id, old in old_rows.items()
-        if old["source"].startswith(SYNTHETIC_SOURCE_PREFIX) and old["source"][len(SYNTHETIC_SOURCE_PREFIX):] in ids
+        image_id
+        for image_id, old in old_rows.items()
+        if old["source"].startswith(SYNTHETIC_SOURCE_PREFIX) and old["source"][len(SYNTHETIC_SOURCE_PREFIX) :] in ids
     }
     return ids | synthetic
 
@@ -596,7 +627,9 @@ def _keep_dropped(ws: Workspace, dataset: str, dropped: pd.DataFrame, path: Path
         n += 1
         target = folder / f"pruned-{stamp}-{n}.parquet"
     provenance = {"pruned_by": {"archive": path.name, "ferdata_version": __version__, "rows": len(dropped)}}
-    write_manifest(inside(target), Manifest(dataset=dataset, frame=dropped.reset_index(drop=True), provenance=provenance))
+    write_manifest(
+        inside(target), Manifest(dataset=dataset, frame=dropped.reset_index(drop=True), provenance=provenance)
+    )
     return ws.relative(target)
 
 
@@ -669,8 +702,10 @@ def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_r
             kept_ids.add(record.image_id)
         rows.append(row)
     synthetic = [
-        old for old in old_rows.values()
-        if old["source"].startswith(SYNTHETIC_SOURCE_PREFIX) and old["source"][len(SYNTHETIC_SOURCE_PREFIX):] in kept_ids
+        old
+        for old in old_rows.values()
+        if old["source"].startswith(SYNTHETIC_SOURCE_PREFIX)
+        and old["source"][len(SYNTHETIC_SOURCE_PREFIX) :] in kept_ids
     ]
     rows.extend(synthetic)
     rows.sort(key=lambda r: r["image_id"])

@@ -92,7 +92,9 @@ def rank_label_issues(oof: pd.DataFrame, *, filter_by: str = "prune_by_noise_rat
 
 
 @writes_workspace("label-issues")
-def tag_label_issues(ws: WorkspaceLike, image_ids: list[str], *, dataset: str | None = None, run: str | None = None) -> int:
+def tag_label_issues(
+    ws: WorkspaceLike, image_ids: list[str], *, dataset: str | None = None, run: str | None = None
+) -> int:
     """Add ``label_issue`` (origin ``label_issues``) to these images' tags; returns how many rows gained it.
 
     An image that holds the tag already keeps it with its origin. Takes the workspace lock.
@@ -112,8 +114,13 @@ def tag_label_issues(ws: WorkspaceLike, image_ids: list[str], *, dataset: str | 
         )
     change = add_tag(frame, TAG, frame["image_id"].isin(wanted), origin=LABEL_ISSUES)
     manifest.frame = change.frame
-    manifest.provenance["label_issues"] = {"run": run, "flagged": len(wanted), "newly_tagged": change.changed, "tag": TAG,
-                                           "origin": LABEL_ISSUES}
+    manifest.provenance["label_issues"] = {
+        "run": run,
+        "flagged": len(wanted),
+        "newly_tagged": change.changed,
+        "tag": TAG,
+        "origin": LABEL_ISSUES,
+    }
     ws.save(manifest)
     return change.changed
 
@@ -144,7 +151,9 @@ def label_issues(
     run_dir = Path(run_dir)
     found = [run_dir / name for name in PREDICTION_FILES if (run_dir / name).exists()]
     if not found:
-        raise UsageError(f"{run_dir} holds no {' or '.join(PREDICTION_FILES)}: run ferdata train-baseline --out {run_dir} first")
+        raise UsageError(
+            f"{run_dir} holds no {' or '.join(PREDICTION_FILES)}: run ferdata train-baseline --out {run_dir} first"
+        )
     oof = pd.read_parquet(found[0])
     issues = rank_label_issues(oof, filter_by=filter_by)
     table_path = run_dir / TABLE
@@ -152,7 +161,11 @@ def label_issues(
         issues.to_csv(tmp, index=False)
     counts = issues["label"].value_counts()
     result = LabelIssuesResult(
-        run_dir=run_dir, n_checked=len(oof), issues=issues, table_path=table_path, filter_by=filter_by,
+        run_dir=run_dir,
+        n_checked=len(oof),
+        issues=issues,
+        table_path=table_path,
+        filter_by=filter_by,
         per_label={str(k): int(v) for k, v in counts.items()},
     )
     if tag:

@@ -54,7 +54,16 @@ SIGNATURE_TABLE = "signatures.parquet"
 REPORT_FILE = "leakage.csv"
 UNDECIDABLE_FILE = "leakage_undecidable.csv"
 REPORT_COLUMNS = [
-    "kind", "across", "image_id_a", "image_id_b", "fold_a", "fold_b", "split_a", "split_b", "similarity", "signature",
+    "kind",
+    "across",
+    "image_id_a",
+    "image_id_b",
+    "fold_a",
+    "fold_b",
+    "split_a",
+    "split_b",
+    "similarity",
+    "signature",
 ]
 UNDECIDABLE_COLUMNS = [*REPORT_COLUMNS, "reason"]
 KINDS = ("exact", "near", "identity")
@@ -325,7 +334,9 @@ def descriptors(thumbs: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.
 def cropped_descriptors(thumbs: np.ndarray, crop: float = 1 / 1.12, chunk: int = 65536) -> np.ndarray:
     """The descriptor of each thumbnail's central ``crop`` (what a cropped copy of it looks like)."""
     if len(thumbs) > chunk:
-        return np.concatenate([cropped_descriptors(thumbs[i : i + chunk], crop, chunk) for i in range(0, len(thumbs), chunk)])
+        return np.concatenate(
+            [cropped_descriptors(thumbs[i : i + chunk], crop, chunk) for i in range(0, len(thumbs), chunk)]
+        )
     x = np.asarray(thumbs, dtype=np.float32)
     n = len(x)
     # _warp shows the central 24 px of an image zoomed by its factor: 24 / (32 * crop) of the width
@@ -366,7 +377,9 @@ def phash_candidates(sig: Signatures, nodes: np.ndarray, max_distance: int, grou
     return pd.concat(found, ignore_index=True)
 
 
-def _top_k(query: np.ndarray, ref: np.ndarray, k: int, *, exclude_self: bool, block: int = 1024) -> tuple[np.ndarray, ...]:
+def _top_k(
+    query: np.ndarray, ref: np.ndarray, k: int, *, exclude_self: bool, block: int = 1024
+) -> tuple[np.ndarray, ...]:
     """Exact ``k`` best references (by dot product) per query: (query, ref, score) triples."""
     qs, rs, ss = [], [], []
     k = min(k, len(ref) - (1 if exclude_self else 0))
@@ -390,7 +403,9 @@ def _kmeans(points: np.ndarray, centroids: int, seed: int = 0, rounds: int = 8, 
     train = points[rng.choice(len(points), size=min(sample, len(points)), replace=False)]
     centre = train[rng.choice(len(train), size=centroids, replace=False)].copy()
     for _ in range(rounds):
-        nearest = np.concatenate([np.argmax(train[i : i + 4096] @ centre.T, axis=1) for i in range(0, len(train), 4096)])
+        nearest = np.concatenate(
+            [np.argmax(train[i : i + 4096] @ centre.T, axis=1) for i in range(0, len(train), 4096)]
+        )
         total = np.zeros_like(centre)
         np.add.at(total, nearest, train)
         empty = np.bincount(nearest, minlength=centroids) == 0
@@ -404,7 +419,9 @@ def _probes(vectors: np.ndarray, centre: np.ndarray, p: int) -> np.ndarray:
     out = []
     for i in range(0, len(vectors), 4096):
         score = vectors[i : i + 4096] @ centre.T
-        out.append(np.argpartition(-score, p - 1, axis=1)[:, :p] if p < centre.shape[0] else np.argsort(-score, axis=1)[:, :p])
+        out.append(
+            np.argpartition(-score, p - 1, axis=1)[:, :p] if p < centre.shape[0] else np.argsort(-score, axis=1)[:, :p]
+        )
     return np.concatenate(out)
 
 
@@ -436,7 +453,11 @@ def _indexed_top_k(queries: list[np.ndarray], ref: np.ndarray, k: int, probes: i
             score = query[asking] @ ref[members].T
             score[asking[:, None] == members[None, :]] = -np.inf
             kk = min(k, len(members))
-            top = np.argpartition(-score, kk - 1, axis=1)[:, :kk] if kk < len(members) else np.argsort(-score, axis=1)[:, :kk]
+            top = (
+                np.argpartition(-score, kk - 1, axis=1)[:, :kk]
+                if kk < len(members)
+                else np.argsort(-score, axis=1)[:, :kk]
+            )
             qs.append(np.repeat(asking, kk))
             rs.append(members[top.ravel()])
             ss.append(np.take_along_axis(score, top, axis=1).ravel())
@@ -451,7 +472,9 @@ def _indexed_top_k(queries: list[np.ndarray], ref: np.ndarray, k: int, probes: i
     return results
 
 
-def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, *, exact_below: int = EXACT_NEIGHBOURS_BELOW) -> pd.DataFrame:
+def neighbour_candidates(
+    sig: Signatures, nodes: np.ndarray, k: int, *, exact_below: int = EXACT_NEIGHBOURS_BELOW
+) -> pd.DataFrame:
     """Each node's ``k`` nearest other nodes by the low-frequency descriptor, either orientation;
     and its ``(k + 1) // 2`` nearest by the descriptor of its central 89% (the other a crop of it).
 
@@ -482,7 +505,9 @@ def neighbour_candidates(sig: Signatures, nodes: np.ndarray, k: int, *, exact_be
         q = np.concatenate([found[at + i][0] for i in range(len(group))])
         r = np.concatenate([found[at + i][1] for i in range(len(group))])
         score = np.concatenate([found[at + i][2] for i in range(len(group))])
-        name = np.concatenate([np.full(len(found[at + i][0]), label, dtype=object) for i, (_, label) in enumerate(group)])
+        name = np.concatenate(
+            [np.full(len(found[at + i][0]), label, dtype=object) for i, (_, label) in enumerate(group)]
+        )
         at += len(group)
         order = np.lexsort((-score, q))
         q, r, score, name = q[order], r[order], score[order], name[order]
@@ -615,8 +640,12 @@ def _warp(images: np.ndarray, zoom: np.ndarray, dy: np.ndarray, dx: np.ndarray) 
     if not n:
         return np.zeros((0, 576), dtype=np.float32)
     centre = (THUMB - 1) / 2
-    grid: np.ndarray = (np.arange(24, dtype=np.float32) + 4 - centre)[None, :] / zoom[:, None].astype(np.float32) + centre
-    ys = np.clip(grid + dy[:, None].astype(np.float32), 0, THUMB - 1) + (np.arange(n, dtype=np.float32) * THUMB)[:, None]
+    grid: np.ndarray = (np.arange(24, dtype=np.float32) + 4 - centre)[None, :] / zoom[:, None].astype(
+        np.float32
+    ) + centre
+    ys = (
+        np.clip(grid + dy[:, None].astype(np.float32), 0, THUMB - 1) + (np.arange(n, dtype=np.float32) * THUMB)[:, None]
+    )
     xs = np.clip(grid + dx[:, None].astype(np.float32), 0, THUMB - 1)
     map_y = np.repeat(ys[:, :, None], 24, axis=2).reshape(n * 24, 24)
     map_x = np.repeat(xs[:, None, :], 24, axis=1).reshape(n * 24, 24)
@@ -632,7 +661,9 @@ _CONFIGS = [(0, z) for z in _ZOOMS] + [(1, z) for z in _ZOOMS if z != 1.0]
 _SAMPLERS_16 = {z: _zoom_sampler(16, 12, z) for z in _ZOOMS}
 
 
-def _coarse(t16: np.ndarray, ia: np.ndarray, ib: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _coarse(
+    t16: np.ndarray, ia: np.ndarray, ib: np.ndarray, mirror: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best NCC at 16 px over zoom x shift: (score, config index, position 0..24).
 
     ``t16`` holds each image once (the pairs index it), so the zoomed templates are made once
@@ -640,7 +671,10 @@ def _coarse(t16: np.ndarray, ia: np.ndarray, ib: np.ndarray, mirror: np.ndarray)
     """
     flipped = t16[:, :, ::-1]
     templates = {
-        (z, m): _unit(_sample(flipped if m else t16, _SAMPLERS_16[z])) for z in _ZOOMS for m in (False, True) if z != 1.0 or not m
+        (z, m): _unit(_sample(flipped if m else t16, _SAMPLERS_16[z]))
+        for z in _ZOOMS
+        for m in (False, True)
+        if z != 1.0 or not m
     }
     yb = np.where(mirror[:, None, None], flipped[ib], t16[ib])
     found = []
@@ -652,7 +686,9 @@ def _coarse(t16: np.ndarray, ia: np.ndarray, ib: np.ndarray, mirror: np.ndarray)
         if template_side == 0:
             tpl = np.stack([templates[(z, False)][ia] for z in zooms], axis=1)  # (P, Z, 144)
         else:
-            tpl = np.stack([np.where(mirror[:, None], templates[(z, True)][ib], templates[(z, False)][ib]) for z in zooms], axis=1)
+            tpl = np.stack(
+                [np.where(mirror[:, None], templates[(z, True)][ib], templates[(z, False)][ib]) for z in zooms], axis=1
+            )
         found.append(np.matmul(tpl, w.transpose(0, 2, 1)) / norm[:, None, :])
     score = np.concatenate(found, axis=1)  # (P, configs, 25)
     flat = score.reshape(len(ia), -1).argmax(axis=1)
@@ -744,7 +780,9 @@ def _gradient_similarity(x: np.ndarray, y: np.ndarray, trim: float = _TRIM) -> n
     return uv / np.maximum(np.sqrt((u * u * keep).sum(1) * (v * v * keep).sum(1)), 1e-12)
 
 
-def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.ndarray, batch: int = 4096) -> pd.DataFrame:
+def verify_pairs(
+    thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, detail: np.ndarray, batch: int = 4096
+) -> pd.DataFrame:
     """Pixel verification of candidate pairs ``(a[i], b[i])`` (indices into ``thumbs``).
 
     Columns: ``coarse`` (best NCC at 16 px), ``ncc`` (NCC at 32 px at the best alignment and
@@ -793,7 +831,11 @@ def _down(images: np.ndarray) -> np.ndarray:
 
 
 def decide(
-    verified: pd.DataFrame, reason_a: np.ndarray, reason_b: np.ndarray, similarity: float, detail: np.ndarray | None = None
+    verified: pd.DataFrame,
+    reason_a: np.ndarray,
+    reason_b: np.ndarray,
+    similarity: float,
+    detail: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per verified candidate: ``near``, ``undecidable`` or ``""`` (not the same picture), and the reason.
 
@@ -849,8 +891,13 @@ class Evidence:
 
 
 def _empty_pairs(reason: bool = False) -> pd.DataFrame:
-    columns = {"a": pd.Series(dtype=np.int64), "b": pd.Series(dtype=np.int64), "kind": pd.Series(dtype=object),
-               "similarity": pd.Series(dtype=float), "signature": pd.Series(dtype=object)}
+    columns = {
+        "a": pd.Series(dtype=np.int64),
+        "b": pd.Series(dtype=np.int64),
+        "kind": pd.Series(dtype=object),
+        "similarity": pd.Series(dtype=float),
+        "signature": pd.Series(dtype=object),
+    }
     if reason:
         columns["reason"] = pd.Series(dtype=object)
     return pd.DataFrame(columns)
@@ -880,7 +927,9 @@ def _report(frame: pd.DataFrame, pairs: pd.DataFrame, columns: list[str]) -> pd.
     across_split = (split[a] != "") & (split[b] != "") & (split[a] != split[b])
     keep = across_fold | across_split
     a, b, pairs = a[keep], b[keep], pairs[keep]
-    across = np.where(across_fold[keep] & across_split[keep], "fold+split", np.where(across_fold[keep], "fold", "split"))
+    across = np.where(
+        across_fold[keep] & across_split[keep], "fold+split", np.where(across_fold[keep], "fold", "split")
+    )
     ids = frame["image_id"].to_numpy()
     # image_id_a is the smaller id, so that the report reads the same whatever the row order
     swap = ids[a].astype(str) > ids[b].astype(str)
@@ -919,16 +968,24 @@ def find_leaks(frame: pd.DataFrame, evidence: Evidence) -> tuple[pd.DataFrame, p
     eligible = labelled_rows(frame).to_numpy()
     _, _, place = _places(frame)
     pos = np.flatnonzero(eligible)
-    exact = pd.DataFrame({"key": evidence.exact_key[pos], "place": place[pos], "row": pos}).drop_duplicates(["key", "place"])
+    exact = pd.DataFrame({"key": evidence.exact_key[pos], "place": place[pos], "row": pos}).drop_duplicates(
+        ["key", "place"]
+    )
     same = exact.merge(exact, on="key", suffixes=("_a", "_b"))
     same = same[same["row_a"] < same["row_b"]]
-    parts = [pd.DataFrame({"a": same["row_a"], "b": same["row_b"], "kind": "exact", "similarity": 1.0, "signature": "sha256"})]
+    parts = [
+        pd.DataFrame(
+            {"a": same["row_a"], "b": same["row_b"], "kind": "exact", "similarity": 1.0, "signature": "sha256"}
+        )
+    ]
     node = evidence.node
     taking_part = pos[node[pos] >= 0]
     if len(evidence.pairs):
         parts.append(_node_pairs_to_rows(evidence.pairs, node, place, taking_part))
     leaks = _report(frame, pd.concat(parts, ignore_index=True), REPORT_COLUMNS)
-    undecided = _node_pairs_to_rows(evidence.undecidable, node, place, taking_part) if len(evidence.undecidable) else None
+    undecided = (
+        _node_pairs_to_rows(evidence.undecidable, node, place, taking_part) if len(evidence.undecidable) else None
+    )
     if undecided is None or undecided.empty:
         return leaks, pd.DataFrame(columns=UNDECIDABLE_COLUMNS)
     return leaks, _report(frame, undecided, UNDECIDABLE_COLUMNS)
@@ -964,12 +1021,25 @@ def _read_cache(path: Path) -> pd.DataFrame:
                 return table
         except (OSError, ValueError):
             pass  # a damaged cache is only a cache: compute the signatures again
-    types = {"size": np.int64, "mtime_ns": np.int64, "phash": np.int64, "phash_mirror": np.int64, "width": np.int64, "height": np.int64}
+    types = {
+        "size": np.int64,
+        "mtime_ns": np.int64,
+        "phash": np.int64,
+        "phash_mirror": np.int64,
+        "width": np.int64,
+        "height": np.int64,
+    }
     return pd.DataFrame({c: pd.Series(dtype=types.get(c, object)) for c in _CACHE_COLUMNS})
 
 
 def row_signatures(
-    ws, dataset: str, frame: pd.DataFrame, rows: np.ndarray, *, workers: int | None = None, progress: ProgressFn | None = None
+    ws,
+    dataset: str,
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    *,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[Signatures, np.ndarray]:
     """Signatures of the files of ``rows`` (positions in ``frame``), cached, and each row's node.
 
@@ -983,10 +1053,21 @@ def row_signatures(
 
     rows = np.asarray(rows, dtype=np.int64)
     rel, kind = _face_paths(ws, frame)
-    part = pd.DataFrame({"sha256": frame["sha256"].to_numpy()[rows], "kind": kind.to_numpy()[rows], "path": rel.to_numpy()[rows], "row": rows})
+    part = pd.DataFrame(
+        {
+            "sha256": frame["sha256"].to_numpy()[rows],
+            "kind": kind.to_numpy()[rows],
+            "path": rel.to_numpy()[rows],
+            "row": rows,
+        }
+    )
     first = part.drop_duplicates(["sha256", "kind"])
     node = np.full(len(frame), -1, dtype=np.int64)
-    node[rows] = first.set_index(["sha256", "kind"])["row"].reindex(pd.MultiIndex.from_frame(part[["sha256", "kind"]])).to_numpy()
+    node[rows] = (
+        first.set_index(["sha256", "kind"])["row"]
+        .reindex(pd.MultiIndex.from_frame(part[["sha256", "kind"]]))
+        .to_numpy()
+    )
     todo = first.copy()
     stats = []
     for path in todo["path"]:
@@ -1008,7 +1089,9 @@ def row_signatures(
         idx = np.flatnonzero(missing)
         merged.loc[idx, "phash"] = np.where(good, fresh.phash.view(np.int64), 0)
         merged.loc[idx, "phash_mirror"] = np.where(good, fresh.phash_mirror.view(np.int64), 0)
-        merged.loc[idx, "thumb"] = pd.Series([t.tobytes() if g else b"" for t, g in zip(fresh.thumbs, good, strict=True)], index=idx, dtype=object)
+        merged.loc[idx, "thumb"] = pd.Series(
+            [t.tobytes() if g else b"" for t, g in zip(fresh.thumbs, good, strict=True)], index=idx, dtype=object
+        )
         merged.loc[idx, "width"] = np.where(good, fresh.width, 0)
         merged.loc[idx, "height"] = np.where(good, fresh.height, 0)
         known = merged.loc[merged["thumb"].notna(), _CACHE_COLUMNS]
@@ -1021,9 +1104,12 @@ def row_signatures(
             table.to_parquet(tmp, index=False)
     n = len(frame)
     sig = Signatures(
-        phash=np.zeros(n, dtype=np.uint64), phash_mirror=np.zeros(n, dtype=np.uint64),
-        thumbs=np.zeros((n, THUMB, THUMB), dtype=np.uint8), width=np.zeros(n, dtype=np.int64),
-        height=np.zeros(n, dtype=np.int64), ok=np.zeros(n, dtype=bool),
+        phash=np.zeros(n, dtype=np.uint64),
+        phash_mirror=np.zeros(n, dtype=np.uint64),
+        thumbs=np.zeros((n, THUMB, THUMB), dtype=np.uint8),
+        width=np.zeros(n, dtype=np.int64),
+        height=np.zeros(n, dtype=np.int64),
+        ok=np.zeros(n, dtype=bool),
     )
     thumbs = merged["thumb"].to_numpy()
     readable = np.array([isinstance(t, bytes) and len(t) == THUMB * THUMB for t in thumbs], dtype=bool)
@@ -1091,9 +1177,15 @@ def find_duplicates(
     if len(nodes):
         detail[nodes], contrast[nodes] = detail_and_contrast(sig.thumbs[nodes])
     reason = undecidable_reason(detail, contrast, sig.width, sig.height)
-    pairs = candidate_pairs(sig, nodes, hamming=hamming, neighbours=neighbours) if len(nodes) > 1 else _pairs_frame(np.zeros(0), np.zeros(0), "")
+    pairs = (
+        candidate_pairs(sig, nodes, hamming=hamming, neighbours=neighbours)
+        if len(nodes) > 1
+        else _pairs_frame(np.zeros(0), np.zeros(0), "")
+    )
     if keep is not None and len(pairs):
-        pairs = pairs[keep(pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64))].reset_index(drop=True)
+        pairs = pairs[keep(pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64))].reset_index(
+            drop=True
+        )
     total = len(pairs)
     a_all, b_all = pairs["a"].to_numpy(dtype=np.int64), pairs["b"].to_numpy(dtype=np.int64)
 
@@ -1150,8 +1242,15 @@ def identity_embeddings(
         raise UsageError(f"identity model {model} not found: pass the path of a face-recognition .onnx file")
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-    load_errors = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
-                   ort_errors.NoSuchFile, ort_errors.NotImplemented, ort_errors.RuntimeException)
+    load_errors = (
+        ort_errors.Fail,
+        ort_errors.InvalidArgument,
+        ort_errors.InvalidGraph,
+        ort_errors.InvalidProtobuf,
+        ort_errors.NoSuchFile,
+        ort_errors.NotImplemented,
+        ort_errors.RuntimeException,
+    )
     try:
         session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     except load_errors as exc:
@@ -1288,7 +1387,9 @@ def _check_options(hamming: int, neighbours: int, similarity: float) -> None:
     if neighbours < 0:
         raise UsageError(f"neighbours must be 0 or more (got {neighbours}); {DEFAULT_NEIGHBOURS} is the default")
     if not 0.0 < similarity <= 1.0:
-        raise UsageError(f"similarity must be in (0, 1] (got {similarity}); {DEFAULT_SIMILARITY} is the calibrated default")
+        raise UsageError(
+            f"similarity must be in (0, 1] (got {similarity}); {DEFAULT_SIMILARITY} is the calibrated default"
+        )
 
 
 def gather_evidence(
@@ -1318,22 +1419,52 @@ def gather_evidence(
     nodes = np.unique(node[node >= 0])
     keep = _could_leak(frame, node, rows) if across_only else None
     verdicts = find_duplicates(
-        sig, nodes, hamming=hamming, neighbours=neighbours, similarity=similarity, keep=keep, workers=workers,
+        sig,
+        nodes,
+        hamming=hamming,
+        neighbours=neighbours,
+        similarity=similarity,
+        keep=keep,
+        workers=workers,
         progress=progress,
     )
     found = verdicts.pairs
     near = found[found["kind"] == "near"]
-    pairs = pd.DataFrame({"a": near["a"], "b": near["b"], "kind": "near", "similarity": near["similarity"], "signature": near["signature"]})
+    pairs = pd.DataFrame(
+        {
+            "a": near["a"],
+            "b": near["b"],
+            "kind": "near",
+            "similarity": near["similarity"],
+            "signature": near["signature"],
+        }
+    )
     undecided = found[found["kind"] == "undecidable"]
-    undecidable = pd.DataFrame({"a": undecided["a"], "b": undecided["b"], "kind": "undecidable", "similarity": undecided["ncc"],
-                                "signature": undecided["signature"], "reason": undecided["reason"]})
+    undecidable = pd.DataFrame(
+        {
+            "a": undecided["a"],
+            "b": undecided["b"],
+            "kind": "undecidable",
+            "similarity": undecided["ncc"],
+            "signature": undecided["signature"],
+            "reason": undecided["reason"],
+        }
+    )
     if identity_model is not None:
         emb, ok = identity_embeddings(ws, frame.iloc[rows], identity_model, progress=progress)
         full = np.zeros((len(frame), emb.shape[1]), dtype=np.float32)
         full[rows] = emb
         a, b, s = similar_pairs(full, identity_threshold, rows[ok])
         a, b = node[a], node[b]
-        same = pd.DataFrame({"a": np.minimum(a, b), "b": np.maximum(a, b), "kind": "identity", "similarity": s, "signature": "identity-model"})
+        same = pd.DataFrame(
+            {
+                "a": np.minimum(a, b),
+                "b": np.maximum(a, b),
+                "kind": "identity",
+                "similarity": s,
+                "signature": "identity-model",
+            }
+        )
         same = same[same["a"] != same["b"]]
         pairs = pd.concat([pairs, same], ignore_index=True).drop_duplicates(["a", "b"])  # near wins over identity
     evidence = Evidence(
@@ -1346,7 +1477,9 @@ def gather_evidence(
     return evidence, {"hashed": hashed, "candidates": len(found)}
 
 
-def _could_leak(frame: pd.DataFrame, node: np.ndarray, rows: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def _could_leak(
+    frame: pd.DataFrame, node: np.ndarray, rows: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``keep(a, b)`` for node pairs: False where no row of ``a`` and row of ``b`` can be a leak.
 
     A node whose rows all sit in one (fold, split) place is compared by that place, with the rule
@@ -1383,9 +1516,17 @@ def write_report(ws, dataset: str, table: pd.DataFrame, name: str = REPORT_FILE)
 
 
 def report_from(
-    ws, dataset: str, frame: pd.DataFrame, evidence: Evidence, counts: dict[str, int], *, hamming: int,
-    neighbours: int = DEFAULT_NEIGHBOURS, similarity: float = DEFAULT_SIMILARITY,
-    identity_model: Path | None, identity_threshold: float,
+    ws,
+    dataset: str,
+    frame: pd.DataFrame,
+    evidence: Evidence,
+    counts: dict[str, int],
+    *,
+    hamming: int,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    similarity: float = DEFAULT_SIMILARITY,
+    identity_model: Path | None,
+    identity_threshold: float,
 ) -> LeakageReport:
     """Find the leaks for the frame's current folds and splits, and write both report files."""
     leaks, undecidable = find_leaks(frame, evidence)
@@ -1434,13 +1575,29 @@ def check_leakage(
     frame = manifest.frame.reset_index(drop=True)
     model = Path(identity_model) if identity_model is not None else None
     evidence, counts = gather_evidence(
-        ws, manifest.dataset, frame, hamming=hamming, neighbours=neighbours, similarity=similarity,
-        identity_model=model, identity_threshold=identity_threshold, across_only=True, workers=workers,
+        ws,
+        manifest.dataset,
+        frame,
+        hamming=hamming,
+        neighbours=neighbours,
+        similarity=similarity,
+        identity_model=model,
+        identity_threshold=identity_threshold,
+        across_only=True,
+        workers=workers,
         progress=progress,
     )
     report = report_from(
-        ws, manifest.dataset, frame, evidence, counts, hamming=hamming, neighbours=neighbours, similarity=similarity,
-        identity_model=model, identity_threshold=identity_threshold,
+        ws,
+        manifest.dataset,
+        frame,
+        evidence,
+        counts,
+        hamming=hamming,
+        neighbours=neighbours,
+        similarity=similarity,
+        identity_model=model,
+        identity_threshold=identity_threshold,
     )
     if strict:
         report.raise_if_found()

@@ -40,7 +40,16 @@ AMBIGUOUS = "several candidate twins"
 MASKED_UNKNOWN = "masked unknown"
 NO_KEY = "no pair_key or subject_id"
 
-PAIR_COLUMNS = ("pair_id", "subject_id", "nonmasked_id", "masked_id", "label_nonmasked", "label_masked", "in_pe", "status")
+PAIR_COLUMNS = (
+    "pair_id",
+    "subject_id",
+    "nonmasked_id",
+    "masked_id",
+    "label_nonmasked",
+    "label_masked",
+    "in_pe",
+    "status",
+)
 UNPAIRED_COLUMNS = ("image_id", "masked", "label", "reason")
 
 
@@ -110,7 +119,9 @@ def pair_images(frame: pd.DataFrame) -> Pairing:
     good = sizes.index[(sizes["size"] == 2) & (sizes["sum"] == 1)]
 
     is_pair = known & key.isin(good)
-    rows = frame.loc[is_pair, ["image_id", "subject_id", "label"]].assign(key=key[is_pair], masked=masked[is_pair].astype(bool))
+    rows = frame.loc[is_pair, ["image_id", "subject_id", "label"]].assign(
+        key=key[is_pair], masked=masked[is_pair].astype(bool)
+    )
     nonmasked = rows[~rows["masked"]].set_index("key")
     masked_side = rows[rows["masked"]].set_index("key").reindex(nonmasked.index)
     pairs = pd.DataFrame(
@@ -157,7 +168,9 @@ def refresh_in_pe(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     label = _text(frame["label"])
     has_pair = frame["pair_id"].notna()
-    by_pair = pd.DataFrame({"pair_id": frame.loc[has_pair, "pair_id"], "label": label[has_pair]}).groupby("pair_id")["label"]
+    by_pair = pd.DataFrame({"pair_id": frame.loc[has_pair, "pair_id"], "label": label[has_pair]}).groupby("pair_id")[
+        "label"
+    ]
     agree = (by_pair.size() == 2) & (by_pair.count() == 2) & (by_pair.nunique() == 1)
     out = frame.copy()
     out["in_pe"] = pd.array(has_pair & frame["pair_id"].map(agree).fillna(False).astype(bool), dtype="boolean")
@@ -220,7 +233,8 @@ def make_pairs(ws: WorkspaceLike, *, dataset: str | None = None) -> PairsResult:
         "in_pe": result.n_in_pe,
         "removed": result.removed_by_reason,
         "unpaired": result.unpaired_by_reason,
-        "keys": "pair_key, else subject_id|label_original" + (f"|{TAKE_COLUMN}" if TAKE_COLUMN in manifest.frame else ""),
+        "keys": "pair_key, else subject_id|label_original"
+        + (f"|{TAKE_COLUMN}" if TAKE_COLUMN in manifest.frame else ""),
         "table": ws.relative(written[0]),
     }
     manifest.provenance["pairs"] = info

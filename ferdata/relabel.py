@@ -70,9 +70,7 @@ AUDIT_COLUMNS = (
 )
 
 
-def check_parameters(
-    scheme: str, min_agree: float, max_other: float, other_rule: str, annotators: int | None
-) -> None:
+def check_parameters(scheme: str, min_agree: float, max_other: float, other_rule: str, annotators: int | None) -> None:
     """Raise a one-line error for a scheme, rule or threshold that cannot be used."""
     if scheme not in SCHEMES:
         raise UsageError(f"unknown scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
@@ -161,7 +159,8 @@ def _msd_e(
 
     def tie_text(r):  # rare: name the tied classes
         return [
-            flagged(np.array([i]))[0] + " and ".join(LABELS[k] for k in np.flatnonzero(endorse[i] == top[i]))
+            flagged(np.array([i]))[0]
+            + " and ".join(LABELS[k] for k in np.flatnonzero(endorse[i] == top[i]))
             + f" tie with {top[i]}/{n[i]} each: removed"
             for i in r
         ]
@@ -173,10 +172,22 @@ def _msd_e(
             "unflagged": lambda r: "not flagged by any of the " + n_txt[r] + " annotators: label kept",
             "no_class": lambda r: flagged(r) + "no annotator named a class: removed",
             "tie": tie_text,
-            "too_few": lambda r: flagged(r) + share(r) + ", fewer than the " + _fmt(need[r])
-            + f" needed (min-agree {min_agree:g}): removed",
-            "too_many_others": lambda r: flagged(r) + share(r) + " but " + others(r) + ", more than the "
-            + _fmt(allow[r]) + f" allowed (max-other {max_other:g}, {other_rule}): removed",
+            "too_few": lambda r: (
+                flagged(r)
+                + share(r)
+                + ", fewer than the "
+                + _fmt(need[r])
+                + f" needed (min-agree {min_agree:g}): removed"
+            ),
+            "too_many_others": lambda r: (
+                flagged(r)
+                + share(r)
+                + " but "
+                + others(r)
+                + ", more than the "
+                + _fmt(allow[r])
+                + f" allowed (max-other {max_other:g}, {other_rule}): removed"
+            ),
             "confirmed": lambda r: flagged(r) + "the original " + share(r) + " and " + others(r) + ": label kept",
             "relabelled": lambda r: flagged(r) + share(r) + " and " + others(r) + ": relabelled to " + w[r],
         },
@@ -221,8 +232,11 @@ def _ferplus_majority(counts: np.ndarray, original: np.ndarray, has_votes: np.nd
         cases,
         {
             "no_votes": lambda r: "no votes for this image: label kept",
-            "no_majority": lambda r: "no category holds more than half of the " + left_txt[r]
-            + " votes left after dropping single votes: removed",
+            "no_majority": lambda r: (
+                "no category holds more than half of the "
+                + left_txt[r]
+                + " votes left after dropping single votes: removed"
+            ),
             "unknown": lambda r: "the majority (" + votes(r) + ") says unknown: removed",
             "not_face": lambda r: "the majority (" + votes(r) + ") says not a face: removed",
             "confirmed": lambda r: "the majority " + w[r] + " (" + votes(r) + ") is the original label: label kept",
@@ -273,13 +287,19 @@ def decide(
             more = int(over.sum()) - len(shown)
             raise VotesError(
                 f"{int(over.sum())} images have more votes than annotators={annotators}: "
-                + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+                + ", ".join(shown)
+                + (f" and {more} more" if more > 0 else "")
                 + "; raise annotators= or leave it out"
             )
     if scheme == "msd-e":
         result = _msd_e(
-            counts, original, has_votes,
-            min_agree=min_agree, max_other=max_other, other_rule=other_rule, annotators=annotators,
+            counts,
+            original,
+            has_votes,
+            min_agree=min_agree,
+            max_other=max_other,
+            other_rule=other_rule,
+            annotators=annotators,
         )
     else:
         result = _ferplus_majority(counts, original, has_votes)
@@ -288,7 +308,9 @@ def decide(
     original_names = frame["label_original"].to_numpy(dtype=object)
     new_names = np.where(result["relabelled"], labels_or_more[result["new_label"]], original_names)
     action = np.where(result["removed"], "removed", np.where(result["relabelled"], "relabelled", "original"))
-    masked = frame["masked"].astype("boolean") if "masked" in frame else pd.Series(pd.NA, index=frame.index, dtype="boolean")
+    masked = (
+        frame["masked"].astype("boolean") if "masked" in frame else pd.Series(pd.NA, index=frame.index, dtype="boolean")
+    )
     audit = pd.DataFrame(
         {
             "image_id": ids,
@@ -336,7 +358,9 @@ def summarize(audit: pd.DataFrame) -> pd.DataFrame:
     """
     no_votes = audit["n_votes"] == 0
     flagged = (audit["n_flagged"] > 0) & ~no_votes
-    group = audit["masked"].map(_MASKED_GROUPS, na_action="ignore").astype(object).where(audit["masked"].notna(), "unknown")
+    group = (
+        audit["masked"].map(_MASKED_GROUPS, na_action="ignore").astype(object).where(audit["masked"].notna(), "unknown")
+    )
     parts = pd.DataFrame(
         {
             "group": group,
@@ -456,8 +480,13 @@ def relabel(
     raw = read_votes(_locate_votes(ws, votes_path))
     counted = tally(raw, manifest.frame, skip_unmatched=skip_unmatched)
     audit = decide(
-        manifest.frame, counted.endorsements,
-        scheme=scheme, min_agree=min_agree, max_other=max_other, other_rule=other_rule, annotators=annotators,
+        manifest.frame,
+        counted.endorsements,
+        scheme=scheme,
+        min_agree=min_agree,
+        max_other=max_other,
+        other_rule=other_rule,
+        annotators=annotators,
     )
     frame = refresh_in_pe(apply_decisions(manifest.frame, audit))
     parameters: dict[str, Any] = {"scheme": scheme}

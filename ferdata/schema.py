@@ -117,7 +117,8 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 # column -> {old value: new value}: vocabulary values renamed since manifests were first written
 RENAMED: dict[str, dict[str, str]] = {
     c["name"]: dict(_SPEC.get("renamed", {})[c["vocabulary"]])
-    for c in _SPEC["columns"] if c.get("vocabulary") in _SPEC.get("renamed", {})
+    for c in _SPEC["columns"]
+    if c.get("vocabulary") in _SPEC.get("renamed", {})
 }
 _BY_NAME = {c.name: c for c in COLUMNS}
 ARROW_SCHEMA = pa.schema([c.field() for c in COLUMNS])
@@ -168,10 +169,7 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
 def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """A manifest frame from row dicts; columns a row leaves out get the schema's defaults."""
     rows = rows or []
-    data = {
-        col.name: [row[col.name] if col.name in row else _default(col) for row in rows]
-        for col in COLUMNS
-    }
+    data = {col.name: [row[col.name] if col.name in row else _default(col) for row in rows] for col in COLUMNS}
     extras = sorted({k for row in rows for k in row} - set(COLUMN_NAMES))
     for name in extras:
         data[name] = [row.get(name) for row in rows]
@@ -210,7 +208,9 @@ def with_new_names(frame: pd.DataFrame) -> pd.DataFrame:
             old = series.map(lambda v: v is not None and not isinstance(v, float) and any(t in renames for t in v))
             if old.any():
                 out = out.copy() if out is frame else out
-                out.loc[old, name] = pd.Series([[renames.get(t, t) for t in v] for v in series[old]], index=series.index[old], dtype=object)
+                out.loc[old, name] = pd.Series(
+                    [[renames.get(t, t) for t in v] for v in series[old]], index=series.index[old], dtype=object
+                )
         elif series.isin(list(renames)).any():
             out = out.copy() if out is frame else out
             out[name] = series.map(lambda v: renames.get(v, v) if isinstance(v, str) else v)

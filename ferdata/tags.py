@@ -91,7 +91,9 @@ def _set_tags(frame: pd.DataFrame, maps: list[dict[str, str]]) -> pd.DataFrame:
     out = frame.copy()
     tags = [sorted(m, key=lambda t: order.get(t, len(order))) for m in maps]
     out["occlusion"] = pd.Series(tags, index=frame.index, dtype=object)
-    out[TAG_ORIGIN_COLUMN] = pd.Series([[m[t] for t in row] for m, row in zip(maps, tags)], index=frame.index, dtype=object)
+    out[TAG_ORIGIN_COLUMN] = pd.Series(
+        [[m[t] for t in row] for m, row in zip(maps, tags)], index=frame.index, dtype=object
+    )
     return out
 
 
@@ -131,11 +133,14 @@ def select(frame: pd.DataFrame, where: str | None = None, ids: Iterable[str] | N
         try:
             result = frame.eval(where, engine="python")
         except Exception as exc:  # noqa: BLE001 - a user's expression: any failure is theirs to fix
-            raise TagError(f"cannot evaluate where={where!r}: {exc}; write a pandas query over manifest columns, e.g. \"label == 'happy'\"") from None
+            raise TagError(
+                f"cannot evaluate where={where!r}: {exc}; write a pandas query over manifest columns, e.g. \"label == 'happy'\""
+            ) from None
         if not isinstance(result, pd.Series) or len(result) != len(frame):
             raise TagError(f"where={where!r} must give true or false per image, e.g. \"split == 'train'\"")
         is_bool = pd.api.types.is_bool_dtype(result) or (
-            result.dtype == object and result.map(lambda v: v is None or v is pd.NA or isinstance(v, (bool, np.bool_))).all()
+            result.dtype == object
+            and result.map(lambda v: v is None or v is pd.NA or isinstance(v, (bool, np.bool_))).all()
         )
         if not is_bool:
             raise TagError(f"where={where!r} must give true or false per image, e.g. \"split == 'train'\"")
@@ -312,7 +317,9 @@ def apply_auto_mask(frame: pd.DataFrame, scores: pd.Series, threshold: float) ->
         raise UsageError(f"threshold={threshold} must be between 0 and 1")
     frame = with_origins(frame)
     maps = _origin_maps(frame)
-    old_scores = frame[MASK_SCORE_COLUMN] if MASK_SCORE_COLUMN in frame.columns else pd.Series(np.nan, index=frame.index)
+    old_scores = (
+        frame[MASK_SCORE_COLUMN] if MASK_SCORE_COLUMN in frame.columns else pd.Series(np.nan, index=frame.index)
+    )
     new_scores = pd.to_numeric(scores.reindex(frame.index), errors="coerce")
     scored = new_scores.notna().to_numpy()
     decision = (new_scores >= threshold).to_numpy()
@@ -395,7 +402,9 @@ def read_occlusion_list(path: Path) -> list[str]:
             continue
         names.append(m.group(1))
     if bad:
-        raise TagError(f"{path}: lines {', '.join(map(str, bad[:_SHOWN]))} are not '<image> <numbers...>' as in an occlusion list")
+        raise TagError(
+            f"{path}: lines {', '.join(map(str, bad[:_SHOWN]))} are not '<image> <numbers...>' as in an occlusion list"
+        )
     return list(dict.fromkeys(names))  # the RAF-DB list names test_2464 twice
 
 
@@ -507,8 +516,19 @@ def tag_images(
     change = remove_tag(manifest.frame, tag, chosen, force) if remove else add_tag(manifest.frame, tag, chosen)
     action = "remove" if remove else "add"
     given = ids if isinstance(ids, str) else os.fspath(ids) if isinstance(ids, os.PathLike) else None
-    _record(manifest, action, {"tag": tag, "where": where, "ids": given, "ids_given": None if names is None else len(names),
-                               "selected": change.selected, "changed": change.changed, "force": force})
+    _record(
+        manifest,
+        action,
+        {
+            "tag": tag,
+            "where": where,
+            "ids": given,
+            "ids_given": None if names is None else len(names),
+            "selected": change.selected,
+            "changed": change.changed,
+            "force": force,
+        },
+    )
     ws.save(Manifest(dataset=name, frame=change.frame, provenance=manifest.provenance))
     return TagResult(name, action, tag, change.selected, change.changed, change.kept_source)
 
@@ -544,8 +564,18 @@ def import_tags(
             f"none of the {len(pairs)} images in {path} is in the {name} manifest "
             f"(e.g. {', '.join(change.unmatched[:_SHOWN])}); is it the list for another dataset?"
         )
-    _record(manifest, "import", {"file": str(path), "format": kind, "tag": list_tag, "rows": len(pairs),
-                                 "changed": change.changed, "unmatched": len(change.unmatched)})
+    _record(
+        manifest,
+        "import",
+        {
+            "file": str(path),
+            "format": kind,
+            "tag": list_tag,
+            "rows": len(pairs),
+            "changed": change.changed,
+            "unmatched": len(change.unmatched),
+        },
+    )
     ws.save(Manifest(dataset=name, frame=change.frame, provenance=manifest.provenance))
     return TagResult(name, "import", list_tag, change.selected, change.changed, unmatched=change.unmatched)
 

@@ -235,7 +235,11 @@ def read_votes_folder(folder: Path | str) -> RawVotes:
     the same image are refused by :func:`tally`, as two such rows in one file are.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FOLDER_SUFFIXES and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in _FOLDER_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise VotesError(
             f"votes folder {folder} holds no votes files ({', '.join(_FOLDER_SUFFIXES)}): "
@@ -254,6 +258,7 @@ def read_votes_folder(folder: Path | str) -> RawVotes:
         digest.hexdigest(),
         tuple(a for p in parts for a in p.annotator_columns),
     )
+
 
 _FORMS = (
     "give either image, annotator, vote columns (long form), an image column and one column per annotator "
@@ -343,7 +348,11 @@ class _Resolver:
             matched_by[rule] = int((found >= 0).sum())
             if clashing.any():
                 sources_of: dict[str, list[str]] = {}
-                for key, source in zip(candidates.to_numpy(dtype=object)[clashing], self.frame["source"].to_numpy(dtype=object)[clashing], strict=True):
+                for key, source in zip(
+                    candidates.to_numpy(dtype=object)[clashing],
+                    self.frame["source"].to_numpy(dtype=object)[clashing],
+                    strict=True,
+                ):
                     sources_of.setdefault(key, []).append(source)
                 for key in keys[todo[found < 0]]:
                     if key in sources_of and key not in ambiguous:
@@ -395,7 +404,9 @@ def tally(raw: RawVotes, frame: pd.DataFrame, *, skip_unmatched: bool = False) -
     if dup.any():
         ids = frame["image_id"].to_numpy(dtype=object)
         shown = pd.unique(
-            pd.Series(ids[image_pos[dup]], dtype=object) + " × " + pd.Series(annotators[annotator_codes[dup]], dtype=object)
+            pd.Series(ids[image_pos[dup]], dtype=object)
+            + " × "
+            + pd.Series(annotators[annotator_codes[dup]], dtype=object)
         ).tolist()
         raise VotesError(
             f"votes file {raw.path} has several votes by the same annotator for one image: "
@@ -435,7 +446,9 @@ def _tally_ferplus(raw: RawVotes, frame: pd.DataFrame, skip_unmatched: bool) -> 
                 f"the manifest's images come from several CSV files ({_offenders(files)}) but the FER+ votes "
                 f"in {raw.path} are row-aligned with one fer2013.csv: ingest fer2013.csv alone"
             )
-        by_row = pd.Series(np.flatnonzero(has_row.to_numpy()), index=parsed.loc[has_row, "row"].astype(np.int64).to_numpy())
+        by_row = pd.Series(
+            np.flatnonzero(has_row.to_numpy()), index=parsed.loc[has_row, "row"].astype(np.int64).to_numpy()
+        )
         positions = by_row.reindex(table["row"].to_numpy()).fillna(-1).astype(np.int64).to_numpy()
         unmatched_mask = positions < 0
         skipped = [f"row {r}" for r in table["row"].to_numpy()[unmatched_mask]]

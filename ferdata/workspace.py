@@ -197,7 +197,11 @@ class Workspace:
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
-                who = f"pid {other['pid']} ({other.get('command')})" if other else "another process (its lock names no holder yet)"
+                who = (
+                    f"pid {other['pid']} ({other.get('command')})"
+                    if other
+                    else "another process (its lock names no holder yet)"
+                )
                 raise WorkspaceLocked(
                     f"workspace {self.root} is in use by {who}: wait for it to finish, "
                     f"or delete {path} if that process is gone"

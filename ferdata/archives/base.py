@@ -29,7 +29,16 @@ from .limits import Counter, Guard, Limits, raise_hint, size
 from .passwords import PasswordProvider, Secret, encrypted
 
 __all__ = [
-    "CHUNK", "Context", "Member", "MemberStream", "Tree", "buffered", "damaged", "library_errors", "not_complete", "read_all",
+    "CHUNK",
+    "Context",
+    "Member",
+    "MemberStream",
+    "Tree",
+    "buffered",
+    "damaged",
+    "library_errors",
+    "not_complete",
+    "read_all",
 ]
 
 CHUNK = 1 << 20  # read granularity: the most one read holds in memory (py7zr aside, see docs)

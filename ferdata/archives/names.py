@@ -104,8 +104,10 @@ class NameBook:
         twin = self._folded.setdefault(name.casefold(), name)
         if twin != name:  # on macOS and Windows one would overwrite the other in the workspace
             raise unsafe(
-                self._label, raw, f"differs from {twin!r} only in case; ferdata refuses names that clash on "
-                "case-insensitive file systems: rename one of them"
+                self._label,
+                raw,
+                f"differs from {twin!r} only in case; ferdata refuses names that clash on "
+                "case-insensitive file systems: rename one of them",
             )
         if name in self._folders:
             raise unsafe(self._label, raw, "is both a file and a folder; ferdata refuses such archives")

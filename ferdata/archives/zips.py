@@ -53,7 +53,9 @@ class ZipTree(Tree):
             self._zip = pyzipper.AESZipFile(self._file)
             infos = self._zip.infolist()
         except UnicodeDecodeError:  # a name flagged as UTF-8 that is not
-            raise ArchiveError(f"{label} has a member name marked UTF-8 that is not UTF-8 text; {REPACK_UTF8}") from None
+            raise ArchiveError(
+                f"{label} has a member name marked UTF-8 that is not UTF-8 text; {REPACK_UTF8}"
+            ) from None
         except library_errors() as exc:
             raise not_complete(label, "zip", exc) from None
         self._archive_size = os.fstat(self._file.fileno()).st_size

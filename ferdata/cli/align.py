@@ -12,20 +12,41 @@ from .common import DatasetOpt, JsonOpt, WorkspaceOpt, choice_option, command, o
 # Shared with `ferdata ingest`, which exposes the same options under the same names.
 DetectorOpt = Annotated[
     str,
-    choice_option("--detector", where="ferdata.vision.detectors:DETECTORS",
-                  help="retinaface (bundled, offline) or scrfd (insightface det_10g/det_500m from --model-dir)."),
+    choice_option(
+        "--detector",
+        where="ferdata.vision.detectors:DETECTORS",
+        help="retinaface (bundled, offline) or scrfd (insightface det_10g/det_500m from --model-dir).",
+    ),
 ]
 ModelDirOpt = Annotated[
     Path | None,
-    typer.Option("--model-dir", help="Folder holding the detector's ONNX file (det_10g.onnx, det_500m.onnx or retinaface.onnx).", show_default=False),
+    typer.Option(
+        "--model-dir",
+        help="Folder holding the detector's ONNX file (det_10g.onnx, det_500m.onnx or retinaface.onnx).",
+        show_default=False,
+    ),
 ]
-SizeOpt = Annotated[int, typer.Option("--size", help="Side of the aligned square crop in pixels (112 standard, 224 for ImageNet-size models).")]
+SizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--size", help="Side of the aligned square crop in pixels (112 standard, 224 for ImageNet-size models)."
+    ),
+]
 DeviceOpt = Annotated[
-    str, choice_option("--device", where="ferdata.vision.detectors:DEVICES", help="auto (CUDA when onnxruntime-gpu offers it, else CPU), cpu or cuda.")
+    str,
+    choice_option(
+        "--device",
+        where="ferdata.vision.detectors:DEVICES",
+        help="auto (CUDA when onnxruntime-gpu offers it, else CPU), cpu or cuda.",
+    ),
 ]
 FaceOpt = Annotated[
     str,
-    choice_option("--face", where="ferdata.align:FACE_CHOICES", help="Which face when there are several: largest or center (closest to the image centre)."),
+    choice_option(
+        "--face",
+        where="ferdata.align:FACE_CHOICES",
+        help="Which face when there are several: largest or center (closest to the image centre).",
+    ),
 ]
 RegisteredOpt = Annotated[
     bool | None,
@@ -38,8 +59,11 @@ RegisteredOpt = Annotated[
 ]
 EngineOpt = Annotated[
     str,
-    choice_option("--engine", where="ferdata.align:ENGINES",
-                  help="local (this machine) or ray (a Ray cluster: pip install 'ferdata[ray]', see docs/scale-out.md)."),
+    choice_option(
+        "--engine",
+        where="ferdata.align:ENGINES",
+        help="local (this machine) or ray (a Ray cluster: pip install 'ferdata[ray]', see docs/scale-out.md).",
+    ),
 ]
 RayAddressOpt = Annotated[
     str | None,
@@ -52,12 +76,17 @@ RayAddressOpt = Annotated[
 ]
 RayActorsOpt = Annotated[
     int | None,
-    typer.Option("--ray-actors", help="With --engine ray: detector actors (default: one per GPU, else one per CPU; more than the GPUs share them).",
-                 show_default=False),
+    typer.Option(
+        "--ray-actors",
+        help="With --engine ray: detector actors (default: one per GPU, else one per CPU; more than the GPUs share them).",
+        show_default=False,
+    ),
 ]
 
 # The contact sheet's options, shared with `ferdata stats`.
-PerRowOpt = Annotated[int, typer.Option("--per-row", help="Contact sheet: faces per row (one row per label and masked).")]
+PerRowOpt = Annotated[
+    int, typer.Option("--per-row", help="Contact sheet: faces per row (one row per label and masked).")
+]
 LabelIdsOpt = Annotated[bool, typer.Option("--label-ids", help="Contact sheet: write each face's image_id under it.")]
 
 # The detector's arguments in library messages -> the flags of `ferdata align` and `ferdata ingest`.
@@ -86,7 +115,10 @@ def align(
     device: DeviceOpt = "auto",
     face: FaceOpt = "largest",
     only_missing: Annotated[
-        bool, typer.Option("--only-missing", help="Only rows not yet aligned (face_status not_run) or whose crop file is gone.")
+        bool,
+        typer.Option(
+            "--only-missing", help="Only rows not yet aligned (face_status not_run) or whose crop file is gone."
+        ),
     ] = False,
     registered: RegisteredOpt = None,
     restart: Annotated[
@@ -94,8 +126,12 @@ def align(
     ] = False,
     contact_sheet: Annotated[
         Path | None,
-        typer.Option("--contact-sheet", help="Also write a grid of the crops by label and masked: PNG, or PDF/SVG when the "
-                     "file name ends in .pdf/.svg.", show_default=False),
+        typer.Option(
+            "--contact-sheet",
+            help="Also write a grid of the crops by label and masked: PNG, or PDF/SVG when the "
+            "file name ends in .pdf/.svg.",
+            show_default=False,
+        ),
     ] = None,
     per_row: PerRowOpt = 10,
     label_ids: LabelIdsOpt = False,
@@ -126,9 +162,20 @@ def align(
     ws = Workspace.resolve(workspace)
     with progress_bar() as progress:
         report = run_align(
-            ws, dataset=dataset, detector=detector, model_dir=model_dir, size=size, device=device,
-            face_choice=face, only_missing=only_missing, registered=registered, restart=restart,
-            engine=engine, ray_address=ray_address, ray_actors=ray_actors, progress=progress,
+            ws,
+            dataset=dataset,
+            detector=detector,
+            model_dir=model_dir,
+            size=size,
+            device=device,
+            face_choice=face,
+            only_missing=only_missing,
+            registered=registered,
+            restart=restart,
+            engine=engine,
+            ray_address=ray_address,
+            ray_actors=ray_actors,
+            progress=progress,
         )
     if contact_sheet is not None:
         from ..vision.contact import write_contact_sheet
@@ -136,8 +183,7 @@ def align(
         write_contact_sheet(ws, ws.load(report.dataset), contact_sheet, per_row=per_row, label_ids=label_ids)
 
     if as_json:
-        print_json({**vars(report), "images_per_second": report.images_per_second,
-                    "contact_sheet": contact_sheet})
+        print_json({**vars(report), "images_per_second": report.images_per_second, "contact_sheet": contact_sheet})
         return
     table = Table(title=f"align {report.dataset}: {report.detector} on {report.provider}")
     table.add_column("face_status")
@@ -151,6 +197,8 @@ def align(
     if report.registered:
         where = f"{report.shape_rows:,} aligned rows" if report.shape_rows >= MIN_SHAPE_ROWS else "the default shape"
         out.print(f"registered source: rows without a usable detection warped with the mean landmark shape of {where}")
-    out.print(f"{report.images_per_second:.1f} images/s; crops in {ws.relative(ws.aligned_dir(report.dataset))}/{size}px")
+    out.print(
+        f"{report.images_per_second:.1f} images/s; crops in {ws.relative(ws.aligned_dir(report.dataset))}/{size}px"
+    )
     if contact_sheet is not None:
         out.print(f"contact sheet: {contact_sheet}")

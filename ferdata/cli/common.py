@@ -87,7 +87,9 @@ def set_verbosity(quiet: bool = False, verbose: int = 0) -> None:
     """The output level, in one place: the stderr console and Python logging (ferdata's and the
     libraries' it uses, and Python warnings). quiet: errors only; default: warnings; -v: info;
     -vv: debug. Also fits the consoles' width to where they write (unlimited when piped)."""
-    level = logging.ERROR if quiet else logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = (
+        logging.ERROR if quiet else logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    )
     err.quiet = quiet
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
@@ -138,7 +140,10 @@ def main_options(
 
 
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the summary as one JSON document on stdout (progress and warnings stay on stderr).")
+    bool,
+    typer.Option(
+        "--json", help="Print the summary as one JSON document on stdout (progress and warnings stay on stderr)."
+    ),
 ]
 
 
@@ -199,9 +204,7 @@ DatasetOpt = Annotated[
 ]
 
 
-def command(
-    *args: Any, on: typer.Typer | None = None, flags: dict[str, str] | None = None, **kwargs: Any
-) -> Callable:
+def command(*args: Any, on: typer.Typer | None = None, flags: dict[str, str] | None = None, **kwargs: Any) -> Callable:
     """``app.command`` (or ``on.command`` for a sub-app such as ``tag``) that turns a
     :class:`FerdataError` into one line on stderr and exit 1, and that takes ``-q/--quiet`` and
     ``-v/--verbose`` after the command name too (``ferdata stats -q`` as well as ``ferdata -q stats``).

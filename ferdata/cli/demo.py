@@ -23,10 +23,17 @@ On real data, the same steps are:
 
 @command("demo")
 def demo_command(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the sample, the workspace, the dataset and the run.")] = Path("ferdata-demo"),
-    epochs: Annotated[int, typer.Option(help="Training epochs per fold (the paper uses 25; the demo only shows the step runs).")] = 2,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the sample, the workspace, the dataset and the run.")
+    ] = Path("ferdata-demo"),
+    epochs: Annotated[
+        int, typer.Option(help="Training epochs per fold (the paper uses 25; the demo only shows the step runs).")
+    ] = 2,
     device: Annotated[
-        str, choice_option("--device", where="ferdata.train.config:DEVICES", help="auto, cpu or cuda, for detection and training.")
+        str,
+        choice_option(
+            "--device", where="ferdata.train.config:DEVICES", help="auto, cpu or cuda, for detection and training."
+        ),
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for the sample, the folds and training.")] = 0,
 ) -> None:

@@ -10,17 +10,29 @@ import typer
 from .common import DatasetOpt, JsonOpt, WorkspaceOpt, choice_option, command, out, print_json, progress_bar, warn
 
 HammingOpt = Annotated[
-    int, typer.Option("--hamming", help="Candidates: largest pHash distance in bits (0-32), either orientation.", min=0, max=32)
+    int,
+    typer.Option(
+        "--hamming", help="Candidates: largest pHash distance in bits (0-32), either orientation.", min=0, max=32
+    ),
 ]
 NeighboursOpt = Annotated[
     int, typer.Option("--neighbours", help="Candidates: nearest images per image by a low-frequency descriptor.", min=0)
 ]
 SimilarityOpt = Annotated[
     float,
-    typer.Option("--similarity", help="Verification: gradient similarity from which a candidate is the same picture.", min=0.5, max=1.0),
+    typer.Option(
+        "--similarity",
+        help="Verification: gradient similarity from which a candidate is the same picture.",
+        min=0.5,
+        max=1.0,
+    ),
 ]
 StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Exit 1 when a verified leak is found (after writing the report); undecidable pairs never count.")
+    bool,
+    typer.Option(
+        "--strict",
+        help="Exit 1 when a verified leak is found (after writing the report); undecidable pairs never count.",
+    ),
 ]
 IdentityOpt = Annotated[
     Path | None,
@@ -52,9 +64,16 @@ _SHOWN = 10
 def _pair_rows(table, *, reason: bool) -> list[list[str]]:
     rows = []
     for pair in table.head(_SHOWN).itertuples(index=False):
-        row = [pair.kind, pair.across, pair.image_id_a, pair.image_id_b,
-               f"{_cell(pair.fold_a)}/{_cell(pair.fold_b)}", f"{_cell(pair.split_a)}/{_cell(pair.split_b)}",
-               f"{pair.similarity:.3f}", pair.signature]
+        row = [
+            pair.kind,
+            pair.across,
+            pair.image_id_a,
+            pair.image_id_b,
+            f"{_cell(pair.fold_a)}/{_cell(pair.fold_b)}",
+            f"{_cell(pair.split_a)}/{_cell(pair.split_b)}",
+            f"{pair.similarity:.3f}",
+            pair.signature,
+        ]
         rows.append([*row, pair.reason] if reason else row)
     return rows
 
@@ -83,22 +102,39 @@ def _print_pairs(title: str, table, *, reason: bool = False) -> None:
 
 def _print_leaks(report) -> None:
     if not report.found:
-        out.print(f"leakage: no verified leak in {report.rows_checked} labelled rows ({report.candidates} candidate pairs "
-                  f"checked on pixels); report: {report.report_path}", highlight=False, soft_wrap=True)
+        out.print(
+            f"leakage: no verified leak in {report.rows_checked} labelled rows ({report.candidates} candidate pairs "
+            f"checked on pixels); report: {report.report_path}",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         _print_pairs(f"{len(report.leaks)} verified leaks (report: {report.report_path})", report.leaks)
     if len(report.undecidable):
         reasons = ", ".join(f"{n} {r}" for r, n in report.undecidable_counts().items())
         _print_pairs(
             f"{len(report.undecidable)} undecidable pairs, not leaks: too little detail to tell ({reasons}; "
-            f"report: {report.undecidable_path})", report.undecidable, reason=True,
+            f"report: {report.undecidable_path})",
+            report.undecidable,
+            reason=True,
         )
     if report.not_hashed:
         warn(f"{report.not_hashed} images could not be read for signatures and were only checked by SHA-256")
 
 
-_SHORT = {"without_crop": "no crop", "deviation": "dev", "subjects": "subj", "surprise": "sur", "fear": "fea", "disgust": "dis",
-          "happy": "hap", "angry": "ang", "neutral": "neu", "contempt": "con", "masked": "mask"}
+_SHORT = {
+    "without_crop": "no crop",
+    "deviation": "dev",
+    "subjects": "subj",
+    "surprise": "sur",
+    "fear": "fea",
+    "disgust": "dis",
+    "happy": "hap",
+    "angry": "ang",
+    "neutral": "neu",
+    "contempt": "con",
+    "masked": "mask",
+}
 
 
 def _print_balance(result) -> None:
@@ -111,7 +147,9 @@ def _print_balance(result) -> None:
         header = _SHORT.get(name, name)
         table.add_column(header, justify="right", min_width=len(header))
     for row in balance.itertuples(index=False):
-        table.add_row(*[f"{v:+.1%}" if name == "deviation" else str(v) for name, v in zip(balance.columns, row, strict=True)])
+        table.add_row(
+            *[f"{v:+.1%}" if name == "deviation" else str(v) for name, v in zip(balance.columns, row, strict=True)]
+        )
     out.print(table)
     worst = int(balance["deviation"].abs().idxmax())
     groups = result.provenance["groups_from"]
@@ -120,13 +158,15 @@ def _print_balance(result) -> None:
     out.print(
         f"balanced on {prov['balanced_on']}; largest deviation from the mean fold size: {result.max_deviation:.1%} "
         f"(fold {balance['fold'][worst]}); {prov['groups']} groups ({used}); balance: {result.balance_path}",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if prov.get("rows_without_crop"):
         out.print(
             f"{prov['rows_without_crop']} rows without a face crop have a fold but are not counted above; "
             f"{prov['groups_placed_by_name']} groups without any crop were placed by their name (stable when align adds crops)",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -136,7 +176,11 @@ def folds(
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed always gives the same folds.")] = 0,
     within_split: Annotated[
         str | None,
-        choice_option("--within-split", where="ferdata.schema:SPLITS", help="Fold only this source split (e.g. train); other rows get no fold."),
+        choice_option(
+            "--within-split",
+            where="ferdata.schema:SPLITS",
+            help="Fold only this source split (e.g. train); other rows get no fold.",
+        ),
     ] = None,
     hamming: HammingOpt = 6,
     neighbours: NeighboursOpt = 5,
@@ -166,9 +210,19 @@ def folds(
     with progress_bar() as progress:
         try:
             result = make_folds(
-                ws, k, dataset=dataset, seed=seed, within_split=within_split, hamming=hamming,
-                neighbours=neighbours, similarity=similarity, identity_model=identity_model, identity_threshold=identity_threshold, strict=strict,
-                workers=workers, progress=progress,
+                ws,
+                k,
+                dataset=dataset,
+                seed=seed,
+                within_split=within_split,
+                hamming=hamming,
+                neighbours=neighbours,
+                similarity=similarity,
+                identity_model=identity_model,
+                identity_threshold=identity_threshold,
+                strict=strict,
+                workers=workers,
+                progress=progress,
             )
         except LeakageFound as exc:
             if as_json:
@@ -215,9 +269,16 @@ def check_leakage(
     with progress_bar() as progress:
         try:
             report = run_check(
-                ws, dataset=dataset, hamming=hamming, neighbours=neighbours, similarity=similarity,
+                ws,
+                dataset=dataset,
+                hamming=hamming,
+                neighbours=neighbours,
+                similarity=similarity,
                 identity_model=identity_model,
-                identity_threshold=identity_threshold, strict=strict, workers=workers, progress=progress,
+                identity_threshold=identity_threshold,
+                strict=strict,
+                workers=workers,
+                progress=progress,
             )
         except LeakageFound as exc:
             if as_json:

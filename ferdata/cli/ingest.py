@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .align import (
-    DETECTOR_FLAGS, DetectorOpt, DeviceOpt, EngineOpt, FaceOpt, ModelDirOpt, RayActorsOpt, RayAddressOpt, RegisteredOpt, SizeOpt,
+    DETECTOR_FLAGS,
+    DetectorOpt,
+    DeviceOpt,
+    EngineOpt,
+    FaceOpt,
+    ModelDirOpt,
+    RayActorsOpt,
+    RayAddressOpt,
+    RegisteredOpt,
+    SizeOpt,
 )
 from .common import JsonOpt, WorkspaceOpt, choice_option, command, err, out, print_json, progress_bar, warn
 
@@ -129,12 +138,21 @@ def ingest_command(
     path: Annotated[Path, typer.Argument(help="The archive (zip, 7z, tar, tar.gz/bz2/xz) or folder you received.")],
     dataset: Annotated[
         str | None,
-        choice_option("--dataset", "-d", where="ferdata.sources:SOURCES",
-                      help="msd-e, occlu-fer, fer2013, ferplus, ferv39k or imagefolder (detected when left out)."),
+        choice_option(
+            "--dataset",
+            "-d",
+            where="ferdata.sources:SOURCES",
+            help="msd-e, occlu-fer, fer2013, ferplus, ferv39k or imagefolder (detected when left out).",
+        ),
     ] = None,
     workspace: WorkspaceOpt = None,
-    password_env: Annotated[str | None, typer.Option("--password-env", help="Name of the environment variable holding the archive password.")] = None,
-    password_file: Annotated[Path | None, typer.Option("--password-file", help="File whose first line is the archive password.")] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option("--password-env", help="Name of the environment variable holding the archive password."),
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="File whose first line is the archive password.")
+    ] = None,
     align: Annotated[bool, typer.Option("--align/--no-align", help="Detect and align faces after extracting.")] = True,
     detector: DetectorOpt = "retinaface",
     model_dir: ModelDirOpt = None,
@@ -142,21 +160,38 @@ def ingest_command(
     device: DeviceOpt = "auto",
     face: FaceOpt = "largest",
     registered: RegisteredOpt = None,
-    label_map: Annotated[str | None, typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines.")] = None,
-    skip_unparsed: Annotated[bool, typer.Option("--skip-unparsed", help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).")] = False,
+    label_map: Annotated[
+        str | None,
+        typer.Option(help="imagefolder: FOLDER=LABEL pairs (AN=angry,HA=happy) or a file of folder,label lines."),
+    ] = None,
+    skip_unparsed: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unparsed",
+            help="Ingest the rest when some files do not fit the layout (they are listed in tables/<dataset>/).",
+        ),
+    ] = False,
     split: Annotated[
         str | None,
         choice_option(
-            "--split", where="ferdata.schema:SPLITS",
+            "--split",
+            where="ferdata.schema:SPLITS",
             help="train, val or test: the split of the rows of a FER2013-style CSV that has no Usage column.",
         ),
     ] = None,
     prune: Annotated[
         bool,
-        typer.Option("--prune", help="Accept a re-ingest that drops rows holding work (relabelling, folds, pairs, tags, faces); they are kept in tables/<dataset>/pruned-<time>.parquet."),
+        typer.Option(
+            "--prune",
+            help="Accept a re-ingest that drops rows holding work (relabelling, folds, pairs, tags, faces); they are kept in tables/<dataset>/pruned-<time>.parquet.",
+        ),
     ] = False,
-    max_ratio: Annotated[float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")] = 100.0,
-    max_total_gb: Annotated[float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")] = 512.0,
+    max_ratio: Annotated[
+        float, typer.Option(help="Largest compression ratio accepted for one member (zip-bomb guard).")
+    ] = 100.0,
+    max_total_gb: Annotated[
+        float, typer.Option(help="Most data read from the archive, in GiB (zip-bomb guard).")
+    ] = 512.0,
     as_json: JsonOpt = False,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -177,12 +212,30 @@ def ingest_command(
     ws = Workspace.resolve(workspace)
     limits = Limits(max_ratio=max_ratio, max_total_bytes=int(max_total_gb * 2**30))
     password = password_source(password_env, password_file)
-    align_options = {"detector": detector, "model_dir": model_dir, "size": size, "device": device, "face_choice": face, "registered": registered,
-                     "engine": engine, "ray_address": ray_address, "ray_actors": ray_actors}
+    align_options = {
+        "detector": detector,
+        "model_dir": model_dir,
+        "size": size,
+        "device": device,
+        "face_choice": face,
+        "registered": registered,
+        "engine": engine,
+        "ray_address": ray_address,
+        "ray_actors": ray_actors,
+    }
     with progress_bar() as progress:
         result = ingest(
-            ws, path, dataset=dataset, password=password, limits=limits, label_map=parse_label_map(label_map),
-            skip_unparsed=skip_unparsed, split=split, prune=prune, align=align, align_options=align_options,
+            ws,
+            path,
+            dataset=dataset,
+            password=password,
+            limits=limits,
+            label_map=parse_label_map(label_map),
+            skip_unparsed=skip_unparsed,
+            split=split,
+            prune=prune,
+            align=align,
+            align_options=align_options,
             progress=progress,
         )
     from ..stats import summary
@@ -191,7 +244,9 @@ def ingest_command(
     for notice in result.notices:
         err.print(notice, highlight=False)
     if result.unparsed:
-        warn(f"{len(result.unparsed)} files or rows did not fit the layout and were skipped: see tables/{result.dataset}/unparsed-{result.dataset}.csv")
+        warn(
+            f"{len(result.unparsed)} files or rows did not fit the layout and were skipped: see tables/{result.dataset}/unparsed-{result.dataset}.csv"
+        )
     if result.pruned_table:
         warn(f"{result.dropped:,} rows the source no longer has were dropped; they are kept in {result.pruned_table}")
     if as_json:

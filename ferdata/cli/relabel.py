@@ -37,15 +37,23 @@ RELABEL_FLAGS = {
 
 @command("relabel", flags=RELABEL_FLAGS)
 def relabel_command(
-    votes: Annotated[Path, typer.Option("--votes", help="Votes file: long, wide or the FER+ count matrix; CSV or Parquet.")],
+    votes: Annotated[
+        Path, typer.Option("--votes", help="Votes file: long, wide or the FER+ count matrix; CSV or Parquet.")
+    ],
     scheme: Annotated[Scheme, typer.Option(help="Voting scheme.")] = Scheme.msd_e,
-    min_agree: Annotated[float, typer.Option(help="msd-e: the winner needs at least this share of the N annotators.")] = 0.5,
+    min_agree: Annotated[
+        float, typer.Option(help="msd-e: the winner needs at least this share of the N annotators.")
+    ] = 0.5,
     max_other: Annotated[float, typer.Option(help="msd-e: other classes may hold at most this share of N.")] = 0.25,
     other_rule: Annotated[
-        OtherRule, typer.Option(help="msd-e: 'another class' = all other classes together (total) or the largest one (per-class).")
+        OtherRule,
+        typer.Option(
+            help="msd-e: 'another class' = all other classes together (total) or the largest one (per-class)."
+        ),
     ] = OtherRule.total,
     annotators: Annotated[
-        int | None, typer.Option(help="msd-e: N for every image (default: the annotators who voted on it).", show_default=False)
+        int | None,
+        typer.Option(help="msd-e: N for every image (default: the annotators who voted on it).", show_default=False),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")] = False,
     skip_unmatched: Annotated[
@@ -74,12 +82,22 @@ def relabel_command(
         warn("--min-agree, --max-other and --annotators apply to --scheme msd-e only; they are ignored")
     ws = Workspace.resolve(workspace)
     result = relabel(
-        ws, votes, dataset=dataset, scheme=scheme.value, min_agree=min_agree, max_other=max_other,
-        other_rule=other_rule.value, annotators=annotators, dry_run=dry_run, skip_unmatched=skip_unmatched,
+        ws,
+        votes,
+        dataset=dataset,
+        scheme=scheme.value,
+        min_agree=min_agree,
+        max_other=max_other,
+        other_rule=other_rule.value,
+        annotators=annotators,
+        dry_run=dry_run,
+        skip_unmatched=skip_unmatched,
     )
 
     if result.skipped:
-        warn(f"{len(result.skipped)} voted images are not in the manifest and were skipped (first: {result.skipped[0]})")
+        warn(
+            f"{len(result.skipped)} voted images are not in the manifest and were skipped (first: {result.skipped[0]})"
+        )
     if as_json:
         print_json(result)
         return

@@ -26,12 +26,21 @@ def _default_annotator() -> str:
 def review_command(
     annotator: Annotated[
         str | None,
-        typer.Option("--annotator", "-a", help="Your name: votes go to WS/votes/NAME.csv (default: your login name).", show_default=False),
+        typer.Option(
+            "--annotator",
+            "-a",
+            help="Your name: votes go to WS/votes/NAME.csv (default: your login name).",
+            show_default=False,
+        ),
     ] = None,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: a free one).")] = 0,
     scores: Annotated[
         Path | None,
-        typer.Option("--scores", help="A table with image_id and scores to sort by, e.g. RUN_DIR/label_issues.csv (read once at start; default: tables/DATASET/label_issues.csv if present).", show_default=False),
+        typer.Option(
+            "--scores",
+            help="A table with image_id and scores to sort by, e.g. RUN_DIR/label_issues.csv (read once at start; default: tables/DATASET/label_issues.csv if present).",
+            show_default=False,
+        ),
     ] = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
@@ -54,9 +63,16 @@ def review_command(
     ws = Workspace.resolve(workspace)
 
     def ready(url: str, session) -> None:
-        out.print(f"[bold]{session.dataset}[/]: reviewing as {session.annotator}; votes go to {ws.relative(session.votes.path)}", highlight=False)
+        out.print(
+            f"[bold]{session.dataset}[/]: reviewing as {session.annotator}; votes go to {ws.relative(session.votes.path)}",
+            highlight=False,
+        )
         out.print(f"open {url}", highlight=False, soft_wrap=True)
         err.print("Ctrl-C stops the server", highlight=False)
 
     serve_review(ws, dataset=dataset, annotator=name, port=port, scores=scores, on_ready=ready)
-    out.print(f"stopped; apply the votes with: ferdata relabel -w {ws.root} --votes {ws.root / 'votes'}", highlight=False, soft_wrap=True)
+    out.print(
+        f"stopped; apply the votes with: ferdata relabel -w {ws.root} --votes {ws.root / 'votes'}",
+        highlight=False,
+        soft_wrap=True,
+    )

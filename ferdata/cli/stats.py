@@ -50,8 +50,12 @@ def stats_command(
     as_json: JsonOpt = False,
     contact_sheet: Annotated[
         Path | None,
-        typer.Option("--contact-sheet", help="Also write a grid of aligned faces by label and masked (failures shown as "
-                     "such): PNG, or PDF/SVG when the file name ends in .pdf/.svg.", show_default=False),
+        typer.Option(
+            "--contact-sheet",
+            help="Also write a grid of aligned faces by label and masked (failures shown as "
+            "such): PNG, or PDF/SVG when the file name ends in .pdf/.svg.",
+            show_default=False,
+        ),
     ] = None,
     per_row: PerRowOpt = 10,
     label_ids: LabelIdsOpt = False,

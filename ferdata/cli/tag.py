@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from .common import CONTEXT, DatasetOpt, JsonOpt, WorkspaceOpt, app, choice_option, command, out, print_json, progress_bar, warn
+from .common import (
+    CONTEXT,
+    DatasetOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    app,
+    choice_option,
+    command,
+    out,
+    print_json,
+    progress_bar,
+    warn,
+)
 
 tag_app = typer.Typer(
     name="tag",
@@ -34,16 +46,28 @@ TAG_FLAGS = {
 
 TagOpt = Annotated[
     str,
-    choice_option("--tag", "-t", where="ferdata.schema:OCCLUSION_TAGS",
-                  help="Tag name: mask, sunglasses, glasses, hand, hair, hat, other, synthetic_mask, label_issue."),
+    choice_option(
+        "--tag",
+        "-t",
+        where="ferdata.schema:OCCLUSION_TAGS",
+        help="Tag name: mask, sunglasses, glasses, hand, hair, hat, other, synthetic_mask, label_issue.",
+    ),
 ]
 WhereOpt = Annotated[
     str | None,
-    typer.Option("--where", help="Pandas expression over manifest columns, e.g. \"split == 'train' and label == 'happy'\".", show_default=False),
+    typer.Option(
+        "--where",
+        help="Pandas expression over manifest columns, e.g. \"split == 'train' and label == 'happy'\".",
+        show_default=False,
+    ),
 ]
 IdsOpt = Annotated[
     str | None,
-    typer.Option("--ids", help="Image ids (or file names) separated by commas, or @FILE for a file with one per line.", show_default=False),
+    typer.Option(
+        "--ids",
+        help="Image ids (or file names) separated by commas, or @FILE for a file with one per line.",
+        show_default=False,
+    ),
 ]
 
 
@@ -53,20 +77,30 @@ def _subcommand(name: str) -> Callable:
 
 def _change(result, as_json: bool = False) -> None:
     if result.kept_source:
-        warn(f"{result.kept_source:,} images keep {result.tag} because it came from the source (add --force to remove it)")
+        warn(
+            f"{result.kept_source:,} images keep {result.tag} because it came from the source (add --force to remove it)"
+        )
     if result.unmatched:
         shown = ", ".join(result.unmatched[:_SHOWN])
-        warn(f"{len(result.unmatched):,} listed images are not in the manifest: {shown}{' ...' if len(result.unmatched) > _SHOWN else ''}")
+        warn(
+            f"{len(result.unmatched):,} listed images are not in the manifest: {shown}{' ...' if len(result.unmatched) > _SHOWN else ''}"
+        )
     if as_json:
         print_json(result)
         return
     verb = {"add": "added to", "remove": "removed from", "import": "added to"}[result.action]
-    out.print(f"{result.dataset}: {result.tag or 'tags'} {verb} {result.changed:,} of {result.selected:,} selected images")
+    out.print(
+        f"{result.dataset}: {result.tag or 'tags'} {verb} {result.changed:,} of {result.selected:,} selected images"
+    )
 
 
 @_subcommand("add")
 def add_command(
-    tag: TagOpt, where: WhereOpt = None, ids: IdsOpt = None, workspace: WorkspaceOpt = None, dataset: DatasetOpt = None,
+    tag: TagOpt,
+    where: WhereOpt = None,
+    ids: IdsOpt = None,
+    workspace: WorkspaceOpt = None,
+    dataset: DatasetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add an occlusion tag to the images chosen by --where and/or --ids (origin: manual).
@@ -87,7 +121,12 @@ def remove_command(
     tag: TagOpt,
     where: WhereOpt = None,
     ids: IdsOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Also remove the tag where it came from the source (the dataset's own layout or lists).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also remove the tag where it came from the source (the dataset's own layout or lists)."
+        ),
+    ] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
     as_json: JsonOpt = False,
@@ -111,8 +150,12 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="CSV with columns image,tag; or an occlusion list with --list-tag.")],
     list_tag: Annotated[
         str | None,
-        choice_option("--list-tag", where="ferdata.schema:OCCLUSION_TAGS", show_default=False,
-                      help="FILE is an Occlusion-RAF-DB / Occlusion-FERPlus list: give every listed image this tag."),
+        choice_option(
+            "--list-tag",
+            where="ferdata.schema:OCCLUSION_TAGS",
+            show_default=False,
+            help="FILE is an Occlusion-RAF-DB / Occlusion-FERPlus list: give every listed image this tag.",
+        ),
     ] = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
@@ -163,10 +206,31 @@ def list_command(
 
 @_subcommand("auto")
 def auto_command(
-    mask: Annotated[bool, typer.Option("--mask", help="Score every face crop (aligned or registered) for a mask (mask_score) and tag it.")] = False,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Tag at or above this mask_score (default: the model's, 0.5).", show_default=False)] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="A mask model JSON written by --fit (default: the built-in model).", show_default=False)] = None,
-    fit: Annotated[bool, typer.Option("--fit", help="First fit a model on this dataset's images whose masked is known (saved to tables/DATASET/mask_model.json).")] = False,
+    mask: Annotated[
+        bool,
+        typer.Option(
+            "--mask", help="Score every face crop (aligned or registered) for a mask (mask_score) and tag it."
+        ),
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", help="Tag at or above this mask_score (default: the model's, 0.5).", show_default=False
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="A mask model JSON written by --fit (default: the built-in model).", show_default=False
+        ),
+    ] = None,
+    fit: Annotated[
+        bool,
+        typer.Option(
+            "--fit",
+            help="First fit a model on this dataset's images whose masked is known (saved to tables/DATASET/mask_model.json).",
+        ),
+    ] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
     as_json: JsonOpt = False,
@@ -202,14 +266,22 @@ def auto_command(
 
 @command("mask-synth", flags=TAG_FLAGS)
 def mask_synth_command(
-    seed: Annotated[int, typer.Option("--seed", help="Chooses each face's mask shape, fabric and fit (same seed, same images).")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Chooses each face's mask shape, fabric and fit (same seed, same images).")
+    ] = 0,
     where: WhereOpt = None,
     mask_image: Annotated[
         list[Path] | None,
-        typer.Option("--mask-image", help="Picture of a flat mask to use as a fabric (repeatable), e.g. insightface's data/images/mask_blue.jpg.", show_default=False),
+        typer.Option(
+            "--mask-image",
+            help="Picture of a flat mask to use as a fabric (repeatable), e.g. insightface's data/images/mask_blue.jpg.",
+            show_default=False,
+        ),
     ] = None,
     no_builtin: Annotated[bool, typer.Option("--no-builtin", help="Use only the --mask-image fabrics.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most this many new images.", show_default=False)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most this many new images.", show_default=False)
+    ] = None,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
     as_json: JsonOpt = False,
@@ -231,8 +303,14 @@ def mask_synth_command(
     ws = Workspace.resolve(workspace)
     with progress_bar() as progress:
         result = synthesize_masks(
-            ws, dataset=dataset, seed=seed, where=where, mask_images=mask_image or (), builtin=not no_builtin,
-            limit=limit, progress=progress,
+            ws,
+            dataset=dataset,
+            seed=seed,
+            where=where,
+            mask_images=mask_image or (),
+            builtin=not no_builtin,
+            limit=limit,
+            progress=progress,
         )
     if as_json:
         print_json(result)

@@ -51,8 +51,9 @@ def _live() -> Iterator[tuple[Callable[[str, int, int | None], None], Callable[[
     )
 
     tasks: dict[Any, Any] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+    ) as bar:
 
         def progress(task: str, done: int, total: int | None) -> None:
             if task not in tasks:
@@ -64,7 +65,8 @@ def _live() -> Iterator[tuple[Callable[[str, int, int | None], None], Callable[[
             if key not in tasks:
                 tasks[key] = bar.add_task("", total=step.total * step.epochs)
             bar.update(
-                tasks[key], completed=(step.epoch - 1) * step.total + step.done,
+                tasks[key],
+                completed=(step.epoch - 1) * step.total + step.done,
                 description=f"{_round(step.fold)} {step.phase} epoch {step.epoch}/{step.epochs} loss {step.loss:.3f} "
                 f"acc {100 * step.accuracy:.1f}% {step.images_per_s:,.0f} img/s",
             )
@@ -77,13 +79,32 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 
 
 # the library's argument names in its messages -> this command's flags
-_FLAGS = {name: "--" + name.replace("_", "-") for name in (
-    "teacher", "protocol", "memory_budget", "folds", "fold", "feature", "method", "subset", "epochs", "batch_size",
-    "image_size", "milestones", "kd_p", "device", "dpi")} | {"run_dir": "--out", "figure_format": "--format"}
+_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "teacher",
+        "protocol",
+        "memory_budget",
+        "folds",
+        "fold",
+        "feature",
+        "method",
+        "subset",
+        "epochs",
+        "batch_size",
+        "image_size",
+        "milestones",
+        "kd_p",
+        "device",
+        "dpi",
+    )
+} | {"run_dir": "--out", "figure_format": "--format"}
 
 
 def _with_flags(message: str) -> str:
-    return re.sub(r"\b(" + "|".join(_FLAGS) + r")=(\S*)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}".rstrip(), message)
+    return re.sub(
+        r"\b(" + "|".join(_FLAGS) + r")=(\S*)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}".rstrip(), message
+    )
 
 
 def _size(nbytes: int | None) -> str:
@@ -94,53 +115,143 @@ def _size(nbytes: int | None) -> str:
 def train_baseline_command(
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
-    data: Annotated[Path | None, typer.Option("--data", help="A published dataset folder (ferdata publish --out DIR) "
-                                              "instead of the workspace.", exists=True, file_okay=False)] = None,
-    protocol: Annotated[str | None, choice_option("--protocol", where="ferdata.train.config:PROTOCOLS", help="folds (k-fold CV over the fold column, as MSD-E) or split (train on "
-                                                 "train, choose the epoch on val, report test); default folds where the data "
-                                                 "has folds and no official split, else split.")] = None,
-    subset: Annotated[str | None, choice_option("--subset", where="ferdata.train.data:SUBSETS", help=f"{_SUBSETS}; default pe for cl/kd, else nm where the data holds "
-                                               "masked faces, else mix.")] = None,
-    method: Annotated[str, choice_option("--method", where="ferdata.train.config:METHODS", help="ce (plain cross-entropy), cl (contrastive) or kd (distillation).")] = "ce",
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A published dataset folder (ferdata publish --out DIR) instead of the workspace.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        str | None,
+        choice_option(
+            "--protocol",
+            where="ferdata.train.config:PROTOCOLS",
+            help="folds (k-fold CV over the fold column, as MSD-E) or split (train on "
+            "train, choose the epoch on val, report test); default folds where the data "
+            "has folds and no official split, else split.",
+        ),
+    ] = None,
+    subset: Annotated[
+        str | None,
+        choice_option(
+            "--subset",
+            where="ferdata.train.data:SUBSETS",
+            help=f"{_SUBSETS}; default pe for cl/kd, else nm where the data holds masked faces, else mix.",
+        ),
+    ] = None,
+    method: Annotated[
+        str,
+        choice_option(
+            "--method",
+            where="ferdata.train.config:METHODS",
+            help="ce (plain cross-entropy), cl (contrastive) or kd (distillation).",
+        ),
+    ] = "ce",
     folds: Annotated[int | None, typer.Option(help="Expected number of folds in the fold column (checked).")] = None,
     fold: Annotated[int | None, typer.Option(help="Run only this validation fold.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = 25,
     batch_size: Annotated[int, typer.Option(help="Images per step (pairs for cl and kd).")] = 96,
-    image_size: Annotated[int | None, typer.Option(help="Input side in pixels; faces are resized once, when loaded "
-                                                   "[default: 112; 224 with --init]", show_default=False)] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Input side in pixels; faces are resized once, when loaded [default: 112; 224 with --init]",
+            show_default=False,
+        ),
+    ] = None,
     lr_backbone: Annotated[float, typer.Option(help="Adam learning rate of the backbone.")] = 1e-4,
     lr_head: Annotated[float, typer.Option(help="Adam learning rate of the classifier.")] = 1e-3,
-    milestones: Annotated[str, typer.Option(help="Epochs (counted from 0) where both rates are divided by 10.")] = "8,14,20",
+    milestones: Annotated[
+        str, typer.Option(help="Epochs (counted from 0) where both rates are divided by 10.")
+    ] = "8,14,20",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
-    device: Annotated[str, choice_option("--device", where="ferdata.train.config:DEVICES", help="auto|cpu|cuda (auto: CUDA when available).")] = "auto",
+    device: Annotated[
+        str,
+        choice_option(
+            "--device", where="ferdata.train.config:DEVICES", help="auto|cpu|cuda (auto: CUDA when available)."
+        ),
+    ] = "auto",
     precision: Annotated[
         str,
-        choice_option("--precision", where="ferdata.train.config:PRECISIONS", help="auto|fp32|bf16: autocast of the network (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."),
+        choice_option(
+            "--precision",
+            where="ferdata.train.config:PRECISIONS",
+            help="auto|fp32|bf16: autocast of the network (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32).",
+        ),
     ] = "auto",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: WORKSPACE/runs/SUBSET-METHOD, "
-                                                 "split-SUBSET-METHOD under --protocol split).")] = None,
-    init: Annotated[Path | None, typer.Option(help="Face-recognition ResNet-18 state dict to start from, as the paper "
-                                              "does (MS-Celeb-1M; see docs/train-baseline.md). Without it: random "
-                                              "initialisation.", exists=True, dir_okay=False)] = None,
-    teacher: Annotated[Path | None, typer.Option(help="KD teacher: the RUN_DIR of a --subset nm run on the same folds "
-                                                 "(checked), or a checkpoint file (not checkable).", exists=True)] = None,
-    feature: Annotated[str, choice_option("--feature", where="ferdata.train.config:FEATURES", help="What CL and KD compare: map-l2 (layer-4 map, L2-normalised per "
-                                         "position, as the authors' code), pool-l2, or pool (raw pooled features).")] = "map-l2",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Run folder (default: WORKSPACE/runs/SUBSET-METHOD, split-SUBSET-METHOD under --protocol split).",
+        ),
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Face-recognition ResNet-18 state dict to start from, as the paper "
+            "does (MS-Celeb-1M; see docs/train-baseline.md). Without it: random "
+            "initialisation.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="KD teacher: the RUN_DIR of a --subset nm run on the same folds "
+            "(checked), or a checkpoint file (not checkable).",
+            exists=True,
+        ),
+    ] = None,
+    feature: Annotated[
+        str,
+        choice_option(
+            "--feature",
+            where="ferdata.train.config:FEATURES",
+            help="What CL and KD compare: map-l2 (layer-4 map, L2-normalised per "
+            "position, as the authors' code), pool-l2, or pool (raw pooled features).",
+        ),
+    ] = "map-l2",
     cl_a: Annotated[float, typer.Option("--cl-a", help="CL: weight a of the feature MSE.")] = 0.2,
     cl_b: Annotated[float, typer.Option("--cl-b", help="CL: weight b of the two cross-entropies.")] = 1.0,
     kd_lambda: Annotated[float, typer.Option("--kd-lambda", help="KD: weight λ of the feature MSE.")] = 100.0,
-    kd_p: Annotated[float, typer.Option("--kd-p", help="KD: probability that the student sees the non-masked image.")] = 0.5,
-    augment: Annotated[bool, typer.Option(help="Random flip and small affine jitter on the training faces (one draw per pair).")] = True,
-    tsne: Annotated[bool, typer.Option(help="Draw tsne.FORMAT: a t-SNE panel of each fold's out-of-fold features (or of "
-                                       "the evaluated split), each with its legend.")] = True,
-    figure_format: Annotated[str, choice_option("--format", where="ferdata.figures:FORMATS", help="Format of the confusion matrices and the t-SNE: png, pdf "
-                                               "or svg (vector, for papers).")] = "png",
+    kd_p: Annotated[
+        float, typer.Option("--kd-p", help="KD: probability that the student sees the non-masked image.")
+    ] = 0.5,
+    augment: Annotated[
+        bool, typer.Option(help="Random flip and small affine jitter on the training faces (one draw per pair).")
+    ] = True,
+    tsne: Annotated[
+        bool,
+        typer.Option(
+            help="Draw tsne.FORMAT: a t-SNE panel of each fold's out-of-fold features (or of "
+            "the evaluated split), each with its legend."
+        ),
+    ] = True,
+    figure_format: Annotated[
+        str,
+        choice_option(
+            "--format",
+            where="ferdata.figures:FORMATS",
+            help="Format of the confusion matrices and the t-SNE: png, pdf or svg (vector, for papers).",
+        ),
+    ] = "png",
     dpi: Annotated[int, typer.Option("--dpi", help="Resolution of PNG figures (and of images inside PDF/SVG).")] = 150,
-    epoch_log: Annotated[bool, typer.Option(help="Predict the evaluated images after every epoch (epochs.csv; a "
-                                            "diagnostic under folds).")] = True,
-    memory_budget: Annotated[str | None, typer.Option(help="Decoded faces above this size (e.g. 8GiB, 500MB, 0) go to a "
-                                                      "file in RUN_DIR/cache, read back a batch at a time [default: half the available memory]",
-                                                      show_default=False)] = None,
+    epoch_log: Annotated[
+        bool,
+        typer.Option(help="Predict the evaluated images after every epoch (epochs.csv; a diagnostic under folds)."),
+    ] = True,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Decoded faces above this size (e.g. 8GiB, 500MB, 0) go to a "
+            "file in RUN_DIR/cache, read back a batch at a time [default: half the available memory]",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train ResNet-18 under a dataset's protocol: MSD-E's k-fold CV, or the official split.
@@ -163,17 +274,37 @@ def train_baseline_command(
 
     try:
         config = TrainConfig(
-            protocol=protocol, subset=subset, method=method, folds=folds, fold=fold, epochs=epochs, batch_size=batch_size,
-            image_size=image_size, lr_backbone=lr_backbone, lr_head=lr_head, milestones=_milestones(milestones),
-            seed=seed, device=device, precision=precision, init=str(init) if init else None,
-            teacher=str(teacher) if teacher else None, feature=feature, cl_a=cl_a, cl_b=cl_b, kd_lambda=kd_lambda,
-            kd_p=kd_p, augment=augment, tsne=tsne, figure_format=figure_format, dpi=dpi, epoch_log=epoch_log,
+            protocol=protocol,
+            subset=subset,
+            method=method,
+            folds=folds,
+            fold=fold,
+            epochs=epochs,
+            batch_size=batch_size,
+            image_size=image_size,
+            lr_backbone=lr_backbone,
+            lr_head=lr_head,
+            milestones=_milestones(milestones),
+            seed=seed,
+            device=device,
+            precision=precision,
+            init=str(init) if init else None,
+            teacher=str(teacher) if teacher else None,
+            feature=feature,
+            cl_a=cl_a,
+            cl_b=cl_b,
+            kd_lambda=kd_lambda,
+            kd_p=kd_p,
+            augment=augment,
+            tsne=tsne,
+            figure_format=figure_format,
+            dpi=dpi,
+            epoch_log=epoch_log,
             memory_budget=memory_budget,
         ).resolved()
         source = data if data is not None else Workspace.resolve(workspace)
         with _live() as (progress, monitor):
-            result = train_baseline(source, out_dir, config, dataset=dataset,
-                                    progress=progress, monitor=monitor)
+            result = train_baseline(source, out_dir, config, dataset=dataset, progress=progress, monitor=monitor)
     except FerdataError as exc:
         raise type(exc)(_with_flags(str(exc))) from None
 
@@ -186,14 +317,20 @@ def train_baseline_command(
     init_info = summary["initialisation"]
     if result.init:
         info = result.init
-        out.print(f"--init {info['path']}: {info['loaded']} tensors loaded; not loaded: "
-                  f"{', '.join(info['missing'] + info['mismatched']) or 'none'}; {info['unused']} unused in the file")
+        out.print(
+            f"--init {info['path']}: {info['loaded']} tensors loaded; not loaded: "
+            f"{', '.join(info['missing'] + info['mismatched']) or 'none'}; {info['unused']} unused in the file"
+        )
     else:
-        out.print(f"initialisation: {init_info['label']} (the paper starts from MS-Celeb-1M face-recognition weights: "
-                  "pass them with --init)")
+        out.print(
+            f"initialisation: {init_info['label']} (the paper starts from MS-Celeb-1M face-recognition weights: "
+            "pass them with --init)"
+        )
     storage = result.storage
-    out.print(f"faces: {storage.get('storage')} ({_size(storage.get('faces_bytes'))}; memory budget "
-              f"{_size(storage.get('memory_budget'))})")
+    out.print(
+        f"faces: {storage.get('storage')} ({_size(storage.get('faces_bytes'))}; memory budget "
+        f"{_size(storage.get('memory_budget'))})"
+    )
     for reason, n in result.skipped.items():
         out.print(f"left out {n:,} images: {reason}")
     for warning in result.warnings:
@@ -210,8 +347,11 @@ def train_baseline_command(
         _print_split(summary)
     baseline = summary.get("baseline")
     if baseline:
-        out.print("published: " + ", ".join(f"{k} {v['published']:.2f} (here {_pct(v['ours'])})"
-                                             for k, v in baseline["compare"].items()) + f" — {baseline['source']}")
+        out.print(
+            "published: "
+            + ", ".join(f"{k} {v['published']:.2f} (here {_pct(v['ours'])})" for k, v in baseline["compare"].items())
+            + f" — {baseline['source']}"
+        )
         if baseline["differences"]:
             out.print("differs: " + "; ".join(baseline["differences"]))
     out.print(f"results: {result.run_dir / 'results.md'}")
@@ -229,12 +369,16 @@ def _print_folds(summary: dict[str, Any], result) -> None:
     per_class = Table(title="per-class accuracy (mean diagonal of the normalised confusion matrix)")
     for name in summary["classes"]:
         per_class.add_column(name, justify="right")
-    per_class.add_row(*("–" if mean["per_class"][c] is None else f"{mean['per_class'][c]:.2f}" for c in summary["classes"]))
+    per_class.add_row(
+        *("–" if mean["per_class"][c] is None else f"{mean['per_class'][c]:.2f}" for c in summary["classes"])
+    )
     out.print(per_class)
     log = summary.get("epoch_log")
     if log:
-        out.print(f"per-epoch validation log (diagnostic): last epoch {_pct(log['last'])}%, best epoch {log['best_epoch']} "
-                  f"{_pct(log['best'])}%, each fold's best {_pct(log['per_fold_best'])}% (epochs.csv)")
+        out.print(
+            f"per-epoch validation log (diagnostic): last epoch {_pct(log['last'])}%, best epoch {log['best_epoch']} "
+            f"{_pct(log['best'])}%, each fold's best {_pct(log['per_fold_best'])}% (epochs.csv)"
+        )
     if result.folds_reused:
         out.print(f"folds finished earlier and kept: {', '.join(map(str, result.folds_reused))}")
     if summary["folds_missing"]:
@@ -247,8 +391,11 @@ def _print_split(summary: dict[str, Any]) -> None:
     names = summary["split_names"]
     evaluated = names.get(summary["evaluated_split"], summary["evaluated_split"])
     selection = summary["selection"]
-    chosen = (f"epoch {selection['epoch']} chosen on {names.get(selection['split'], selection['split'])}"
-              if selection.get("split") else "last epoch")
+    chosen = (
+        f"epoch {selection['epoch']} chosen on {names.get(selection['split'], selection['split'])}"
+        if selection.get("split")
+        else "last epoch"
+    )
     table = Table(title=f"{summary['experiment']}: {evaluated}, {chosen} (%)")
     for name in ("", "WAR (accuracy)", "UAR (mean per-class recall)", "non-masked", "masked"):
         table.add_column(name, justify="right")
@@ -256,15 +403,21 @@ def _print_split(summary: dict[str, Any]) -> None:
         clip = summary["clip"]
         table.add_row(f"{clip['n_clips']:,} clips", _pct(clip["war"]), _pct(clip["uar"]), "–", "–")
     frame = summary["frame"]
-    table.add_row(f"{frame['n']:,} {'frames' if summary['clip'] else 'images'}", _pct(frame["war"]), _pct(frame["uar"]),
-                  _pct(frame["accuracy_nm"]), _pct(frame["accuracy_m"]))
+    table.add_row(
+        f"{frame['n']:,} {'frames' if summary['clip'] else 'images'}",
+        _pct(frame["war"]),
+        _pct(frame["uar"]),
+        _pct(frame["accuracy_nm"]),
+        _pct(frame["accuracy_m"]),
+    )
     out.print(table)
 
 
 @command("label-issues", flags={r"\bfilter_by=": "--filter "})
 def label_issues_command(
-    run_dir: Annotated[Path, typer.Argument(help="A train-baseline run folder (holds oof.parquet).", exists=True,
-                                            file_okay=False)],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A train-baseline run folder (holds oof.parquet).", exists=True, file_okay=False)
+    ],
     tag: Annotated[bool, typer.Option("--tag", help="Tag the flagged images label_issue in the workspace.")] = False,
     workspace: WorkspaceOpt = None,
     dataset: DatasetOpt = None,
@@ -302,12 +455,20 @@ def label_issues_command(
         print_json(result)
         return
 
-    table = Table(title=f"{len(result.issues):,} likely label errors among {result.n_checked:,} images ({result.filter_by})")
+    table = Table(
+        title=f"{len(result.issues):,} likely label errors among {result.n_checked:,} images ({result.filter_by})"
+    )
     for name in ("rank", "image_id", "fold", "label", "predicted", "label quality"):
         table.add_column(name)
     for row in result.issues.head(show).itertuples(index=False):
-        table.add_row(str(row.rank), str(row.image_id), str(row.fold), str(row.label), str(row.predicted),
-                      f"{row.label_quality:.3f}")
+        table.add_row(
+            str(row.rank),
+            str(row.image_id),
+            str(row.fold),
+            str(row.label),
+            str(row.predicted),
+            f"{row.label_quality:.3f}",
+        )
     out.print(table)
     if result.per_label:
         out.print("flagged per label: " + ", ".join(f"{k} {v}" for k, v in result.per_label.items()))

@@ -134,34 +134,36 @@ def synthesize_masks(
         pair_keys[index] = key
         relative = ws.relative(path)
         registered = row["face_status"] == "registered"  # its geometry is the mean shape, not a detection
-        new_rows.append({
-            "image_id": row["image_id"] + SYNTH_ID_SUFFIX,
-            "dataset": row["dataset"],
-            "source": SYNTHETIC_SOURCE_PREFIX + row["image_id"],
-            "sha256": path.stem,
-            "split": row["split"],
-            "subject_id": row["subject_id"],
-            "clip_id": row["clip_id"],
-            "label_original": row["label_original"],
-            "label": row["label"],
-            "label_status": row["label_status"],
-            "masked": True,
-            "occlusion": [*(t for t in row["occlusion"] if t != "synthetic_mask"), "synthetic_mask"],
-            "pair_id": key,
-            "pair_key": key,
-            "fold": row["fold"],
-            "original_path": relative,
-            "width": size,
-            "height": size,
-            "face_status": row["face_status"],
-            "det_score": None,
-            "n_faces": row["n_faces"] if registered else 1,
-            "bbox": None if registered else [0.0, 0.0, float(size), float(size)],
-            "landmarks": [float(v) for v in points.reshape(-1)],
-            "aligned_path": relative,
-            MASKED_ORIGIN_COLUMN: SOURCE,
-            "face_error": row["face_error"],  # a registered row's: why its detection was not used
-        })
+        new_rows.append(
+            {
+                "image_id": row["image_id"] + SYNTH_ID_SUFFIX,
+                "dataset": row["dataset"],
+                "source": SYNTHETIC_SOURCE_PREFIX + row["image_id"],
+                "sha256": path.stem,
+                "split": row["split"],
+                "subject_id": row["subject_id"],
+                "clip_id": row["clip_id"],
+                "label_original": row["label_original"],
+                "label": row["label"],
+                "label_status": row["label_status"],
+                "masked": True,
+                "occlusion": [*(t for t in row["occlusion"] if t != "synthetic_mask"), "synthetic_mask"],
+                "pair_id": key,
+                "pair_key": key,
+                "fold": row["fold"],
+                "original_path": relative,
+                "width": size,
+                "height": size,
+                "face_status": row["face_status"],
+                "det_score": None,
+                "n_faces": row["n_faces"] if registered else 1,
+                "bbox": None if registered else [0.0, 0.0, float(size), float(size)],
+                "landmarks": [float(v) for v in points.reshape(-1)],
+                "aligned_path": relative,
+                MASKED_ORIGIN_COLUMN: SOURCE,
+                "face_error": row["face_error"],  # a registered row's: why its detection was not used
+            }
+        )
         by_shape[style.shape] = by_shape.get(style.shape, 0) + 1
         by_texture[textures[style.texture].name] = by_texture.get(textures[style.texture].name, 0) + 1
         if done % 32 == 0 or done == len(todo):
@@ -183,8 +185,10 @@ def synthesize_masks(
     if new_rows:
         added = new_frame(new_rows)
         # a new row's last tag, synthetic_mask, has no origin in its original's list: zip stops before it
-        added["tag_origin"] = [[*(o for t, o in zip(r["occlusion"], orig, strict=False) if t != "synthetic_mask"), SOURCE]
-                               for r, orig in zip(new_rows, (frame.at[i, "tag_origin"] for i in originals), strict=True)]
+        added["tag_origin"] = [
+            [*(o for t, o in zip(r["occlusion"], orig, strict=False) if t != "synthetic_mask"), SOURCE]
+            for r, orig in zip(new_rows, (frame.at[i, "tag_origin"] for i in originals), strict=True)
+        ]
         for column in out.columns:
             if column not in added.columns:  # extra columns (mask_score, ...): empty on new rows
                 dtype = out[column].dtype
@@ -192,8 +196,14 @@ def synthesize_masks(
         out = pd.concat([out, added[out.columns]], ignore_index=True)
         out = refresh_in_pe(out)
     manifest.provenance["mask_synth"] = {
-        "seed": seed, "created": len(new_rows), "skipped": skipped, "shapes": by_shape, "textures": by_texture,
-        "mask_images": [str(p) for p in mask_images], "builtin_textures": builtin, "where": where,
+        "seed": seed,
+        "created": len(new_rows),
+        "skipped": skipped,
+        "shapes": by_shape,
+        "textures": by_texture,
+        "mask_images": [str(p) for p in mask_images],
+        "builtin_textures": builtin,
+        "where": where,
     }
     ws.save(Manifest(dataset=name, frame=out, provenance=manifest.provenance))
     return MaskSynthResult(name, len(new_rows), skipped, by_shape, by_texture, seed)

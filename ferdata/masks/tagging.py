@@ -57,7 +57,10 @@ _MOUTH = ((34, 84, 78, 108),)  # mouth and chin
 
 def _region(lab: np.ndarray, boxes: tuple, size: int) -> np.ndarray:
     k = size / TEMPLATE_SIZE
-    parts = [lab[round(y1 * k):round(y2 * k), round(x1 * k):round(x2 * k)].reshape(-1, lab.shape[2]) for x1, y1, x2, y2 in boxes]
+    parts = [
+        lab[round(y1 * k) : round(y2 * k), round(x1 * k) : round(x2 * k)].reshape(-1, lab.shape[2])
+        for x1, y1, x2, y2 in boxes
+    ]
     return np.concatenate(parts, axis=0)
 
 
@@ -78,9 +81,9 @@ def mask_features(crop: np.ndarray) -> np.ndarray:
     k = size / TEMPLATE_SIZE
     # A mask's upper edge is a horizontal line across the whole face; a face has none there.
     vertical = np.abs(gy)
-    band = vertical[round(50 * k):round(82 * k), round(26 * k):round(86 * k)].mean(axis=1)
-    lips = vertical[round(86 * k):round(98 * k), round(40 * k):round(72 * k)].mean()
-    cheeks = vertical[round(64 * k):round(80 * k), round(28 * k):round(84 * k)].mean()
+    band = vertical[round(50 * k) : round(82 * k), round(26 * k) : round(86 * k)].mean(axis=1)
+    lips = vertical[round(86 * k) : round(98 * k), round(40 * k) : round(72 * k)].mean()
+    cheeks = vertical[round(64 * k) : round(80 * k), round(28 * k) : round(84 * k)].mean()
     detail = (gray - cv2.GaussianBlur(gray, (0, 0), 3 * k))[..., None]
     upper_d, mouth_d = (_region(detail, boxes, size)[:, 0] for boxes in (_UPPER, _MOUTH))
 
@@ -130,15 +133,29 @@ class MaskModel:
         return 1.0 / (1.0 + np.exp(-(z @ np.array(self.weights) + self.bias)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "ferdata-mask-logistic", "features": list(self.features), "mean": list(self.mean),
-                "scale": list(self.scale), "weights": list(self.weights), "bias": self.bias,
-                "threshold": self.threshold, "trained_on": self.trained_on}
+        return {
+            "kind": "ferdata-mask-logistic",
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "trained_on": self.trained_on,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MaskModel:
         try:
-            return cls(tuple(data["mean"]), tuple(data["scale"]), tuple(data["weights"]), float(data["bias"]),
-                       float(data.get("threshold", 0.5)), str(data.get("trained_on", "")), tuple(data["features"]))
+            return cls(
+                tuple(data["mean"]),
+                tuple(data["scale"]),
+                tuple(data["weights"]),
+                float(data["bias"]),
+                float(data.get("threshold", 0.5)),
+                str(data.get("trained_on", "")),
+                tuple(data["features"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise TagError(f"not a ferdata mask model ({exc}): give a mask_model.json written with fit=True") from None
 
@@ -188,9 +205,48 @@ def precision_recall(scores: np.ndarray, truth: np.ndarray, threshold: float = 0
 
 # Fitted by benchmarks/mask_tagging.py (see docs/tag.md for the labelled set and its precision/recall).
 DEFAULT_MODEL = MaskModel(
-    mean=(0.495264, 0.446381, -0.34554, -0.107077, 0.566918, 0.648761, -0.00326298, -0.043882, 0.519212, 1.0806, -0.114923, 0.234512),
-    scale=(1.17378, 1.08127, 0.843264, 0.822434, 0.374058, 0.394734, 0.771157, 0.561053, 0.951782, 0.489442, 0.859354, 0.597119),
-    weights=(0.68093, 1.00695, 1.8982, -1.00864, 0.347118, -0.884096, -0.0706981, 0.135109, -1.33419, 2.62923, -1.6452, -2.67219),
+    mean=(
+        0.495264,
+        0.446381,
+        -0.34554,
+        -0.107077,
+        0.566918,
+        0.648761,
+        -0.00326298,
+        -0.043882,
+        0.519212,
+        1.0806,
+        -0.114923,
+        0.234512,
+    ),
+    scale=(
+        1.17378,
+        1.08127,
+        0.843264,
+        0.822434,
+        0.374058,
+        0.394734,
+        0.771157,
+        0.561053,
+        0.951782,
+        0.489442,
+        0.859354,
+        0.597119,
+    ),
+    weights=(
+        0.68093,
+        1.00695,
+        1.8982,
+        -1.00864,
+        0.347118,
+        -0.884096,
+        -0.0706981,
+        0.135109,
+        -1.33419,
+        2.62923,
+        -1.6452,
+        -2.67219,
+    ),
     bias=1.32604,
     trained_on="benchmarks/mask_tagging.py: 133 faces x (unmasked, built-in fabric, mask photo)",
 )
@@ -270,11 +326,17 @@ def auto_tag_masks(
     features = workspace_features(ws, frame, progress)
     if features.empty:
         raise TagError(f"no face crops in {name}: align its faces first (ferdata align)")
-    known = frame.loc[features.index, "masked"].notna() & frame.loc[features.index, MASKED_ORIGIN_COLUMN].isin((SOURCE, MANUAL, REVIEW))
+    known = frame.loc[features.index, "masked"].notna() & frame.loc[features.index, MASKED_ORIGIN_COLUMN].isin(
+        (SOURCE, MANUAL, REVIEW)
+    )
     truth = frame.loc[features.index[known], "masked"].astype(bool).to_numpy()
     written: list[Path] = []
     if fit:
-        chosen = fit_mask_model(features[known].to_numpy(), truth, trained_on=f"workspace {name}: {int(known.sum())} faces with known masked")
+        chosen = fit_mask_model(
+            features[known].to_numpy(),
+            truth,
+            trained_on=f"workspace {name}: {int(known.sum())} faces with known masked",
+        )
         path = ws.tables_dir(name) / "mask_model.json"
         chosen.save(path)
         written.append(path)
@@ -288,14 +350,27 @@ def auto_tag_masks(
     threshold = chosen.threshold if threshold is None else threshold
     scores = pd.Series(chosen.score(features.to_numpy()), index=features.index)
     change = apply_auto_mask(frame, scores, threshold)
-    result = AutoMaskResult(name, len(scores), int((scores >= threshold).sum()), change.changed, threshold, label,
-                            fitted=chosen if fit else None, written=written)
+    result = AutoMaskResult(
+        name,
+        len(scores),
+        int((scores >= threshold).sum()),
+        change.changed,
+        threshold,
+        label,
+        fitted=chosen if fit else None,
+        written=written,
+    )
     if known.any():
         result.checked = int(known.sum())
         result.precision, result.recall = precision_recall(scores[known].to_numpy(), truth, threshold)
     manifest.provenance["tag_auto_mask"] = {
-        "model": label, "threshold": threshold, "scored": result.scored, "tagged": result.tagged,
-        "checked_on_known": result.checked, "precision_on_known": result.precision, "recall_on_known": result.recall,
+        "model": label,
+        "threshold": threshold,
+        "scored": result.scored,
+        "tagged": result.tagged,
+        "checked_on_known": result.checked,
+        "precision_on_known": result.precision,
+        "recall_on_known": result.recall,
     }
     ws.save(Manifest(dataset=name, frame=change.frame, provenance=manifest.provenance))
     return result

@@ -114,7 +114,9 @@ def yaml_text(header: dict[str, Any]) -> str:
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    text = yaml.dump(header, Dumper=Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=float("inf"))
+    text = yaml.dump(
+        header, Dumper=Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=float("inf")
+    )
     return text.removesuffix("\n")
 
 
@@ -169,8 +171,16 @@ def dataset_info_block(card: CardFacts) -> list[dict[str, Any]]:
 
 # the Hub's size_categories: (upper bound, name), by number of examples
 SIZE_CATEGORIES = (
-    (10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"), (10**7, "1M<n<10M"),
-    (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"), (10**11, "10B<n<100B"), (10**12, "100B<n<1T"),
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"),
+    (10**9, "100M<n<1B"),
+    (10**10, "1B<n<10B"),
+    (10**11, "10B<n<100B"),
+    (10**12, "100B<n<1T"),
 )
 
 
@@ -186,16 +196,21 @@ def _intro(card: CardFacts) -> list[str]:
     terms = card.terms
     what = "aligned face crops" if card.images == "aligned" else "original images"
     out = [
-        f"# {terms['title']}, curated with ferdata", "",
-        (f"{terms['title']} (`{card.dataset}`) as curated in one licensee's ferdata workspace: a facial expression "
-         f"recognition dataset with canonical labels ({', '.join(card.class_names)}), {what} embedded as "
-         "`Image`, and the curation columns of the ferdata manifest."),
+        f"# {terms['title']}, curated with ferdata",
+        "",
+        (
+            f"{terms['title']} (`{card.dataset}`) as curated in one licensee's ferdata workspace: a facial expression "
+            f"recognition dataset with canonical labels ({', '.join(card.class_names)}), {what} embedded as "
+            "`Image`, and the curation columns of the ferdata manifest."
+        ),
         "",
     ]
     if terms["gated"]:
         out += [
-            (f"**Not for redistribution.** {terms.get('summary', '')} Keep any copy of this folder or repository "
-             "private to your lab (see *Terms of use*)."),
+            (
+                f"**Not for redistribution.** {terms.get('summary', '')} Keep any copy of this folder or repository "
+                "private to your lab (see *Terms of use*)."
+            ),
             "",
         ]
     return out
@@ -214,9 +229,13 @@ def _loader_lines(card: CardFacts, config: str, images: tuple[str, ...], name: s
     columns = ", ".join([*quoted, '"label"'])
     lines = [f'{name} = load_dataset(folder, "{config}")["{split}"]']
     if card.include_removed and config != layout.PAIR_CONFIG:  # a pair's images both have a label
-        lines.append(f'{name} = {name}.filter(lambda label: label is not None, input_columns="label")  # removed images have none')
+        lines.append(
+            f'{name} = {name}.filter(lambda label: label is not None, input_columns="label")  # removed images have none'
+        )
     if card.images == "aligned":
-        lines.append(f"{name} = {name}.select_columns([{columns}]).with_format(\"torch\")  # images: uint8 tensors (C, H, W)")
+        lines.append(
+            f'{name} = {name}.select_columns([{columns}]).with_format("torch")  # images: uint8 tensors (C, H, W)'
+        )
     else:
         lines.append(f"{name} = {name}.select_columns([{columns}]).with_transform(to_tensors({', '.join(quoted)}))")
     return lines
@@ -226,37 +245,57 @@ def _load(card: CardFacts) -> list[str]:
     """A snippet that loads the default config (and ``pe``) and batches it with torch; it runs as printed."""
     configs = card.configs()
     first = card.parts[0].config
-    out = ["## Load", "",
-           ("A shuffled torch `DataLoader` batches columns of one size and type: keep the columns a model needs "
+    out = [
+        "## Load",
+        "",
+        (
+            "A shuffled torch `DataLoader` batches columns of one size and type: keep the columns a model needs "
             "(`select_columns`), since a list column such as `occlusion` varies in length from row to row. "
-            + ("The aligned crops all have one size, so `with_format(\"torch\")` batches them as they are."
-               if card.images == "aligned" else
-               f"The original images differ in size: the snippet resizes them to {ORIGINAL_SIDE}×{ORIGINAL_SIDE}.")),
-           "", "```python"]
+            + (
+                'The aligned crops all have one size, so `with_format("torch")` batches them as they are.'
+                if card.images == "aligned"
+                else f"The original images differ in size: the snippet resizes them to {ORIGINAL_SIDE}×{ORIGINAL_SIDE}."
+            )
+        ),
+        "",
+        "```python",
+    ]
     if card.images != "aligned":
         out += ["import numpy as np", "import torch"]
-    out += ["from datasets import load_dataset", "from torch.utils.data import DataLoader", "",
-            f'folder = "{LOAD_PATH}"  # or the Hub repo id', ""]
+    out += [
+        "from datasets import load_dataset",
+        "from torch.utils.data import DataLoader",
+        "",
+        f'folder = "{LOAD_PATH}"  # or the Hub repo id',
+        "",
+    ]
     if card.images != "aligned":
-        out += ["",
-                "def to_tensors(*columns):",
-                "    def convert(batch):",
-                "        for column in columns:",
-                f"            batch[column] = [torch.from_numpy(np.array(im.convert(\"RGB\").resize(({ORIGINAL_SIDE}, {ORIGINAL_SIDE})))).permute(2, 0, 1)",
-                "                             for im in batch[column]]",
-                "        return batch",
-                "    return convert",
-                "", ""]
+        out += [
+            "",
+            "def to_tensors(*columns):",
+            "    def convert(batch):",
+            "        for column in columns:",
+            f'            batch[column] = [torch.from_numpy(np.array(im.convert("RGB").resize(({ORIGINAL_SIDE}, {ORIGINAL_SIDE})))).permute(2, 0, 1)',
+            "                             for im in batch[column]]",
+            "        return batch",
+            "    return convert",
+            "",
+            "",
+        ]
     if first != layout.PAIR_CONFIG:
         out += _loader_lines(card, first, ("image",), "images")
-        out += ["batch = next(iter(DataLoader(images, batch_size=32, shuffle=True)))",
-                'print(batch["image"].shape, batch["label"][:8])']
+        out += [
+            "batch = next(iter(DataLoader(images, batch_size=32, shuffle=True)))",
+            'print(batch["image"].shape, batch["label"][:8])',
+        ]
     if layout.PAIR_CONFIG in configs:
         if first != layout.PAIR_CONFIG:
             out += ["", "# pe: one row per MSD-PE pair, both images of the pair side by side"]
         out += _loader_lines(card, layout.PAIR_CONFIG, ("image_nonmasked", "image_masked"), "pairs")
-        out += ["batch = next(iter(DataLoader(pairs, batch_size=16, shuffle=True)))",
-                'print(batch["image_nonmasked"].shape, batch["image_masked"].shape, batch["label"][:8])']
+        out += [
+            "batch = next(iter(DataLoader(pairs, batch_size=16, shuffle=True)))",
+            'print(batch["image_nonmasked"].shape, batch["image_masked"].shape, batch["label"][:8])',
+        ]
     return out + ["```", ""]
 
 
@@ -269,11 +308,17 @@ def _label_counts(part: Part, class_names: tuple[str, ...]) -> dict[str, int]:
 
 
 def _counts_table(parts: Sequence[Part], class_names: tuple[str, ...]) -> list[str]:
-    label_cols = list(class_names) + (["(removed)"] if any(None in p.rows.column("label").to_pylist() for p in parts) else [])
+    label_cols = list(class_names) + (
+        ["(removed)"] if any(None in p.rows.column("label").to_pylist() for p in parts) else []
+    )
     lines = ["| config | split | rows | " + " | ".join(label_cols) + " |", "|---|---|---:|" + "---:|" * len(label_cols)]
     for part in parts:
         counts = _label_counts(part, class_names)
-        lines.append(f"| {part.config} | {part.split} | {part.n:,} | " + " | ".join(f"{counts.get(c, 0):,}" for c in label_cols) + " |")
+        lines.append(
+            f"| {part.config} | {part.split} | {part.n:,} | "
+            + " | ".join(f"{counts.get(c, 0):,}" for c in label_cols)
+            + " |"
+        )
     return lines
 
 
@@ -319,48 +364,70 @@ def _curation(card: CardFacts) -> list[str]:
     lines = ["## Curation", ""]
     ingest = provenance.get("ingest")
     if ingest:
-        lines.append(f"- **ingest**: {ingest.get('rows', '?')} images read from `{ingest.get('archive', '?')}` "
-                     f"by ferdata {ingest.get('ferdata_version', '?')} (adapter `{ingest.get('adapter', '?')}`).")
+        lines.append(
+            f"- **ingest**: {ingest.get('rows', '?')} images read from `{ingest.get('archive', '?')}` "
+            f"by ferdata {ingest.get('ferdata_version', '?')} (adapter `{ingest.get('adapter', '?')}`)."
+        )
     align = provenance.get("align")
     if align:
         model = f" (model SHA-256 `{align['model_sha256'][:16]}…`)" if align.get("model_sha256") else ""
-        lines.append(f"- **face alignment**: detector `{align.get('detector', '?')}` on `{align.get('provider', '?')}`{model}, "
-                     f"5-point similarity transform to a {align.get('size', '?')}×{align.get('size', '?')} crop; faces: "
-                     + ", ".join(f"{k} {v}" for k, v in align.get("counts", {}).items()) + ".")
+        lines.append(
+            f"- **face alignment**: detector `{align.get('detector', '?')}` on `{align.get('provider', '?')}`{model}, "
+            f"5-point similarity transform to a {align.get('size', '?')}×{align.get('size', '?')} crop; faces: "
+            + ", ".join(f"{k} {v}" for k, v in align.get("counts", {}).items())
+            + "."
+        )
     else:
         lines.append("- **face alignment**: not run.")
     relabel = provenance.get("relabel")
     if relabel:
         rule = f"scheme `{relabel.get('scheme', '?')}`"
         if relabel.get("scheme") == "msd-e":
-            rule += (f": the winning class needs at least {relabel.get('min_agree')} of the annotators, "
-                     f"another class at most {relabel.get('max_other')} (`{relabel.get('other_rule')}` rule), "
-                     f"annotators: {relabel.get('annotators')}")
-        lines.append(f"- **relabelling** (paper section 2.2): {rule}; votes file SHA-256 "
-                     f"`{str(relabel.get('votes_sha256', '?'))[:16]}…`.")
+            rule += (
+                f": the winning class needs at least {relabel.get('min_agree')} of the annotators, "
+                f"another class at most {relabel.get('max_other')} (`{relabel.get('other_rule')}` rule), "
+                f"annotators: {relabel.get('annotators')}"
+            )
+        lines.append(
+            f"- **relabelling** (paper section 2.2): {rule}; votes file SHA-256 "
+            f"`{str(relabel.get('votes_sha256', '?'))[:16]}…`."
+        )
     else:
         lines.append("- **relabelling**: not run; labels are the source's.")
     pairs = provenance.get("pairs")
     if pairs:
-        lines.append(f"- **pairs**: {pairs.get('pairs', '?')} non-masked/masked pairs, {pairs.get('in_pe', '?')} in MSD-PE "
-                     "(both sides keep the same label).")
+        lines.append(
+            f"- **pairs**: {pairs.get('pairs', '?')} non-masked/masked pairs, {pairs.get('in_pe', '?')} in MSD-PE "
+            "(both sides keep the same label)."
+        )
     folds = provenance.get("folds")
     if folds:
-        lines.append(f"- **folds**: {folds.get('k', '?')} identity-independent folds, seed {folds.get('seed', '?')}, "
-                     f"method `{folds.get('method', '?')}`, stratified by {folds.get('stratified_by', '?')}, "
-                     f"balanced on {folds.get('balanced_on', 'labelled rows')}; pairs, clips and verified duplicates "
-                     "never span two folds.")
+        lines.append(
+            f"- **folds**: {folds.get('k', '?')} identity-independent folds, seed {folds.get('seed', '?')}, "
+            f"method `{folds.get('method', '?')}`, stratified by {folds.get('stratified_by', '?')}, "
+            f"balanced on {folds.get('balanced_on', 'labelled rows')}; pairs, clips and verified duplicates "
+            "never span two folds."
+        )
     else:
         lines.append("- **folds**: not assigned.")
-    lines.append(f"- **publish**: ferdata {__version__}, images: {images} "
-                 f"({'aligned crops' if images == 'aligned' else 'the original files, unchanged'}); "
-                 f"removed images {'kept, with label_status removed' if card.include_removed else 'left out'}.")
+    lines.append(
+        f"- **publish**: ferdata {__version__}, images: {images} "
+        f"({'aligned crops' if images == 'aligned' else 'the original files, unchanged'}); "
+        f"removed images {'kept, with label_status removed' if card.include_removed else 'left out'}."
+    )
     return lines + [""]
 
 
 def _terms(card: CardFacts) -> list[str]:
     terms = card.terms
-    out = ["## Terms of use", "", terms.get("summary", ""), "", " ".join(terms.get("text", "").split()) or "(none given)", ""]
+    out = [
+        "## Terms of use",
+        "",
+        terms.get("summary", ""),
+        "",
+        " ".join(terms.get("text", "").split()) or "(none given)",
+        "",
+    ]
     if terms.get("url"):
         out += [f"The dataset's own terms: <{terms['url']}>.", ""]
     return out
@@ -373,5 +440,11 @@ def _citation(card: CardFacts) -> list[str]:
 
 # the prose, in order: each section gives its lines (ending with a blank one), or none
 SECTIONS: tuple[Callable[[CardFacts], list[str]], ...] = (
-    _intro, _load, _configs_and_counts, _columns, _curation, _terms, _citation,
+    _intro,
+    _load,
+    _configs_and_counts,
+    _columns,
+    _curation,
+    _terms,
+    _citation,
 )

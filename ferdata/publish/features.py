@@ -32,8 +32,18 @@ from ..schema import BASIC_LABELS, LABELS, Column, column
 
 # Manifest columns published beside the image and the label, in this order (mix, nm, m).
 IMAGE_ROW_COLUMNS = (
-    "image_id", "subject_id", "clip_id", "masked", "occlusion", "fold", "pair_id", "in_pe",
-    "label_original", "label_status", "det_score", "sha256",
+    "image_id",
+    "subject_id",
+    "clip_id",
+    "masked",
+    "occlusion",
+    "fold",
+    "pair_id",
+    "in_pe",
+    "label_original",
+    "label_status",
+    "det_score",
+    "sha256",
 )
 # Columns of a pe row besides the two images and the label; each pair shares them.
 PAIR_ROW_COLUMNS = ("pair_id", "subject_id", "fold")
@@ -67,11 +77,19 @@ class Feature:
 
 def image_feature(name: str, path_column: str, doc: str) -> Feature:
     """An ``Image`` column whose bytes are read from the files named in ``path_column``."""
-    return Feature(name, IMAGE_TYPE, {"_type": "Image"}, {"name": name, "dtype": "image"}, path_column, doc, "Image", image=True)
+    return Feature(
+        name, IMAGE_TYPE, {"_type": "Image"}, {"name": name, "dtype": "image"}, path_column, doc, "Image", image=True
+    )
 
 
-def schema_feature(col: Column, *, name: str | None = None, source: str | None = None, doc: str | None = None,
-                   class_names: Sequence[str] = BASIC_LABELS) -> Feature:
+def schema_feature(
+    col: Column,
+    *,
+    name: str | None = None,
+    source: str | None = None,
+    doc: str | None = None,
+    class_names: Sequence[str] = BASIC_LABELS,
+) -> Feature:
     """The published form of a manifest column: labels become a ClassLabel, the rest keep their type.
 
     ``name``/``source``/``doc`` let one schema column appear under another name (the pe config's
@@ -82,9 +100,14 @@ def schema_feature(col: Column, *, name: str | None = None, source: str | None =
     if col.vocabulary == LABELS:
         names = tuple(class_names)
         return Feature(
-            name, pa.int64(), {"names": list(names), "_type": "ClassLabel"},
+            name,
+            pa.int64(),
+            {"names": list(names), "_type": "ClassLabel"},
             {"name": name, "dtype": {"class_label": {"names": {str(i): n for i, n in enumerate(names)}}}},
-            source, doc, "ClassLabel", class_names=names,
+            source,
+            doc,
+            "ClassLabel",
+            class_names=names,
         )
     if col.is_list:
         inner = col.type_name.removeprefix("list<").split(">")[0]  # the schema's names are the Hub's dtypes
@@ -93,8 +116,15 @@ def schema_feature(col: Column, *, name: str | None = None, source: str | None =
         if col.list_size:
             hf["length"] = card["length"] = col.list_size
         return Feature(name, col.arrow_type, hf, card, source, doc, col.type_name)
-    return Feature(name, col.arrow_type, {"dtype": col.type_name, "_type": "Value"}, {"name": name, "dtype": col.type_name},
-                   source, doc, col.type_name)
+    return Feature(
+        name,
+        col.arrow_type,
+        {"dtype": col.type_name, "_type": "Value"},
+        {"name": name, "dtype": col.type_name},
+        source,
+        doc,
+        col.type_name,
+    )
 
 
 def arrow_schema(features: Sequence[Feature]) -> pa.Schema:
@@ -117,30 +147,46 @@ def published_docs(*, images: str = "aligned", include_removed: bool = False) ->
     removed rows are left out unless ``include_removed``, ``in_pe`` speaks of the published
     ``pe`` config, and the embedded image is a crop, not the file ``sha256`` was taken of."""
     docs = {
-        "label": ("The label after relabelling (the source's where relabelling did not change it)"
-                  + ("; null for images removed by relabelling (`label_status` removed)." if include_removed
-                     else "; never null: images removed by relabelling are not published.")),
-        "label_status": ("`original` (the source's label), `relabelled`"
-                         + (" or `removed` (no label)." if include_removed else "; removed images are not published.")),
-        "in_pe": ("True where this image and its twin form a row of the `pe` config: the pair passed the MSD-PE "
-                  "rule (the same final label on both sides) and both sides are published."),
-        "occlusion": ("Tags of the image: occlusions such as `mask`, `sunglasses`, `glasses`, `hand`, `hair`; "
-                      "`synthetic_mask` where ferdata drew the mask; `label_issue` where `ferdata label-issues` "
-                      "flagged the label for review."),
+        "label": (
+            "The label after relabelling (the source's where relabelling did not change it)"
+            + (
+                "; null for images removed by relabelling (`label_status` removed)."
+                if include_removed
+                else "; never null: images removed by relabelling are not published."
+            )
+        ),
+        "label_status": (
+            "`original` (the source's label), `relabelled`"
+            + (" or `removed` (no label)." if include_removed else "; removed images are not published.")
+        ),
+        "in_pe": (
+            "True where this image and its twin form a row of the `pe` config: the pair passed the MSD-PE "
+            "rule (the same final label on both sides) and both sides are published."
+        ),
+        "occlusion": (
+            "Tags of the image: occlusions such as `mask`, `sunglasses`, `glasses`, `hand`, `hair`; "
+            "`synthetic_mask` where ferdata drew the mask; `label_issue` where `ferdata label-issues` "
+            "flagged the label for review."
+        ),
     }
     if images == "aligned":
-        docs["sha256"] = ("Hex SHA-256 of the original image's bytes (of the decoded pixels for CSV sources), "
-                          "not of the embedded aligned crop.")
+        docs["sha256"] = (
+            "Hex SHA-256 of the original image's bytes (of the decoded pixels for CSV sources), "
+            "not of the embedded aligned crop."
+        )
     return docs
 
 
-def row_features(class_names: tuple[str, ...], present: set[str], *, images: str = "aligned",
-                 include_removed: bool = False) -> tuple[Feature, ...]:
+def row_features(
+    class_names: tuple[str, ...], present: set[str], *, images: str = "aligned", include_removed: bool = False
+) -> tuple[Feature, ...]:
     """The columns of mix, nm and m: the image, the label, then the ``present`` manifest columns."""
     docs = published_docs(images=images, include_removed=include_removed)
     what = "the aligned face crop" if images == "aligned" else "the original image"
-    feats = [image_feature("image", IMAGE_PATH, f"{what} (file bytes embedded)"),
-             schema_feature(column("label"), class_names=class_names, doc=docs["label"])]
+    feats = [
+        image_feature("image", IMAGE_PATH, f"{what} (file bytes embedded)"),
+        schema_feature(column("label"), class_names=class_names, doc=docs["label"]),
+    ]
     for name in IMAGE_ROW_COLUMNS:
         if name in present:
             feats.append(schema_feature(column(name), class_names=class_names, doc=docs.get(name)))

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     import os
 
 
-
 @dataclass
 class PublishResult:
     """What :func:`publish` wrote (and pushed)."""
@@ -57,8 +56,9 @@ class PublishResult:
         return sum(n for splits in self.counts.values() for n in splits.values())
 
 
-def _check_arguments(images: str, configs: Sequence[str], shards: int | None, workers: int | None,
-                     push: str | None, public: bool) -> None:
+def _check_arguments(
+    images: str, configs: Sequence[str], shards: int | None, workers: int | None, push: str | None, public: bool
+) -> None:
     if images not in IMAGE_MODES:
         raise UsageError(f"images={images!r} is not one of {', '.join(IMAGE_MODES)}")
     unknown = [c for c in configs if c not in layout.CONFIGS]
@@ -130,7 +130,9 @@ def publish(
     out_dir = Path(out_dir).expanduser().resolve()
     _prepare_out_dir(out_dir)
 
-    parts, left_out, class_names = plan_parts(ws, manifest, images=images, include_removed=include_removed, configs=configs)
+    parts, left_out, class_names = plan_parts(
+        ws, manifest, images=images, include_removed=include_removed, configs=configs
+    )
     if not parts:
         reasons = ", ".join(f"{k}: {v}" for k, v in left_out.items()) or "the manifest is empty"
         raise PublishError(
@@ -153,8 +155,14 @@ def publish(
     for part in parts:
         counts.setdefault(part.config, {})[part.split] = part.n
     result = PublishResult(
-        dataset=manifest.dataset, out_dir=out_dir, images=images, class_names=class_names,
-        counts=counts, left_out=left_out, gated=terms["gated"], folds=fold_counts(parts),
+        dataset=manifest.dataset,
+        out_dir=out_dir,
+        images=images,
+        class_names=class_names,
+        counts=counts,
+        left_out=left_out,
+        gated=terms["gated"],
+        folds=fold_counts(parts),
     )
     card = dataset_card(CardFacts(manifest, parts, terms, images, class_names, left_out, include_removed))
     card_path = out_dir / layout.CARD

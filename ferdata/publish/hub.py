@@ -51,7 +51,9 @@ def _within(seconds: float, call: Callable[[], Any], what: str) -> Any:
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        raise PublishError(f"no answer from {what} within {seconds:g} s: check the network (or HF_ENDPOINT) and push again")
+        raise PublishError(
+            f"no answer from {what} within {seconds:g} s: check the network (or HF_ENDPOINT) and push again"
+        )
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -60,11 +62,15 @@ def _within(seconds: float, call: Callable[[], Any], what: str) -> Any:
 def _hub_failure(exc: BaseException, endpoint: str, step: str) -> PublishError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status == 401:
-        return PublishError(f"{endpoint} rejected the Hugging Face token while {step}: run `hf auth login` again or set HF_TOKEN")
+        return PublishError(
+            f"{endpoint} rejected the Hugging Face token while {step}: run `hf auth login` again or set HF_TOKEN"
+        )
     if status == 403:
         return PublishError(f"{endpoint} refused {step} (403): the token needs write access to that namespace")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return PublishError(f"cannot reach the Hub at {endpoint} while {step} ({first}): check the network, then push again")
+    return PublishError(
+        f"cannot reach the Hub at {endpoint} while {step} ({first}): check the network, then push again"
+    )
 
 
 def hub_client(timeout: float = PUSH_TIMEOUT_S):
@@ -83,7 +89,9 @@ def hub_client(timeout: float = PUSH_TIMEOUT_S):
     except Exception as exc:  # noqa: BLE001 (an OIDC token exchange via $HF_OIDC_RESOURCE failed)
         raise PublishError(f"cannot get a Hugging Face token ({exc}): run `hf auth login` or set HF_TOKEN") from None
     if not token:
-        raise PublishError("no Hugging Face token: run `hf auth login` (or set HF_TOKEN), then publish again with push=REPO_ID")
+        raise PublishError(
+            "no Hugging Face token: run `hf auth login` (or set HF_TOKEN), then publish again with push=REPO_ID"
+        )
     api = HfApi(token=token)
     try:
         _within(timeout, api.whoami, api.endpoint)
@@ -94,8 +102,16 @@ def hub_client(timeout: float = PUSH_TIMEOUT_S):
     return api
 
 
-def push_folder(out_dir: Path, repo_id: str, *, dataset: str, terms: dict[str, Any], public: bool = False,
-                api=None, timeout: float = PUSH_TIMEOUT_S) -> str:
+def push_folder(
+    out_dir: Path,
+    repo_id: str,
+    *,
+    dataset: str,
+    terms: dict[str, Any],
+    public: bool = False,
+    api=None,
+    timeout: float = PUSH_TIMEOUT_S,
+) -> str:
     """Upload ``out_dir`` to the Hub dataset repo ``repo_id`` (private unless ``public``); its URL.
 
     Only the card and the shards go up; shards the folder no longer has are deleted on the Hub
@@ -114,8 +130,11 @@ def push_folder(out_dir: Path, repo_id: str, *, dataset: str, terms: dict[str, A
         step = f"uploading to {repo_id}"
         shards = f"{layout.DATA}/**"
         api.upload_folder(
-            repo_id=repo_id, repo_type="dataset", folder_path=str(out_dir),
-            allow_patterns=[layout.CARD, shards], delete_patterns=[shards],
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=str(out_dir),
+            allow_patterns=[layout.CARD, shards],
+            delete_patterns=[shards],
             commit_message=f"ferdata {__version__} publish of {dataset}",
         )
     except FerdataError:

@@ -116,7 +116,8 @@ def image_shards(folder: Path) -> list[Path]:
         if shards:
             return shards
     return sorted(
-        p for p in folder.rglob("*.parquet")
+        p
+        for p in folder.rglob("*.parquet")
         if not p.name.startswith(".") and PAIR_CONFIG not in p.relative_to(folder).parts[:-1]
     )
 
@@ -127,8 +128,13 @@ def _own_file(path: Path) -> bool:
 
 def _shard_folder(folder: Path) -> bool:
     """``data/<config>/`` holding only publish's shard names and temporary files."""
-    return folder.name in CONFIGS and folder.is_dir() and not folder.is_symlink() and all(
-        _own_file(f) and (f.name.startswith(TEMP_PREFIX) or _OWN_SHARD.fullmatch(f.name)) for f in folder.iterdir()
+    return (
+        folder.name in CONFIGS
+        and folder.is_dir()
+        and not folder.is_symlink()
+        and all(
+            _own_file(f) and (f.name.startswith(TEMP_PREFIX) or _OWN_SHARD.fullmatch(f.name)) for f in folder.iterdir()
+        )
     )
 
 
@@ -141,7 +147,12 @@ def written_by_publish(folder: Path) -> bool:
     for entry in folder.iterdir():
         if entry.name.startswith(TEMP_PREFIX) and _own_file(entry):
             continue
-        if entry.name == DATA and entry.is_dir() and not entry.is_symlink() and all(map(_shard_folder, entry.iterdir())):
+        if (
+            entry.name == DATA
+            and entry.is_dir()
+            and not entry.is_symlink()
+            and all(map(_shard_folder, entry.iterdir()))
+        ):
             continue
         return False
     return True

@@ -171,7 +171,9 @@ def plan_parts(
     for config in (c for c in layout.CONFIGS if c in configs):
         if config == layout.PAIR_CONFIG:
             rows = pair_rows
-            feats = pe_features(class_names, present={n for n in PAIR_ROW_COLUMNS if rows[n].notna().any()}, images=images)
+            feats = pe_features(
+                class_names, present={n for n in PAIR_ROW_COLUMNS if rows[n].notna().any()}, images=images
+            )
         else:
             rows = selections[config]
             feats = image_row_features

@@ -54,8 +54,9 @@ def default_workers() -> int:
     return min(8, 2 * (os.cpu_count() or 1))
 
 
-def write_parts(parts: Sequence[Part], out_dir: Path, *, shards: int | None, workers: int,
-                advance: Callable[[int], None]) -> list[Path]:
+def write_parts(
+    parts: Sequence[Part], out_dir: Path, *, shards: int | None, workers: int, advance: Callable[[int], None]
+) -> list[Path]:
     """Write every part's shards under ``out_dir``; the shards written, in order.
 
     ``shards`` fixes the shard count of every part (default: one per MAX_SHARD_BYTES of images);
@@ -90,14 +91,19 @@ def _shards(part: Part, out_dir: Path, sizes: dict[str, int], shards: int | None
     per = math.ceil(part.n / min(shards, part.n))
     count = math.ceil(part.n / per)
     return [
-        Shard(part, _row_groups(row_bytes, i * per, min(part.n, (i + 1) * per)),
-              layout.shard_path(out_dir, part.config, part.split, i, count))
+        Shard(
+            part,
+            _row_groups(row_bytes, i * per, min(part.n, (i + 1) * per)),
+            layout.shard_path(out_dir, part.config, part.split, i, count),
+        )
         for i in range(count)
     ]
 
 
 def _file_sizes(parts: Sequence[Part], pool: ThreadPoolExecutor) -> dict[str, int]:
-    paths = sorted({p for part in parts for f in part.features if f.image for p in part.rows.column(f.source).to_pylist()})
+    paths = sorted(
+        {p for part in parts for f in part.features if f.image for p in part.rows.column(f.source).to_pylist()}
+    )
 
     def sizes(batch: list[str]) -> list[int]:
         try:
@@ -164,15 +170,22 @@ class _ShardWriter:
         images = {f.name for f in shard.part.features if f.image}
         plain = [p for f in schema if f.name not in images for p in _leaf_paths(f.name, f.type)]
         # image bytes are compressed already (PNG/JPEG): no codec, no dictionary, no statistics
-        compression = dict.fromkeys(plain, "zstd") | {p: "none" for f in schema if f.name in images for p in _leaf_paths(f.name, f.type)}
+        compression = dict.fromkeys(plain, "zstd") | {
+            p: "none" for f in schema if f.name in images for p in _leaf_paths(f.name, f.type)
+        }
         self.shard = shard
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_path(shard.path, durable=False))
         try:
             self._writer = self._stack.enter_context(
                 pq.ParquetWriter(
-                    tmp, schema, compression=compression, use_dictionary=plain,
-                    write_statistics=plain, write_page_index=False, store_schema=True,
+                    tmp,
+                    schema,
+                    compression=compression,
+                    use_dictionary=plain,
+                    write_statistics=plain,
+                    write_page_index=False,
+                    store_schema=True,
                 )
             )
         except BaseException as exc:  # a full disk fails here already: drop the temporary file, say it in one line
@@ -189,7 +202,9 @@ class _ShardWriter:
             self._stack.__exit__(type(error), error, error.__traceback__)
 
 
-def _write_shards(jobs: Sequence[Shard], pool: ThreadPoolExecutor, window: int, advance: Callable[[int], None]) -> list[Path]:
+def _write_shards(
+    jobs: Sequence[Shard], pool: ThreadPoolExecutor, window: int, advance: Callable[[int], None]
+) -> list[Path]:
     """Read row groups in parallel (at most ``window`` in memory), write them in order, shard by shard."""
     tasks = ((shard, start, stop) for shard in jobs for start, stop in shard.row_groups)
     pending: deque[tuple[Shard, int, Future]] = deque()

@@ -41,24 +41,31 @@ def read_leak_pairs(tables_dir: Path) -> pd.DataFrame:
         if table is None:
             continue
         columns = {str(c).lower(): c for c in table.columns}
-        stems = [c[:-2] for c in columns if c.endswith("_a") and c[:-2] + "_b" in columns and ("image" in c or "id" in c)]
-        sides = (columns[stems[0] + "_a"], columns[stems[0] + "_b"]) if stems else (
-            (columns["a"], columns["b"]) if {"a", "b"} <= set(columns) else None
+        stems = [
+            c[:-2] for c in columns if c.endswith("_a") and c[:-2] + "_b" in columns and ("image" in c or "id" in c)
+        ]
+        sides = (
+            (columns[stems[0] + "_a"], columns[stems[0] + "_b"])
+            if stems
+            else ((columns["a"], columns["b"]) if {"a", "b"} <= set(columns) else None)
         )
         if sides is None:
             continue
         a, b = table[sides[0]].astype(str), table[sides[1]].astype(str)
         kind = table[columns["kind"]].astype(str) if "kind" in columns else pd.Series("leak", index=table.index)
         distance = (
-            pd.to_numeric(table[columns["distance"]], errors="coerce") if "distance" in columns
+            pd.to_numeric(table[columns["distance"]], errors="coerce")
+            if "distance" in columns
             else pd.Series(np.nan, index=table.index)
         )
-        both = pd.DataFrame({
-            "image_id": pd.concat([a, b], ignore_index=True),
-            "partner": pd.concat([b, a], ignore_index=True),
-            "kind": pd.concat([kind, kind], ignore_index=True),
-            "distance": pd.concat([distance, distance], ignore_index=True).astype("float64"),
-        })
+        both = pd.DataFrame(
+            {
+                "image_id": pd.concat([a, b], ignore_index=True),
+                "partner": pd.concat([b, a], ignore_index=True),
+                "kind": pd.concat([kind, kind], ignore_index=True),
+                "distance": pd.concat([distance, distance], ignore_index=True).astype("float64"),
+            }
+        )
         return both[both["image_id"] != both["partner"]].drop_duplicates(["image_id", "partner", "kind"])
     return pd.DataFrame(columns=LEAK_COLUMNS)
 

@@ -100,11 +100,18 @@ class _Guard:
         if host not in _ALLOWED_HOSTS:
             problem = (403, f"host {host!r} refused: open the address ferdata review printed (http://{HOST}:PORT/...)")
         elif given is None:
-            problem = (401, "this server needs the token ferdata review printed"
-                       + (": writes send it in the X-Ferdata-Token header" if write else ": open the address it printed"))
+            problem = (
+                401,
+                "this server needs the token ferdata review printed"
+                + (": writes send it in the X-Ferdata-Token header" if write else ": open the address it printed"),
+            )
         elif not secrets.compare_digest(given.encode(), self.token.encode()):
             problem = (403, "wrong token: open the address ferdata review printed at its start")
-        elif write and (origin := headers.get("origin")) and origin.split("://", 1)[-1].rsplit(":", 1)[0] not in _ALLOWED_HOSTS:
+        elif (
+            write
+            and (origin := headers.get("origin"))
+            and origin.split("://", 1)[-1].rsplit(":", 1)[0] not in _ALLOWED_HOSTS
+        ):
             problem = (403, f"writes from {origin} are refused: use the page this server serves")
         if problem is not None:
             response = JSONResponse({"error": problem[1]}, status_code=problem[0], headers=_SECURITY_HEADERS)
@@ -213,7 +220,9 @@ def bind(port: int) -> socket.socket:
     try:
         return socket.create_server((HOST, port))
     except OSError as exc:
-        raise UsageError(f"cannot listen on {HOST}:{port} ({exc.strerror}): choose another port, or 0 for a free one") from None
+        raise UsageError(
+            f"cannot listen on {HOST}:{port} ({exc.strerror}): choose another port, or 0 for a free one"
+        ) from None
 
 
 def serve_review(

@@ -36,6 +36,7 @@ FLAG = "flag"  # flagged without naming a class (MSD-E: endorses nothing)
 class UnknownImage(KeyError):
     """An image id that the manifest does not hold (the server answers 404)."""
 
+
 AUTO_MASK = "auto_mask"  # tag filter: a mask tag that `ferdata tag auto` set
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 120
@@ -91,7 +92,9 @@ class _Loaded:
 class ReviewSession:
     """The state behind one review server: a workspace, a dataset and an annotator."""
 
-    def __init__(self, ws, *, dataset: str | None = None, annotator: str = "annotator", scores: Path | str | None = None):
+    def __init__(
+        self, ws, *, dataset: str | None = None, annotator: str = "annotator", scores: Path | str | None = None
+    ):
         self.ws = ws
         self.dataset = ws.dataset_name(dataset)
         self.votes = VoteBook(ws.root / VOTES_FOLDER, annotator)
@@ -143,8 +146,16 @@ class ReviewSession:
         columns["tags"] = [list(m) for m in maps]
         columns["origins"] = [list(m.values()) for m in maps]
         self._loaded = _Loaded(
-            manifest=manifest, stamp=stamp, ids=ids, position=pd.Index(ids), facets=facets, tags=tags,
-            leaks=leaks, has_leak=has_leak, scores=scores, columns=columns,
+            manifest=manifest,
+            stamp=stamp,
+            ids=ids,
+            position=pd.Index(ids),
+            facets=facets,
+            tags=tags,
+            leaks=leaks,
+            has_leak=has_leak,
+            scores=scores,
+            columns=columns,
         )
         self._selections.clear()
 
@@ -177,20 +188,30 @@ class ReviewSession:
         facets = {}
         for name, (codes, values) in loaded.facets.items():
             counts = np.bincount(codes, minlength=len(values)) if len(codes) else np.zeros(len(values), int)
-            shown = sorted(zip(values, counts, strict=True), key=lambda vc: (not vc[0].isdigit(), int(vc[0]) if vc[0].isdigit() else 0, vc[0]))
-            facets[name] = [{"value": v, "count": int(n)} for v, n in shown if n or v not in ("none", "removed", "unknown")]
+            shown = sorted(
+                zip(values, counts, strict=True),
+                key=lambda vc: (not vc[0].isdigit(), int(vc[0]) if vc[0].isdigit() else 0, vc[0]),
+            )
+            facets[name] = [
+                {"value": v, "count": int(n)} for v, n in shown if n or v not in ("none", "removed", "unknown")
+            ]
         # vocabularies, so that an empty value (face_status registered, say) can still be asked for
         for name, vocabulary in (("face_status", FACE_STATUSES), ("split", SPLITS), ("label_status", LABEL_STATUSES)):
             have = {f["value"] for f in facets[name]}
             facets[name] += [{"value": v, "count": 0} for v in vocabulary if v not in have]
         facets["tag"] = [{"value": t, "count": int(m.sum())} for t, m in loaded.tags.items()]
-        facets["leak"] = [{"value": "yes", "count": int(loaded.has_leak.sum())},
-                          {"value": "no", "count": int((~loaded.has_leak).sum())}]
+        facets["leak"] = [
+            {"value": "yes", "count": int(loaded.has_leak.sum())},
+            {"value": "no", "count": int((~loaded.has_leak).sum())},
+        ]
         mine = int(self._mask(loaded, "vote", "voted").sum())
         facets["vote"] = [{"value": "voted", "count": mine}, {"value": "not_voted", "count": len(loaded.ids) - mine}]
         classes = self.classes()
         keys = [{"key": str(i + 1), "vote": c, "name": c} for i, c in enumerate(classes[:9])]
-        keys += [{"key": "x", "vote": NOT_FACE, "name": "not a face"}, {"key": "f", "vote": FLAG, "name": "flag, no class"}]
+        keys += [
+            {"key": "x", "vote": NOT_FACE, "name": "not a face"},
+            {"key": "f", "vote": FLAG, "name": "flag, no class"},
+        ]
         return {
             "dataset": self.dataset,
             "annotator": self.annotator,
@@ -292,7 +313,14 @@ class ReviewSession:
         mine = self.votes.votes()
         score = loaded.scores[order] if order in loaded.scores.columns else None
         items = [self._item(loaded, int(r), mine, score) for r in shown]
-        return {"total": int(len(rows)), "offset": offset, "limit": limit, "order": order, "desc": descending, "items": items}
+        return {
+            "total": int(len(rows)),
+            "offset": offset,
+            "limit": limit,
+            "order": order,
+            "desc": descending,
+            "items": items,
+        }
 
     def _item(self, loaded: _Loaded, row: int, mine: dict[str, str], score: pd.Series | None) -> dict[str, Any]:
         columns = loaded.columns
@@ -323,7 +351,9 @@ class ReviewSession:
                 if raw.form == "ferplus":
                     continue
                 for image, annotator, vote in raw.table[["image", "annotator", "vote"]].itertuples(index=False):
-                    by_image.setdefault(str(image).strip(), []).append({"annotator": str(annotator).strip(), "vote": str(vote).strip()})
+                    by_image.setdefault(str(image).strip(), []).append(
+                        {"annotator": str(annotator).strip(), "vote": str(vote).strip()}
+                    )
             self._others = (stamp, by_image)
         return self._others[1]
 
@@ -332,9 +362,28 @@ class ReviewSession:
         loaded = self.current()
         row = self._row(loaded, image_id)
         record = loaded.manifest.frame.iloc[row]
-        fields = ("image_id", "label", "label_original", "label_status", "masked", "masked_origin", "split", "fold",
-                  "subject_id", "pair_id", "in_pe", "face_status", "face_error", "det_score", "n_faces", "mask_score",
-                  "width", "height", "bbox", "landmarks")
+        fields = (
+            "image_id",
+            "label",
+            "label_original",
+            "label_status",
+            "masked",
+            "masked_origin",
+            "split",
+            "fold",
+            "subject_id",
+            "pair_id",
+            "in_pe",
+            "face_status",
+            "face_error",
+            "det_score",
+            "n_faces",
+            "mask_score",
+            "width",
+            "height",
+            "bbox",
+            "landmarks",
+        )
         out = {name: jsonable(record[name]) for name in fields if name in record.index}
         out["id"] = image_id
         out["tags"] = [{"tag": t, "origin": o} for t, o in tag_origins(loaded.manifest.frame.iloc[[row]])[0].items()]
@@ -348,8 +397,13 @@ class ReviewSession:
             entry = {"id": partner.partner, "kind": partner.kind, "distance": jsonable(partner.distance)}
             try:
                 other = loaded.manifest.frame.iloc[self._row(loaded, partner.partner)]
-                entry |= {"label": other["label"], "label_original": other["label_original"], "fold": jsonable(other["fold"]),
-                          "split": other["split"], "crop": other["aligned_path"] is not None}
+                entry |= {
+                    "label": other["label"],
+                    "label_original": other["label_original"],
+                    "fold": jsonable(other["fold"]),
+                    "split": other["split"],
+                    "crop": other["aligned_path"] is not None,
+                }
             except UnknownImage:
                 entry["missing"] = True
             out["leaks"].append(entry)
@@ -392,7 +446,11 @@ class ReviewSession:
             manifest = loaded.manifest
             selected = pd.Series(False, index=manifest.frame.index)
             selected.iloc[row] = True
-            change = add_tag(manifest.frame, tag, selected, origin=REVIEW) if on else remove_tag(manifest.frame, tag, selected)
+            change = (
+                add_tag(manifest.frame, tag, selected, origin=REVIEW)
+                if on
+                else remove_tag(manifest.frame, tag, selected)
+            )
             if change.changed:
                 history = manifest.provenance.setdefault("review", {})
                 counts = history.setdefault("tag_changes", {})
@@ -403,8 +461,12 @@ class ReviewSession:
             new = self.current()
             tags = tag_origins(new.manifest.frame.iloc[[row]])[0]
         return {
-            "id": image_id, "tag": tag, "on": tag in tags, "changed": bool(change.changed),
+            "id": image_id,
+            "tag": tag,
+            "on": tag in tags,
+            "changed": bool(change.changed),
             "kept_source": bool(change.kept_source) and tags.get(tag) == SOURCE,
-            "tags": list(tags), "origins": list(tags.values()),
+            "tags": list(tags),
+            "origins": list(tags.values()),
             "masked": jsonable(new.manifest.frame["masked"].iloc[row]),
         }

@@ -67,7 +67,9 @@ class VoteBook:
             try:
                 text = self.path.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"cannot read votes file {self.path}: {exc}; move it away to start a new one") from None
+                raise UsageError(
+                    f"cannot read votes file {self.path}: {exc}; move it away to start a new one"
+                ) from None
             for record in csv.DictReader(io.StringIO(text)):
                 image = (record.get("image") or "").strip()
                 if image:
@@ -119,7 +121,11 @@ def votes_files(folder: Path) -> list[Path]:
     """The votes files directly in ``folder`` (hidden temporary files left out)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".csv", ".tsv") and not p.name.startswith(".") and p.is_file())
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in (".csv", ".tsv") and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def stamp_of(paths: list[Path]) -> tuple:

@@ -25,9 +25,7 @@ from .occlu_fer import OccluFer
 if TYPE_CHECKING:
     from ..archives import Tree
 
-SOURCES: dict[str, type[Source]] = {
-    cls.name: cls for cls in (MsdE, OccluFer, Fer2013, FerPlus, Ferv39k, ImageFolder)
-}
+SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (MsdE, OccluFer, Fer2013, FerPlus, Ferv39k, ImageFolder)}
 
 
 def get_source(name: str) -> Source:
@@ -58,4 +56,15 @@ def detect_source(names: list[str], where: str, tree: Tree | None = None) -> Sou
     return adapters[best_name]
 
 
-__all__ = ["SOURCES", "Item", "Notice", "Record", "SideFile", "Source", "SourceOptions", "Unparsed", "detect_source", "get_source"]
+__all__ = [
+    "SOURCES",
+    "Item",
+    "Notice",
+    "Record",
+    "SideFile",
+    "Source",
+    "SourceOptions",
+    "Unparsed",
+    "detect_source",
+    "get_source",
+]

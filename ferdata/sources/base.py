@@ -155,8 +155,8 @@ def file_record(member: str, rel: str, label_original: str, **fields) -> Record:
 
 def class_folders(names: Iterable[str], root: str) -> set[str]:
     """The folders at ``root/<split>/<class>/<file>``: what an ImageFolder layout's classes are."""
-    return {n[len(root):].split("/")[1] for n in names if n.startswith(root) and n[len(root):].count("/") == 2}
+    return {n[len(root) :].split("/")[1] for n in names if n.startswith(root) and n[len(root) :].count("/") == 2}
 
 
 def relative_to(name: str, root: str) -> str:
-    return name[len(root):] if root and name.startswith(root) else name
+    return name[len(root) :] if root and name.startswith(root) else name

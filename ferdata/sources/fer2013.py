@@ -42,7 +42,19 @@ import numpy as np
 
 from ..errors import LayoutError, UsageError, shown
 from ..resources import load_toml
-from .base import Item, Notice, Record, Source, SourceOptions, Unparsed, class_folders, file_record, is_image, roots_with_children, stem
+from .base import (
+    Item,
+    Notice,
+    Record,
+    Source,
+    SourceOptions,
+    Unparsed,
+    class_folders,
+    file_record,
+    is_image,
+    roots_with_children,
+    stem,
+)
 
 # Preferred among CSVs holding the whole dataset (a Usage column): the names it is published under.
 _PREFERRED = ("fer2013.csv", "icml_face_data.csv")
@@ -116,7 +128,8 @@ def choose_csvs(tree, names: list[str]) -> tuple[list[str], list[Notice]]:
     chosen = min(full, key=preference)
     skipped = [
         Notice(f"{m} was not read: {chosen} holds the whole dataset (it has a Usage column)")
-        for m in csvs if m != chosen
+        for m in csvs
+        if m != chosen
     ]
     return [chosen], skipped
 
@@ -228,7 +241,12 @@ class _RowReader:
         for row_number, line in enumerate(block.lines, block.first_row):
             where = f"{self.member}#row={row_number}"
             if line is None:
-                items.append(Unparsed(where, f"the row is longer than {self.longest:,} characters, more than {self.size}×{self.size} pixels take"))
+                items.append(
+                    Unparsed(
+                        where,
+                        f"the row is longer than {self.longest:,} characters, more than {self.size}×{self.size} pixels take",
+                    )
+                )
                 continue
             if not line or line.isspace():
                 continue
@@ -392,7 +410,7 @@ class Fer2013(Source):
         usage_prefix = {k.lower(): v for k, v in layout["usage"].items()}
         ignored = 0
         for name in names:
-            rel = name[len(root):] if name.startswith(root) else None
+            rel = name[len(root) :] if name.startswith(root) else None
             parts = rel.split("/") if rel else []
             if len(parts) != 3 or parts[0] not in layout["folder_splits"] or not is_image(name):
                 ignored += 1

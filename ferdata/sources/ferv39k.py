@@ -57,7 +57,7 @@ class Ferv39k(Source):
             if not name.startswith(frames) or not is_image(name):
                 ignored += 1
                 continue
-            parts = name[len(frames):].split("/")
+            parts = name[len(frames) :].split("/")
             if len(parts) != 4:
                 yield Unparsed(name, "expected <Scene>/<Emotion>/<clip>/<frame> under 2_ClipsforFaceCrop/")
                 continue
@@ -67,9 +67,14 @@ class Ferv39k(Source):
                 yield Unparsed(name, f"unknown emotion folder {emotion!r} (expected {', '.join(classes)})")
                 continue
             clip_id = f"{scene}/{emotion}/{clip}"
-            rel = name[len(root):]
+            rel = name[len(root) :]
             yield file_record(
-                name, rel, label, image_id=without_ext(name[len(frames):]), clip_id=clip_id, split=clip_split.get(clip_id)
+                name,
+                rel,
+                label,
+                image_id=without_ext(name[len(frames) :]),
+                clip_id=clip_id,
+                split=clip_split.get(clip_id),
             )
         if ignored:
             yield Notice(f"{ignored} files outside 2_ClipsforFaceCrop/ (or not frames) were ignored")

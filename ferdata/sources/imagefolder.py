@@ -45,7 +45,9 @@ class ImageFolder(Source):
 
     def match(self, names: list[str]) -> float:
         images = [n for n in names if is_image(n)]
-        return 0.3 if images and any(self._label(n.split("/")[-2], SourceOptions()) for n in images if "/" in n) else 0.0
+        return (
+            0.3 if images and any(self._label(n.split("/")[-2], SourceOptions()) for n in images if "/" in n) else 0.0
+        )
 
     def discover(self, tree, names: list[str], options: SourceOptions) -> Iterator[Item]:
         root, has_splits = self._layout(names)
@@ -55,7 +57,7 @@ class ImageFolder(Source):
             if not is_image(name) or not name.startswith(root):
                 ignored += 1
                 continue
-            rel = name[len(root):]
+            rel = name[len(root) :]
             parts = rel.split("/")
             split = None
             if has_splits:
@@ -68,7 +70,10 @@ class ImageFolder(Source):
                 continue
             label = self._label(parts[0], options)
             if label is None or label not in LABELS:
-                yield Unparsed(name, f"folder {parts[0]!r} names no known expression: map it with label_map={{{parts[0]!r}: '<label>'}}")
+                yield Unparsed(
+                    name,
+                    f"folder {parts[0]!r} names no known expression: map it with label_map={{{parts[0]!r}: '<label>'}}",
+                )
                 continue
             yield file_record(name, rel, label, split=split)
         if ignored:

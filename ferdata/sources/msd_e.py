@@ -59,7 +59,7 @@ class MsdE(Source):
             if not name.startswith(root):
                 ignored += 1
                 continue
-            rel = name[len(root):]
+            rel = name[len(root) :]
             if rel == pairs_file:
                 yield SideFile(member=name, name=pairs_file)
                 continue

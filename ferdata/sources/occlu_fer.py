@@ -47,7 +47,7 @@ class OccluFer(Source):
         root = self._root(names) or ""
         ignored = 0
         for name in names:
-            rel = name[len(root):] if name.startswith(root) else ""
+            rel = name[len(root) :] if name.startswith(root) else ""
             parts = rel.split("/")
             if len(parts) != 3 or parts[0] not in splits or not is_image(name):
                 ignored += 1

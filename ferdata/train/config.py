@@ -94,8 +94,13 @@ class TrainConfig:
         budget = parse_size(self.memory_budget)
         if budget is not None and budget < 0:
             raise UsageError(f"memory_budget={self.memory_budget!r} must not be negative")
-        return replace(self, image_size=image_size, milestones=tuple(int(m) for m in self.milestones), memory_budget=budget,
-                       figure_format=figure_format)
+        return replace(
+            self,
+            image_size=image_size,
+            milestones=tuple(int(m) for m in self.milestones),
+            memory_budget=budget,
+            figure_format=figure_format,
+        )
 
     def for_data(self, data: FaceData) -> TrainConfig:
         """Fill the protocol and the subset from the data (see the field comments)."""
@@ -104,8 +109,10 @@ class TrainConfig:
         if protocol is None:
             protocol = "folds" if data.folds and not data.has_official_split else "split"
         if protocol == "split" and (config.folds is not None or config.fold is not None):
-            raise UsageError("folds= and fold= choose folds of protocol=folds, but this data has an official "
-                             "split: pass protocol=folds to cross-validate instead")
+            raise UsageError(
+                "folds= and fold= choose folds of protocol=folds, but this data has an official "
+                "split: pass protocol=folds to cross-validate instead"
+            )
         subset = config.subset
         if subset is None:
             subset = "pe" if config.method in ("cl", "kd") else ("nm" if (data.masked == MASKED).any() else "mix")
@@ -114,7 +121,17 @@ class TrainConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The options that change a round's result: a re-run into the same RUN_DIR must match them."""
         keep = asdict(self)
-        for name in ("folds", "fold", "device", "precision", "tsne", "figure_format", "dpi", "epoch_log", "memory_budget"):
+        for name in (
+            "folds",
+            "fold",
+            "device",
+            "precision",
+            "tsne",
+            "figure_format",
+            "dpi",
+            "epoch_log",
+            "memory_budget",
+        ):
             keep.pop(name)
         keep["milestones"] = list(self.milestones)
         return keep

@@ -270,7 +270,9 @@ class DiskFaces:
         flat = out.reshape(len(rows), self.face_bytes)
         for i in np.argsort(rows, kind="stable"):  # read the file forwards
             if os.preadv(self.fd, [flat[i]], int(rows[i]) * self.face_bytes) != self.face_bytes:
-                raise ImageUnreadable(f"{self.path or 'the face cache'} is shorter than {self.shape[0]} faces: delete it")
+                raise ImageUnreadable(
+                    f"{self.path or 'the face cache'} is shorter than {self.shape[0]} faces: delete it"
+                )
         return torch.from_numpy(out)
 
     def __getitem__(self, rows) -> torch.Tensor:
@@ -326,8 +328,12 @@ def load_faces(
     images = _decode(rows, origin, image_size, budget, cache_dir, progress or null_progress)
 
     masked = rows["masked"].map(lambda v: UNKNOWN if pd.isna(v) else (MASKED if bool(v) else NON_MASKED))
-    origin = {**origin, "storage": "disk" if isinstance(images, DiskFaces) else "memory",
-              "faces_bytes": faces_bytes(len(rows), image_size), "memory_budget": budget}
+    origin = {
+        **origin,
+        "storage": "disk" if isinstance(images, DiskFaces) else "memory",
+        "faces_bytes": faces_bytes(len(rows), image_size),
+        "memory_budget": budget,
+    }
     return FaceData(
         images=images,
         image_id=rows["image_id"].astype(str).to_numpy(dtype=object),
@@ -430,16 +436,26 @@ def _published_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, int], dict[st
             "image": used["image"].to_numpy(dtype=object),
         }
     )
-    origin = {"kind": "published", "path": str(folder.resolve()), "dataset": layout.dataset_name(folder),
-              "shards": [s.relative_to(folder).as_posix() for s in shards]}
+    origin = {
+        "kind": "published",
+        "path": str(folder.resolve()),
+        "dataset": layout.dataset_name(folder),
+        "shards": [s.relative_to(folder).as_posix() for s in shards],
+    }
     return rows, {k: v for k, v in skipped.items() if v}, origin
 
 
 # ----------------------------------------------------------------------------- decoding
 
 
-def _decode(rows: pd.DataFrame, origin: dict[str, Any], size: int, budget: int, cache_dir: Path | str | None,
-            progress: ProgressFn) -> Any:
+def _decode(
+    rows: pd.DataFrame,
+    origin: dict[str, Any],
+    size: int,
+    budget: int,
+    cache_dir: Path | str | None,
+    progress: ProgressFn,
+) -> Any:
     """Decode into memory when the faces fit ``budget``, else into a file (:class:`DiskFaces`).
 
     The file is written sequentially, a block of faces at a time, so decoding never holds more
@@ -513,8 +529,9 @@ def _cache_key(rows: pd.DataFrame, origin: dict[str, Any], size: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn,
-                   put: Callable[[int, np.ndarray], None]) -> None:
+def _decode_blocks(
+    rows: pd.DataFrame, origin: dict[str, Any], size: int, progress: ProgressFn, put: Callable[[int, np.ndarray], None]
+) -> None:
     """Decode the faces of ``rows`` in row order, handing ``put(first row, block)`` consecutive
     blocks of at most ``_READ_BATCH`` faces (``block`` is n x 3 x S x S)."""
     from ..vision.decode import read_crop
@@ -535,11 +552,15 @@ def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progre
 
     if origin["kind"] == "workspace":
         paths = rows["image"].tolist()
-        batches = ([(i, paths[i], str(paths[i])) for i in range(first, min(first + _READ_BATCH, total))]
-                   for first in range(0, total, _READ_BATCH))
+        batches = (
+            [(i, paths[i], str(paths[i])) for i in range(first, min(first + _READ_BATCH, total))]
+            for first in range(0, total, _READ_BATCH)
+        )
     else:
-        batches = ([(target, cell, f"{shard} row {row}") for target, cell, row in jobs]
-                   for _, shard, jobs in _published_batches(Path(origin["path"]), origin["shards"], rows["image"].tolist()))
+        batches = (
+            [(target, cell, f"{shard} row {row}") for target, cell, row in jobs]
+            for _, shard, jobs in _published_batches(Path(origin["path"]), origin["shards"], rows["image"].tolist())
+        )
     # Pillow releases the GIL while it decodes, so a few threads keep every core busy
     with ThreadPoolExecutor(max_workers=4) as pool:
         for jobs in batches:
@@ -551,8 +572,9 @@ def _decode_blocks(rows: pd.DataFrame, origin: dict[str, Any], size: int, progre
             progress("decode faces", done, total)
 
 
-def _published_batches(base: Path, shards: Sequence[str], refs: Sequence[tuple[int, int]]
-                       ) -> Iterator[tuple[int, str, list[tuple[int, bytes, int]]]]:
+def _published_batches(
+    base: Path, shards: Sequence[str], refs: Sequence[tuple[int, int]]
+) -> Iterator[tuple[int, str, list[tuple[int, bytes, int]]]]:
     """``(shard number, shard, [(target row, PNG bytes, row in shard)])`` a record batch at a time."""
     import pyarrow.parquet as pq
 
@@ -565,7 +587,9 @@ def _published_batches(base: Path, shards: Sequence[str], refs: Sequence[tuple[i
         for batch in pq.ParquetFile(base / shards[number]).iter_batches(batch_size=_READ_BATCH, columns=["image"]):
             column = batch.column(0)
             cells = (column.field("bytes") if hasattr(column, "field") else column).to_pylist()
-            jobs = [(rows_here[offset + i], cell, offset + i) for i, cell in enumerate(cells) if offset + i in rows_here]
+            jobs = [
+                (rows_here[offset + i], cell, offset + i) for i, cell in enumerate(cells) if offset + i in rows_here
+            ]
             offset += batch.num_rows
             if jobs:
                 yield number, shards[number], jobs

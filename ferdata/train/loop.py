@@ -304,7 +304,10 @@ def make_optimizer(model, config: TrainConfig):
 
     backbone, head = model.parameter_groups()
     optimizer = torch.optim.Adam(
-        [{"params": backbone, "lr": config.lr_backbone, "name": "backbone"}, {"params": head, "lr": config.lr_head, "name": "head"}]
+        [
+            {"params": backbone, "lr": config.lr_backbone, "name": "backbone"},
+            {"params": head, "lr": config.lr_head, "name": "head"},
+        ]
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=GAMMA)
     return optimizer, scheduler
@@ -376,14 +379,17 @@ def fit(
                     both = acc.inputs(images, None if theta is None else torch.cat([theta, theta]))  # one draw per pair
                     if method == "cl":
                         logits, features = model(both, config.feature)
-                        parts = contrastive_loss(logits[:n], logits[n:], features[:n], features[n:], target,
-                                                 config.cl_a, config.cl_b)
+                        parts = contrastive_loss(
+                            logits[:n], logits[n:], features[:n], features[n:], target, config.cl_a, config.cl_b
+                        )
                         loss, target = parts.total, torch.cat([target, target])
                     else:
                         nonmasked, masked = both[:n], both[n:]
                         with torch.no_grad():
                             _, teacher_features = teacher(nonmasked, config.feature)
-                        logits, features = model(student_inputs(nonmasked, masked, config.kd_p, generator), config.feature)
+                        logits, features = model(
+                            student_inputs(nonmasked, masked, config.kd_p, generator), config.feature
+                        )
                         loss = distillation_loss(logits, features, teacher_features, target, config.kd_lambda).total
             acc.backward(loss, optimizer)
             samples += n
@@ -393,16 +399,26 @@ def fit(
             if monitor is not None:
                 monitor(
                     StepInfo(
-                        fold=fold, phase=phase, epoch=epoch, epochs=config.epochs, done=samples, total=len(order),
-                        loss=loss_sum / samples, accuracy=correct / predictions,
+                        fold=fold,
+                        phase=phase,
+                        epoch=epoch,
+                        epochs=config.epochs,
+                        done=samples,
+                        total=len(order),
+                        loss=loss_sum / samples,
+                        accuracy=correct / predictions,
                         images_per_s=samples * per_sample / max(time.perf_counter() - start, 1e-9),
                     )
                 )
         scheduler.step()
         elapsed = time.perf_counter() - start
         stats = EpochStats(
-            epoch=epoch, lr_backbone=lrs[0], lr_head=lrs[1], loss=loss_sum / max(samples, 1),
-            accuracy=correct / max(predictions, 1), images_per_s=samples * per_sample / max(elapsed, 1e-9),
+            epoch=epoch,
+            lr_backbone=lrs[0],
+            lr_head=lrs[1],
+            loss=loss_sum / max(samples, 1),
+            accuracy=correct / max(predictions, 1),
+            images_per_s=samples * per_sample / max(elapsed, 1e-9),
         )
         if after_epoch is not None:
             stats.val = after_epoch(model, epoch)
@@ -415,8 +431,9 @@ def _round_number(fold: int | str) -> int:
     return fold if isinstance(fold, int) else 0
 
 
-def predict(model, data: FaceData, rows: np.ndarray, acc: Accelerator, batch_size: int = 256,
-            faces: DeviceFaces | None = None):
+def predict(
+    model, data: FaceData, rows: np.ndarray, acc: Accelerator, batch_size: int = 256, faces: DeviceFaces | None = None
+):
     """Softmax probabilities and pooled features of ``rows`` (evaluation mode, no augmentation)."""
     import torch
 
@@ -471,9 +488,10 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
     assert data.split is not None  # FaceData.__post_init__ fills it
     rows = subset_rows(data, config.subset)
     if len(rows) == 0:
-        raise UsageError(f"subset {config.subset} is empty in {data.origin.get('path')}: "
-                         + ("run ferdata pairs first" if config.subset == "pe" else
-                            "check the masked column, or choose subset=mix"))
+        raise UsageError(
+            f"subset {config.subset} is empty in {data.origin.get('path')}: "
+            + ("run ferdata pairs first" if config.subset == "pe" else "check the masked column, or choose subset=mix")
+        )
     paired = config.method in ("cl", "kd")
     left_out: dict[str, int] = {}
     if config.protocol == "folds":
@@ -496,9 +514,20 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
         for fold in available:
             train = pairs[data.fold[pairs[:, 0]] != fold] if pairs is not None else rows[data.fold[rows] != fold]
             evaluate = rows[data.fold[rows] == fold]
-            teacher_rows = np.flatnonzero((data.masked == NON_MASKED) & (data.fold != fold) & (data.fold != NO_FOLD_VALUE))
-            rounds.append(Round(fold, f"folds/fold-{fold}", train, evaluate, evaluate if config.epoch_log else None,
-                                False, teacher_rows))
+            teacher_rows = np.flatnonzero(
+                (data.masked == NON_MASKED) & (data.fold != fold) & (data.fold != NO_FOLD_VALUE)
+            )
+            rounds.append(
+                Round(
+                    fold,
+                    f"folds/fold-{fold}",
+                    train,
+                    evaluate,
+                    evaluate if config.epoch_log else None,
+                    False,
+                    teacher_rows,
+                )
+            )
         return Plan("folds", rounds, left_out, list(available))
 
     missing = rows[pd.isna(data.split[rows])]
@@ -507,12 +536,16 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
     rows = rows[pd.notna(data.split[rows])]
     part = {name: rows[data.split[rows] == name] for name in ("train", "val", "test")}
     if not len(part["train"]):
-        raise UsageError(f"protocol=split: no image of subset {config.subset} is in the train split "
-                         f"(splits present: {', '.join(data.splits) or 'none'}); run ferdata folds, then protocol=folds")
+        raise UsageError(
+            f"protocol=split: no image of subset {config.subset} is in the train split "
+            f"(splits present: {', '.join(data.splits) or 'none'}); run ferdata folds, then protocol=folds"
+        )
     evaluated = "test" if len(part["test"]) else "val"
     if not len(part[evaluated]):
-        raise UsageError(f"protocol=split: subset {config.subset} has no val or test image to evaluate on; "
-                         "run ferdata folds, then protocol=folds")
+        raise UsageError(
+            f"protocol=split: subset {config.subset} has no val or test image to evaluate on; "
+            "run ferdata folds, then protocol=folds"
+        )
     select = evaluated == "test" and len(part["val"]) > 0
     watched = "val" if select else (evaluated if config.epoch_log else None)
     train = part["train"]
@@ -521,8 +554,17 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
         if not len(train):
             raise UsageError(f"method={config.method}: the train split holds no MSD-PE pair")
     teacher_rows = np.flatnonzero((data.masked == NON_MASKED) & (data.split == "train"))
-    round_ = Round("split", "split", train, part[evaluated], part[watched] if watched else None, select, teacher_rows,
-                   evaluated_split=evaluated, watched_split=watched)
+    round_ = Round(
+        "split",
+        "split",
+        train,
+        part[evaluated],
+        part[watched] if watched else None,
+        select,
+        teacher_rows,
+        evaluated_split=evaluated,
+        watched_split=watched,
+    )
     return Plan("split", [round_], left_out, ["split"])
 
 
@@ -535,12 +577,18 @@ def _write_json(path: Path, payload: Any) -> None:
 
 def assignment_frame(data: FaceData) -> pd.DataFrame:
     """Where each usable image sits: the fold and split a teacher run is checked against."""
-    return pd.DataFrame({
-        "image_id": data.image_id.astype(str),
-        # numpy's stubs take the None for a missing x argument (the one-argument overload)
-        "fold": pd.array(np.where(data.fold == NO_FOLD_VALUE, None, data.fold), dtype="Int64"),  # type: ignore[call-overload]
-        "split": pd.array(data.split, dtype="string"),
-    }).sort_values("image_id", kind="stable").reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "image_id": data.image_id.astype(str),
+                # numpy's stubs take the None for a missing x argument (the one-argument overload)
+                "fold": pd.array(np.where(data.fold == NO_FOLD_VALUE, None, data.fold), dtype="Int64"),  # type: ignore[call-overload]
+                "split": pd.array(data.split, dtype="string"),
+            }
+        )
+        .sort_values("image_id", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def check_teacher_run(teacher_dir: Path, data: FaceData, config: TrainConfig) -> None:
@@ -556,21 +604,31 @@ def check_teacher_run(teacher_dir: Path, data: FaceData, config: TrainConfig) ->
     run = json.loads(path.read_text())
     options, origin = run.get("options") or {}, run.get("data") or {}
     if origin.get("dataset") != data.origin.get("dataset"):
-        raise UsageError(f"{where} was trained on dataset {origin.get('dataset')}, this run is on {data.origin.get('dataset')}")
+        raise UsageError(
+            f"{where} was trained on dataset {origin.get('dataset')}, this run is on {data.origin.get('dataset')}"
+        )
     protocol = options.get("protocol") or "folds"
     if protocol != config.protocol:
         raise UsageError(f"{where} used protocol {protocol}, this run uses {config.protocol}")
     if options.get("subset") != "nm" or options.get("method") != "ce":
-        raise UsageError(f"{where} was trained on subset {options.get('subset')} with method {options.get('method')}: "
-                         "a KD teacher is trained on the non-masked images only (subset nm, method ce)")
+        raise UsageError(
+            f"{where} was trained on subset {options.get('subset')} with method {options.get('method')}: "
+            "a KD teacher is trained on the non-masked images only (subset nm, method ce)"
+        )
     if options.get("image_size") != config.image_size:
-        raise UsageError(f"{where} was trained at {options.get('image_size')} pixels, this run uses {config.image_size}")
+        raise UsageError(
+            f"{where} was trained at {options.get('image_size')} pixels, this run uses {config.image_size}"
+        )
     if run.get("classes") != list(data.classes):
-        raise UsageError(f"{where} has the classes {', '.join(run.get('classes') or [])}, this data {', '.join(data.classes)}")
+        raise UsageError(
+            f"{where} has the classes {', '.join(run.get('classes') or [])}, this data {', '.join(data.classes)}"
+        )
     table = teacher_dir / ASSIGNMENT_FILE
     if not table.is_file():
-        raise UsageError(f"{where} records no fold assignment ({ASSIGNMENT_FILE}; an older ferdata trained it): "
-                         "train the teacher again")
+        raise UsageError(
+            f"{where} records no fold assignment ({ASSIGNMENT_FILE}; an older ferdata trained it): "
+            "train the teacher again"
+        )
     column = "fold" if config.protocol == "folds" else "split"
     theirs = pd.read_parquet(table)[["image_id", column]]
     both = assignment_frame(data)[["image_id", column]].merge(theirs, on="image_id", suffixes=("_here", "_there"))
@@ -587,8 +645,15 @@ def check_teacher_run(teacher_dir: Path, data: FaceData, config: TrainConfig) ->
         )
 
 
-def _teacher(round_: Round, config: TrainConfig, data: FaceData, acc: Accelerator, run_dir: Path, faces: DeviceFaces,
-             monitor: MonitorFn | None) -> tuple[Any, str]:
+def _teacher(
+    round_: Round,
+    config: TrainConfig,
+    data: FaceData,
+    acc: Accelerator,
+    run_dir: Path,
+    faces: DeviceFaces,
+    monitor: MonitorFn | None,
+) -> tuple[Any, str]:
     """The frozen KD teacher of a round: ``teacher`` FILE, ``teacher`` RUN_DIR (its model of the
     same round), else one trained here with CE on the round's non-masked training images."""
     from .models import build_model, freeze, load_checkpoint, load_init, save_checkpoint
@@ -597,7 +662,9 @@ def _teacher(round_: Round, config: TrainConfig, data: FaceData, acc: Accelerato
         given = Path(config.teacher)
         path = given / round_.folder / "model.pt" if given.is_dir() else given
         if not path.exists():
-            raise UsageError(f"teacher={given}: {path} does not exist (train {round_.folder} with subset=nm there first)")
+            raise UsageError(
+                f"teacher={given}: {path} does not exist (train {round_.folder} with subset=nm there first)"
+            )
         return freeze(acc.prepare(load_checkpoint(path, data.classes))), str(path)
     path = run_dir / round_.folder / "teacher.pt"
     if path.exists():  # trained before an interruption
@@ -611,8 +678,18 @@ def _teacher(round_: Round, config: TrainConfig, data: FaceData, acc: Accelerato
     if config.init:
         load_init(teacher, config.init)
     teacher = acc.prepare(teacher)
-    fit(teacher, data, round_.teacher_rows, config, acc, method="ce", fold=round_.name, phase="teacher", monitor=monitor,
-        faces=faces)
+    fit(
+        teacher,
+        data,
+        round_.teacher_rows,
+        config,
+        acc,
+        method="ce",
+        fold=round_.name,
+        phase="teacher",
+        monitor=monitor,
+        faces=faces,
+    )
     save_checkpoint(teacher, path, data.classes, fold=round_.name, role="teacher", subset="nm")
     return freeze(teacher), str(path)
 
@@ -625,7 +702,11 @@ def prediction_frame(data: FaceData, rows: np.ndarray, probs: np.ndarray, fold: 
     own under ``split``), split, clip, true and predicted class, and a probability per class."""
     rows = np.asarray(rows, dtype=np.int64)
     assert data.split is not None and data.clip_id is not None  # FaceData.__post_init__ fills them
-    folds = np.full(len(rows), fold) if fold is not None else np.where(data.fold[rows] == NO_FOLD_VALUE, None, data.fold[rows])
+    folds = (
+        np.full(len(rows), fold)
+        if fold is not None
+        else np.where(data.fold[rows] == NO_FOLD_VALUE, None, data.fold[rows])
+    )
     frame = pd.DataFrame(
         {
             "image_id": data.image_id[rows],
@@ -633,10 +714,14 @@ def prediction_frame(data: FaceData, rows: np.ndarray, probs: np.ndarray, fold: 
             "split": data.split[rows],
             "clip_id": data.clip_id[rows],
             "label": np.asarray(data.classes, dtype=object)[data.label[rows]],
-            "masked": pd.array([None if m not in (MASKED, NON_MASKED) else bool(m == MASKED) for m in data.masked[rows]],
-                               dtype="boolean"),
+            "masked": pd.array(
+                [None if m not in (MASKED, NON_MASKED) else bool(m == MASKED) for m in data.masked[rows]],
+                dtype="boolean",
+            ),
             "pair_id": data.pair_id[rows],
-            "predicted": np.asarray(data.classes, dtype=object)[probs.argmax(1)] if len(rows) else np.array([], dtype=object),
+            "predicted": np.asarray(data.classes, dtype=object)[probs.argmax(1)]
+            if len(rows)
+            else np.array([], dtype=object),
         }
     )
     for i, name in enumerate(data.classes):
@@ -644,8 +729,16 @@ def prediction_frame(data: FaceData, rows: np.ndarray, probs: np.ndarray, fold: 
     return frame
 
 
-def train_round(data: FaceData, round_: Round, config: TrainConfig, acc: Accelerator, run_dir: Path, *,
-                faces: DeviceFaces | None = None, monitor: MonitorFn | None = None) -> dict[str, Any]:
+def train_round(
+    data: FaceData,
+    round_: Round,
+    config: TrainConfig,
+    acc: Accelerator,
+    run_dir: Path,
+    *,
+    faces: DeviceFaces | None = None,
+    monitor: MonitorFn | None = None,
+) -> dict[str, Any]:
     """Train one round's network, predict its evaluated images, write its files (last: predictions)."""
     import torch
 
@@ -656,13 +749,19 @@ def train_round(data: FaceData, round_: Round, config: TrainConfig, acc: Acceler
     out = run_dir / round_.folder
     fold = round_.name if isinstance(round_.name, int) else None
     if len(round_.train) == 0 or len(round_.evaluate) == 0:
-        raise UsageError(f"{round_.folder} leaves {len(round_.train)} training and {len(round_.evaluate)} evaluated "
-                         f"samples in subset {config.subset}")
+        raise UsageError(
+            f"{round_.folder} leaves {len(round_.train)} training and {len(round_.evaluate)} evaluated "
+            f"samples in subset {config.subset}"
+        )
     start = time.perf_counter()
     info: dict[str, Any] = {
-        "round": round_.name, "n_train_images": round_.n_train_images, "n_val_images": len(round_.evaluate),
-        "n_train_samples": len(round_.train), "steps_per_epoch": steps_per_epoch(len(round_.train), config.batch_size),
-        "device": acc.device.type, "precision": acc.precision,
+        "round": round_.name,
+        "n_train_images": round_.n_train_images,
+        "n_val_images": len(round_.evaluate),
+        "n_train_samples": len(round_.train),
+        "steps_per_epoch": steps_per_epoch(len(round_.train), config.batch_size),
+        "device": acc.device.type,
+        "precision": acc.precision,
     }
     if fold is not None:
         info["fold"] = fold
@@ -690,17 +789,34 @@ def train_round(data: FaceData, round_: Round, config: TrainConfig, acc: Acceler
         probs, _ = predict(net, data, round_.watch, acc, faces=faces)
         metrics = report.epoch_metrics(prediction_frame(data, round_.watch, probs, fold), data.classes)
         if round_.select and metrics["score"] > best["score"]:  # ties keep the earlier epoch
-            best.update(score=metrics["score"], epoch=epoch,
-                        state={k: v.detach().clone() for k, v in net.state_dict().items()})
+            best.update(
+                score=metrics["score"], epoch=epoch, state={k: v.detach().clone() for k, v in net.state_dict().items()}
+            )
         return metrics
 
     watch = after_epoch if round_.watch is not None and len(round_.watch) else None
-    history = fit(model, data, round_.train, config, acc, teacher=teacher, fold=round_.name, monitor=monitor,
-                  faces=faces, after_epoch=watch)
+    history = fit(
+        model,
+        data,
+        round_.train,
+        config,
+        acc,
+        teacher=teacher,
+        fold=round_.name,
+        monitor=monitor,
+        faces=faces,
+        after_epoch=watch,
+    )
     if round_.select and best["state"] is not None:
         model.load_state_dict(best["state"])
-        info["selection"] = {"split": round_.watched_split, "epoch": best["epoch"], "score": best["score"],
-                             "rule": "highest " + ("clip accuracy (WAR)" if data.is_video else "accuracy") + f" on {round_.watched_split}"}
+        info["selection"] = {
+            "split": round_.watched_split,
+            "epoch": best["epoch"],
+            "score": best["score"],
+            "rule": "highest "
+            + ("clip accuracy (WAR)" if data.is_video else "accuracy")
+            + f" on {round_.watched_split}",
+        }
     else:
         info["selection"] = {"split": None, "epoch": config.epochs, "rule": "last epoch"}
     probs, features = predict(model, data, round_.evaluate, acc, faces=faces)
@@ -743,8 +859,11 @@ def default_run_dir(source: Any, config: TrainConfig) -> Path:
     folder the same under the current directory."""
     from ..workspace import Workspace
 
-    root = source.root if isinstance(source, Workspace) else (
-        Path(source) if (Path(source) / "manifests").is_dir() else Path.cwd())
+    root = (
+        source.root
+        if isinstance(source, Workspace)
+        else (Path(source) if (Path(source) / "manifests").is_dir() else Path.cwd())
+    )
     name = f"{config.subset}-{config.method}"
     return root / "runs" / (f"split-{name}" if config.protocol == "split" else name)
 
@@ -781,8 +900,14 @@ def train_baseline(
     assert config.image_size is not None  # resolved() fills it
     if data is None:
         cache = staged / "cache" if staged is not None else None
-        data = load_faces(source, dataset=dataset, image_size=config.image_size, memory_budget=config.memory_budget,
-                          cache_dir=cache, progress=progress)
+        data = load_faces(
+            source,
+            dataset=dataset,
+            image_size=config.image_size,
+            memory_budget=config.memory_budget,
+            cache_dir=cache,
+            progress=progress,
+        )
     if data.image_size != config.image_size:
         raise UsageError(f"the faces were loaded at {data.image_size} pixels, but image_size={config.image_size}")
     config = config.for_data(data)
@@ -800,10 +925,16 @@ def train_baseline(
     acc = Accelerator(resolve_device(config.device), config.precision)
     origin = {k: data.origin.get(k) for k in ("kind", "path", "dataset")}
     skipped = {**data.skipped, **plan.left_out}
-    _check_run_file(run_dir, {
-        "options": config.fingerprint(), "classes": list(data.classes), "data": origin,
-        "folds": plan.available, "skipped": skipped,
-    })
+    _check_run_file(
+        run_dir,
+        {
+            "options": config.fingerprint(),
+            "classes": list(data.classes),
+            "data": origin,
+            "folds": plan.available,
+            "skipped": skipped,
+        },
+    )
     # A run killed while writing leaves temporary files (a torn checkpoint among them) that nothing
     # reads: clear them. Two runs into one RUN_DIR at once are not supported.
     for folder in (run_dir, *sorted(run_dir.glob("folds/fold-*/")), run_dir / "split", run_dir / "cache"):
@@ -841,12 +972,29 @@ def train_baseline(
         "rounds": {r.name: _read_round(run_dir / r.folder) for r in finished},
         "is_video": data.is_video,
     }
-    summary, files = report.write_reports(run_dir, predictions, data.classes, config=config, folds_expected=plan.available,
-                                          context=context, tsne=config.tsne)
+    summary, files = report.write_reports(
+        run_dir,
+        predictions,
+        data.classes,
+        config=config,
+        folds_expected=plan.available,
+        context=context,
+        tsne=config.tsne,
+    )
     storage = {k: data.origin.get(k) for k in ("storage", "faces_bytes", "memory_budget")}
-    return RunResult(run_dir=run_dir, summary=summary, folds_trained=trained, folds_reused=reused, init=init,
-                     skipped=skipped, files=[run_dir / name, *files], protocol=plan.protocol, config=config,
-                     warnings=warnings, storage=storage)
+    return RunResult(
+        run_dir=run_dir,
+        summary=summary,
+        folds_trained=trained,
+        folds_reused=reused,
+        init=init,
+        skipped=skipped,
+        files=[run_dir / name, *files],
+        protocol=plan.protocol,
+        config=config,
+        warnings=warnings,
+        storage=storage,
+    )
 
 
 def _read_round(folder: Path) -> dict[str, Any]:

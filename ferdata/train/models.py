@@ -26,7 +26,17 @@ from .config import FEATURES
 
 FEATURE_SIZE = 512
 # wrappers that training code puts around a ResNet's own key names
-_PREFIXES = ("module.", "model.", "backbone.", "net.", "encoder.", "base.", "resnet.", "features.", "feature_extractor.")
+_PREFIXES = (
+    "module.",
+    "model.",
+    "backbone.",
+    "net.",
+    "encoder.",
+    "base.",
+    "resnet.",
+    "features.",
+    "feature_extractor.",
+)
 _CONTAINERS = ("state_dict", "model_state_dict", "model", "net", "backbone", "params")
 
 
@@ -136,11 +146,13 @@ def _canonical(key: str) -> str:
         changed = False
         for prefix in _PREFIXES:
             if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
+                key, changed = key[len(prefix) :], True
     return key
 
 
-def map_keys(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], InitReport]:
+def map_keys(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], InitReport]:
     """Match checkpoint keys to the network's ``net.*`` keys by name (wrappers stripped) and shape."""
     report = InitReport(path="")
     by_name = {_canonical(k): k for k in target}
@@ -167,7 +179,9 @@ def load_init(model: ExpressionNet, path: Path | str) -> InitReport:
     report.path = str(path)
     backbone = [k for k in report.loaded if not k.startswith("net.fc.")]
     if not backbone:
-        raise UsageError(f"no tensor of {path} matches a ResNet-18 (e.g. conv1.weight, layer1.0.conv1.weight): is it one?")
+        raise UsageError(
+            f"no tensor of {path} matches a ResNet-18 (e.g. conv1.weight, layer1.0.conv1.weight): is it one?"
+        )
     model.load_state_dict(mapped, strict=False)
     return report
 

