@@ -41,7 +41,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -144,7 +144,9 @@ def _detect_once(detector: Detector, images: list[np.ndarray], attempt: Attempt,
         prepared.append(padded)
         offsets.append((dx, dy))
     found = []
-    for image, (dx, dy), faces in zip(images, offsets, detector.detect(prepared, attempt.canvas, attempt.threshold)):
+    for image, (dx, dy), faces in zip(
+        images, offsets, detector.detect(prepared, attempt.canvas, attempt.threshold), strict=True
+    ):
         faces = [f.mapped(1.0, dx, dy) for f in faces]
         found.append([_mirror(f, image.shape[1]) for f in faces] if flip else faces)
     return found
@@ -174,7 +176,7 @@ def detect_attempt(detector: Detector, images: list[np.ndarray], attempt: Attemp
     if attempt.both_sides:
         asked = [i for i, faces in enumerate(found) if faces]
         mirrored = _detect_once(detector, [images[i] for i in asked], attempt, not attempt.flip) if asked else []
-        for i, other in zip(asked, mirrored):
+        for i, other in zip(asked, mirrored, strict=True):
             found[i] = _seen_from_both_sides(found[i], other)
     for i, image in enumerate(images):
         if attempt.checked:
@@ -327,11 +329,13 @@ def _detect(detector: Detector, jobs: list[_Job], det_size: int, registered: boo
     while pending:
         groups: dict[Attempt, list[_Job]] = {}
         for job in pending:
+            assert job.detect_rgb is not None  # freed only once the job's faces are found
             tries = attempts_for(max(job.detect_rgb.shape[:2]), det_size)
             groups.setdefault(tries[job.attempt], []).append(job)
         pending = []
         for attempt, group in groups.items():
-            for job, faces in zip(group, _detect_in_runs(detector, [j.detect_rgb for j in group], attempt)):
+            images = [cast("np.ndarray", j.detect_rgb) for j in group]  # set while a job is pending
+            for job, rgb, faces in zip(group, images, _detect_in_runs(detector, images, attempt), strict=True):
                 faces = [f.mapped(job.detect_scale) for f in faces]
                 if registered and faces:
                     job.found = max(job.found, len(faces))
@@ -348,7 +352,7 @@ def _detect(detector: Detector, jobs: list[_Job], det_size: int, registered: boo
                     job.detect_rgb = None  # no longer needed: free it before the warp
                     continue
                 job.attempt += 1
-                if job.attempt < len(attempts_for(max(job.detect_rgb.shape[:2]), det_size)):
+                if job.attempt < len(attempts_for(max(rgb.shape[:2]), det_size)):
                     pending.append(job)
 
 
@@ -458,7 +462,7 @@ def _register(
 def _rows_to_do(ws, frame, only_missing: bool) -> list[int]:
     """Rows to (re-)align; synthetic rows are never realigned: their original is a crop already."""
     todo = []
-    rows = zip(frame["face_status"], frame["aligned_path"], frame["source"])
+    rows = zip(frame["face_status"], frame["aligned_path"], frame["source"], strict=True)
     for i, (status, aligned, source) in enumerate(rows):
         if source.startswith(SYNTHETIC_SOURCE_PREFIX):
             continue
@@ -850,8 +854,8 @@ def _warp_registered(ws, frame, results, shape, size: int, out_dir: Path, pool, 
     of earlier runs whose crop was made with another shape or is gone. Updates ``results``."""
     updates: dict[int, dict[str, Any]] = {}
     futures = []
-    for i in np.flatnonzero((frame["face_status"] == "registered").to_numpy()):
-        i = int(i)
+    for index in np.flatnonzero((frame["face_status"] == "registered").to_numpy()):
+        i = int(index)
         if frame["source"].iat[i].startswith(SYNTHETIC_SOURCE_PREFIX):
             continue
         width, height = int(frame["width"].iat[i]), int(frame["height"].iat[i])

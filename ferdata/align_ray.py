@@ -191,7 +191,9 @@ def align_on_ray(
         )
         providers: set[str] = set()
         for batch in aligned.iter_batches(batch_size=None, batch_format="numpy"):
-            on_batch([(int(row), json.loads(values)) for row, values in zip(batch["row"], batch["values"])])
+            on_batch(
+                [(int(row), json.loads(values)) for row, values in zip(batch["row"], batch["values"], strict=True)]
+            )
             providers.update(str(p) for p in batch["provider"])
         return "+".join(sorted(providers))
     except ray.exceptions.RayError as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -37,6 +36,9 @@ from .progress import ProgressFn, null_progress
 from .schema import SPLITS, SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame, write_manifest
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
 from .workspace import Workspace, log
+
+if TYPE_CHECKING:
+    from .vision.detectors import Detector
 
 # Columns that describe the image as the source gave it; everything else was written by later
 # steps and survives a re-ingest when the image's bytes are unchanged.
@@ -384,10 +386,10 @@ def ingest(
         if align:
             from .align import align_manifest, discard_journal
 
-            options = dict(align_options or {})
+            align_kwargs = dict(align_options or {})
             if detector is not None and detector.wanted:
-                options["preloaded"] = detector.result()  # a loading error is raised here, as align_manifest would
-            manifest, report = align_manifest(ws, result.manifest, only_missing=True, progress=progress, **options)
+                align_kwargs["preloaded"] = detector.result()  # a loading error is raised here, as align_manifest would
+            manifest, report = align_manifest(ws, result.manifest, only_missing=True, progress=progress, **align_kwargs)
             ws.save(manifest)
             discard_journal(ws, manifest.dataset)
             result.manifest, result.align_report = manifest, report
@@ -408,8 +410,9 @@ class _DetectorLoad:
         import threading
 
         self.wanted = isinstance(options.get("detector", "retinaface"), str)
-        self._detector = self._error = None
-        self._thread = None
+        self._detector: Detector | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
         if self.wanted:
             args = (options.get("detector", "retinaface"), options.get("model_dir"), options.get("device", "auto"))
             self._thread = threading.Thread(target=self._load, args=args, name="ferdata-detector", daemon=True)

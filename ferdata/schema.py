@@ -205,7 +205,9 @@ def with_new_names(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         series = frame[name]
         if column(name).is_list:
-            old = series.map(lambda v: v is not None and not isinstance(v, float) and any(t in renames for t in v))
+            old = series.map(
+                lambda v, renames=renames: v is not None and not isinstance(v, float) and any(t in renames for t in v)
+            )
             if old.any():
                 out = out.copy() if out is frame else out
                 out.loc[old, name] = pd.Series(
@@ -213,7 +215,7 @@ def with_new_names(frame: pd.DataFrame) -> pd.DataFrame:
                 )
         elif series.isin(list(renames)).any():
             out = out.copy() if out is frame else out
-            out[name] = series.map(lambda v: renames.get(v, v) if isinstance(v, str) else v)
+            out[name] = series.map(lambda v, renames=renames: renames.get(v, v) if isinstance(v, str) else v)
     return out
 
 

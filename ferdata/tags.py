@@ -76,12 +76,12 @@ def _origin_maps(frame: pd.DataFrame) -> list[dict[str, str]]:
     tags = frame["occlusion"].tolist()
     recorded = frame[TAG_ORIGIN_COLUMN].tolist() if TAG_ORIGIN_COLUMN in frame.columns else [None] * len(frame)
     maps = []
-    for row_tags, row_origins in zip(tags, recorded):
+    for row_tags, row_origins in zip(tags, recorded, strict=True):
         row_tags, row_origins = _as_list(row_tags), _as_list(row_origins)
         if len(row_origins) != len(row_tags):  # written by a step that knew nothing of origins
             row_origins = [SOURCE] * len(row_tags)
         row_origins = [_RENAMED_ORIGINS.get(o, o) for o in row_origins]
-        maps.append({t: (o if o in ORIGINS else SOURCE) for t, o in zip(row_tags, row_origins)})
+        maps.append({t: (o if o in ORIGINS else SOURCE) for t, o in zip(row_tags, row_origins, strict=True)})
     return maps
 
 
@@ -92,7 +92,7 @@ def _set_tags(frame: pd.DataFrame, maps: list[dict[str, str]]) -> pd.DataFrame:
     tags = [sorted(m, key=lambda t: order.get(t, len(order))) for m in maps]
     out["occlusion"] = pd.Series(tags, index=frame.index, dtype=object)
     out[TAG_ORIGIN_COLUMN] = pd.Series(
-        [[m[t] for t in row] for m, row in zip(maps, tags)], index=frame.index, dtype=object
+        [[m[t] for t in row] for m, row in zip(maps, tags, strict=True)], index=frame.index, dtype=object
     )
     return out
 
@@ -175,7 +175,7 @@ def resolve_images(frame: pd.DataFrame, names: Iterable[str]) -> tuple[list[int]
     """
     by_id = {v: i for i, v in enumerate(frame["image_id"].tolist())}
     other: dict[str, int | None] = {}
-    for i, (image_id, source) in enumerate(zip(frame["image_id"].tolist(), frame["source"].tolist())):
+    for i, (image_id, source) in enumerate(zip(frame["image_id"].tolist(), frame["source"].tolist(), strict=True)):
         for key in _keys(image_id, source):
             other[key] = i if other.get(key, i) == i else None  # None: ambiguous
     rows, missing = [], []

@@ -56,7 +56,7 @@ def demo_command(
     with progress_bar() as progress:
         result = run_demo(out_dir, epochs=epochs, device=device, seed=seed, on_step=show, progress=progress)
     out.print(f"\nDone in {result.seconds:.0f}s. Everything is under {result.out}:")
-    out.print(f"  delivery/   the sample archive and votes    workspace/  manifest, originals, aligned faces, tables")
-    out.print(f"  dataset/    the published dataset           run/        the training run (results.md)")
+    out.print("  delivery/   the sample archive and votes    workspace/  manifest, originals, aligned faces, tables")
+    out.print("  dataset/    the published dataset           run/        the training run (results.md)")
     out.print("The demo's expression labels are made up: its accuracy means nothing.\n")
     out.print(REAL_DATA, highlight=False)

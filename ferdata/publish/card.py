@@ -349,7 +349,7 @@ def _columns(card: CardFacts) -> list[str]:
     groups: dict[tuple[str, ...], list[str]] = {}
     for config, parts in card.configs().items():
         groups.setdefault(tuple(f.name for f in parts[0].features), []).append(config)
-    for names, configs in groups.items():
+    for configs in groups.values():
         features = card.configs()[configs[0]][0].features
         if len(groups) > 1:
             what = "one row per pair" if configs == [layout.PAIR_CONFIG] else "one row per image"

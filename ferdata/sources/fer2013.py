@@ -36,7 +36,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -76,8 +76,8 @@ def _text(stream: BinaryIO) -> io.TextIOWrapper:
     UTF-8 byte-order mark is dropped). Bytes that are not text are kept as lone surrogates, so that
     a bad byte condemns its row, not the file."""
     if not hasattr(stream, "peek"):
-        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
-    head = stream.peek(2)[:2]  # type: ignore[union-attr]
+        stream = io.BufferedReader(cast(Any, stream))  # a member stream that cannot peek
+    head = cast(io.BufferedReader, stream).peek(2)[:2]
     encoding = "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     return io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
 
@@ -271,9 +271,10 @@ class _RowReader:
         text = row[columns.pixels]
         pixels = _fast_pixels(text, size) if fast else None
         if pixels is None:
-            pixels = _checked_pixels(text, size)
-            if isinstance(pixels, str):
-                return Unparsed(where, pixels)
+            checked = _checked_pixels(text, size)
+            if isinstance(checked, str):
+                return Unparsed(where, checked)
+            pixels = checked
         split = self.split
         if columns.usage is not None:
             usage_value = row[columns.usage].strip()
@@ -338,20 +339,20 @@ def _blocks(text: io.TextIOBase, longest: int) -> Iterator[_Block]:
         while chunk.endswith("\r") and (more := text.read(1)):  # the \n of a \r\n may come next
             chunk += more
         plain = chunk.isascii() and '"' not in chunk
-        lines: list[str | None] = _LINE_END.split(chunk) if "\r" in chunk else chunk.split("\n")  # type: ignore[assignment]
-        tail = lines.pop()  # "" when the chunk ends with a line end
-        if skipping and lines:  # the end of a line already reported as too long
-            lines.pop(0)
+        parts = _LINE_END.split(chunk) if "\r" in chunk else chunk.split("\n")
+        tail = parts.pop()  # "" when the chunk ends with a line end
+        if skipping and parts:  # the end of a line already reported as too long
+            parts.pop(0)
             skipping = False
         elif skipping:
             continue
-        elif lines:
-            lines[0] = rest + lines[0]  # type: ignore[operator]
+        elif parts:
+            parts[0] = rest + parts[0]
             plain = plain and rest.isascii() and '"' not in rest
         else:
             tail = rest + tail
         rest = tail
-        lines = [line if len(line) < longest else None for line in lines]  # type: ignore[arg-type]
+        lines: list[str | None] = [line if len(line) < longest else None for line in parts]
         if len(rest) >= longest:
             lines.append(None)
             rest, skipping = "", True
@@ -410,7 +411,7 @@ class Fer2013(Source):
         usage_prefix = {k.lower(): v for k, v in layout["usage"].items()}
         ignored = 0
         for name in names:
-            rel = name[len(root) :] if name.startswith(root) else None
+            rel = name[len(root) :] if name.startswith(root) else ""
             parts = rel.split("/") if rel else []
             if len(parts) != 3 or parts[0] not in layout["folder_splits"] or not is_image(name):
                 ignored += 1
@@ -421,7 +422,7 @@ class Fer2013(Source):
                 yield Unparsed(name, f"unknown emotion folder {emotion!r}")
                 continue
             prefix = stem(name).split("_", 1)[0].lower()
-            split = usage_prefix.get(prefix, layout["folder_splits"][folder_split])
+            split = usage_prefix.get(prefix) or layout["folder_splits"][folder_split]
             yield file_record(name, rel, label, split=split)
         if ignored:
             yield Notice(f"{ignored} files outside train/<emotion>/ and test/<emotion>/ were ignored")

@@ -86,7 +86,7 @@ def clip_metrics(predictions: pd.DataFrame, classes: tuple[str, ...]) -> dict[st
         "n_frames": len(frames),
         "war": _number((truth == predicted).mean()),
         "uar": _number(np.nanmean(per_class) if np.isfinite(per_class).any() else np.nan),
-        "per_class": {c: _number(v) for c, v in zip(classes, per_class)},
+        "per_class": {c: _number(v) for c, v in zip(classes, per_class, strict=True)},
         "confusion": matrix.tolist(),
     }
 
@@ -119,13 +119,14 @@ def fold_metrics(oof: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, Any]:
         "accuracy_nm": _number(right[nm].mean() if nm.any() else np.nan),
         "accuracy_m": _number(right[m].mean() if m.any() else np.nan),
         "mean_per_class": _number(np.nanmean(per_class) if np.isfinite(per_class).any() else np.nan),
-        "per_class": {c: _number(v) for c, v in zip(classes, per_class)},
+        "per_class": {c: _number(v) for c, v in zip(classes, per_class, strict=True)},
         "per_class_nm": {
             c: _number(v)
-            for c, v in zip(classes, per_class_accuracy(confusion(truth[nm], predicted[nm], len(classes))))
+            for c, v in zip(classes, per_class_accuracy(confusion(truth[nm], predicted[nm], len(classes))), strict=True)
         },
         "per_class_m": {
-            c: _number(v) for c, v in zip(classes, per_class_accuracy(confusion(truth[m], predicted[m], len(classes))))
+            c: _number(v)
+            for c, v in zip(classes, per_class_accuracy(confusion(truth[m], predicted[m], len(classes))), strict=True)
         },
         "confusion": matrix.tolist(),
     }
@@ -561,7 +562,7 @@ def plot_tsne(
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows + 0.5), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for ax, (name, points, part) in zip(axes.flat, panels):
+    for ax, (name, points, part) in zip(axes.flat, panels, strict=False):
         labels = part["label"].to_numpy(object)
         masked = (
             part["masked"].astype("boolean").fillna(False).to_numpy(bool)
@@ -569,7 +570,7 @@ def plot_tsne(
             else np.zeros(len(part), bool)
         )
         kinds = [(kind, value, marker) for kind, value, marker in _KIND_MARKERS if (masked == value).any()]
-        for kind, value, marker in kinds:
+        for _kind, value, marker in kinds:
             for i, c in enumerate(classes):
                 chosen = (masked == value) & (labels == c)
                 if chosen.any():

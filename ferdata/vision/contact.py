@@ -113,9 +113,9 @@ def render_contact_sheet(ws, frame, *, per_row: int = 10, tile: int = 96, label_
     for (label, mask_state), members in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         members = sorted(members, key=lambda i: frame["image_id"].iat[i])
         statuses = [frame["face_status"].iat[i] for i in members]
-        failed = [i for i, s in zip(members, statuses) if s in ("no_face", "unreadable")]
-        aligned = [i for i, s in zip(members, statuses) if s == "aligned"]
-        registered = [i for i, s in zip(members, statuses) if s == "registered"]
+        failed = [i for i, s in zip(members, statuses, strict=True) if s in ("no_face", "unreadable")]
+        aligned = [i for i, s in zip(members, statuses, strict=True) if s == "aligned"]
+        registered = [i for i, s in zip(members, statuses, strict=True) if s == "registered"]
         shown = failed[: per_row // 2] if aligned or registered else failed[:per_row]
         if registered:
             shown += registered[: max(1, per_row // 4) if aligned else per_row - len(shown)]

@@ -156,7 +156,7 @@ def _decode_with_opencv(source: Path | bytes, name: str) -> Decoded:
     if pixels is None:
         raise ImageUnreadable(f"{name}: not an image in a format ferdata can decode")
     if pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
+        pixels = (np.asarray(pixels, np.uint16) >> 8).astype(np.uint8)
     elif pixels.dtype != np.uint8:
         pixels = np.clip(pixels, 0, 255).astype(np.uint8)
     if pixels.ndim == 2:
@@ -205,9 +205,13 @@ def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
             if size is not None or len(segment) < 6 or segment[0] != 8 or segment[5] not in (1, 3, 4):
                 return None  # Pillow refuses other depths and layer counts
             size = int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big")
-        elif marker == 0xDB and not _plain_tables(segment):
-            return None
-        elif marker == 0xE0 and segment.startswith(b"JFIF") and len(segment) < 12:
+        elif (
+            marker == 0xDB
+            and not _plain_tables(segment)
+            or marker == 0xE0
+            and segment.startswith(b"JFIF")
+            and len(segment) < 12
+        ):
             return None
         at += 2 + length
     else:
@@ -287,8 +291,8 @@ def read_crop(
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     label = name or ("image bytes" if is_bytes else str(source))
     try:
-        with Image.open(io.BytesIO(source) if is_bytes else source) as image:
-            image = image.convert("L" if gray else "RGB")
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source) as stored:
+            image = stored.convert("L" if gray else "RGB")
             if size is not None:
                 wanted = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
                 if image.size != wanted:

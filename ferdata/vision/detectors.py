@@ -249,7 +249,7 @@ class RetinaFaceDetector:
         batch = np.empty((len(images), canvas, canvas, 3), dtype=np.float32)
         batch[:] = 0.0  # padding is the mean colour: zero after mean subtraction
         factors = []
-        for slot, image in zip(batch, images):
+        for slot, image in zip(batch, images, strict=True):
             fitted, factor = _fit(image, canvas)
             h, w = fitted.shape[:2]
             slot[:h, :w] = fitted[:, :, ::-1]  # RGB -> BGR
