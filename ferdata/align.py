@@ -582,6 +582,7 @@ class _Journal:
 # ----------------------------------------------------------------------------- the run
 
 
+@writes_workspace("align")
 def align_manifest(
     ws,
     manifest: Manifest,

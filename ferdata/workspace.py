@@ -27,10 +27,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import WorkspaceError, WorkspaceLocked, WorkspaceWriteError
 from .fsutil import TEMP_PREFIX, remove_stale_temps
+
+if TYPE_CHECKING:
+    from .schema import Manifest
 
 log = logging.getLogger("ferdata")
 
@@ -144,16 +147,18 @@ class Workspace:
             f"workspace {self.root} holds several datasets ({', '.join(present)}): choose one with dataset="
         )
 
-    def load(self, dataset: str | None = None):
+    def load(self, dataset: str | None = None) -> Manifest:
         """The manifest of ``dataset`` (see :meth:`dataset_name`)."""
         from .schema import read_manifest
 
         return read_manifest(self.manifest_path(self.dataset_name(dataset)))
 
-    def save(self, manifest) -> None:
+    def save(self, manifest: Manifest) -> None:
+        """Write ``manifest`` as its dataset's manifest, atomically, holding the workspace's lock."""
         from .schema import write_manifest
 
-        write_manifest(self.manifest_path(manifest.dataset), manifest)
+        with self.lock("save"):
+            write_manifest(self.manifest_path(manifest.dataset), manifest)
 
     # -- lock ----------------------------------------------------------------------------------
     @contextlib.contextmanager
