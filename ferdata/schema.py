@@ -293,6 +293,13 @@ class Manifest:
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Validate and write atomically: a crash leaves the previous manifest intact. Renamed
     vocabulary values (:data:`RENAMED`) are written under their new names."""
+    write_manifest_table(path, manifest_table(manifest))
+
+
+def manifest_table(manifest: Manifest) -> pa.Table:
+    """The validated Arrow table :func:`write_manifest` writes, provenance included (raises
+    :class:`SchemaError` as it does). With :func:`write_manifest_table`, for a writer that has
+    other work to finish between checking a manifest and committing it."""
     frame = with_new_names(manifest.frame)
     validate(frame)
     table = to_arrow(frame)
@@ -301,7 +308,11 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
         {"schema_version": SCHEMA_VERSION, "dataset": manifest.dataset, "steps": manifest.provenance},
         sort_keys=True,
     ).encode()
-    table = table.replace_schema_metadata(meta)
+    return table.replace_schema_metadata(meta)
+
+
+def write_manifest_table(path: Path, table: pa.Table) -> None:
+    """Write a table made by :func:`manifest_table` atomically (and durably) to ``path``."""
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 

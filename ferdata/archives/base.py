@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -54,24 +55,33 @@ class Member:
 # Errors from the archive libraries, as one line
 
 
-_LIBRARY_ERRORS: tuple[type[BaseException], ...] | None = None
+_LIBRARY_ERRORS: tuple[type[BaseException], ...] | None = None  # py7zr's included
+_BASE_ERRORS: tuple[type[BaseException], ...] | None = None  # before py7zr is imported
 
 
 def library_errors() -> tuple[type[BaseException], ...]:
-    """What the archive libraries raise for damaged input (not bugs such as TypeError)."""
-    global _LIBRARY_ERRORS
-    if _LIBRARY_ERRORS is None:
+    """What the archive libraries raise for damaged input (not bugs such as TypeError).
+
+    py7zr's own errors are included once py7zr is imported (the 7z reader imports it before it
+    reads anything): importing it just for this tuple cost more than reading a small zip."""
+    global _LIBRARY_ERRORS, _BASE_ERRORS
+    if _LIBRARY_ERRORS is not None:
+        return _LIBRARY_ERRORS
+    if _BASE_ERRORS is None:
         import lzma
         import zipfile
 
-        import py7zr.exceptions
         import pyzipper
 
-        _LIBRARY_ERRORS = (
+        _BASE_ERRORS = (
             OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError, zipfile.BadZipFile,
-            pyzipper.BadZipFile, NotImplementedError, RuntimeError, py7zr.exceptions.ArchiveError,
-            py7zr.exceptions.PasswordRequired,
+            pyzipper.BadZipFile, NotImplementedError, RuntimeError,
         )  # fmt: skip
+    if "py7zr" not in sys.modules:
+        return _BASE_ERRORS
+    import py7zr.exceptions
+
+    _LIBRARY_ERRORS = (*_BASE_ERRORS, py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired)
     return _LIBRARY_ERRORS
 
 
