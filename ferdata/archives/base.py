@@ -55,34 +55,39 @@ class Member:
 # Errors from the archive libraries, as one line
 
 
-_LIBRARY_ERRORS: tuple[type[BaseException], ...] | None = None  # py7zr's included
-_BASE_ERRORS: tuple[type[BaseException], ...] | None = None  # before py7zr is imported
+_BASE_ERRORS: tuple[type[BaseException], ...] | None = None
+_WITH_OPTIONAL: dict[tuple[bool, bool], tuple[type[BaseException], ...]] = {}
 
 
 def library_errors() -> tuple[type[BaseException], ...]:
     """What the archive libraries raise for damaged input (not bugs such as TypeError).
 
-    py7zr's own errors are included once py7zr is imported (the 7z reader imports it before it
-    reads anything): importing it just for this tuple cost more than reading a small zip."""
-    global _LIBRARY_ERRORS, _BASE_ERRORS
-    if _LIBRARY_ERRORS is not None:
-        return _LIBRARY_ERRORS
+    pyzipper's and py7zr's own errors are included once they are imported (the zip and 7z readers
+    import them before they read with them): importing them only for this tuple cost more than
+    reading a small zip."""
+    global _BASE_ERRORS
     if _BASE_ERRORS is None:
         import lzma
         import zipfile
 
-        import pyzipper
-
         _BASE_ERRORS = (
             OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError, zipfile.BadZipFile,
-            pyzipper.BadZipFile, NotImplementedError, RuntimeError,
+            NotImplementedError, RuntimeError,
         )  # fmt: skip
-    if "py7zr" not in sys.modules:
-        return _BASE_ERRORS
-    import py7zr.exceptions
+    key = ("pyzipper" in sys.modules, "py7zr" in sys.modules)
+    errors = _WITH_OPTIONAL.get(key)
+    if errors is None:
+        errors = _BASE_ERRORS
+        if key[0]:
+            import pyzipper
 
-    _LIBRARY_ERRORS = (*_BASE_ERRORS, py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired)
-    return _LIBRARY_ERRORS
+            errors = (*errors, pyzipper.BadZipFile)
+        if key[1]:
+            import py7zr.exceptions
+
+            errors = (*errors, py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired)
+        _WITH_OPTIONAL[key] = errors
+    return errors
 
 
 def damaged(label: str, member: str | None, exc: BaseException) -> ArchiveError:

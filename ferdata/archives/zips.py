@@ -45,13 +45,22 @@ class ZipTree(Tree):
     described = "zip (incl. ZipCrypto/AES)"
 
     def __init__(self, path: Path, label: str, ctx: Context) -> None:
-        import pyzipper
+        import zipfile
 
         super().__init__(path, label, ctx)
         self._file = CountingFile(path, ctx.raw_read)
         try:
-            self._zip = pyzipper.AESZipFile(self._file)
+            # The standard library's reader for a zip without encrypted entries (pyzipper is its fork,
+            # plus ZipCrypto and AES, and importing it costs more than listing a small zip); pyzipper
+            # for any other. Both read the same central directory, so the listing is the same.
+            self._zip = zipfile.ZipFile(self._file)
             infos = self._zip.infolist()
+            if any(info.flag_bits & 0x1 for info in infos):
+                import pyzipper
+
+                self._zip.close()  # leaves self._file open: it was handed in
+                self._zip = pyzipper.AESZipFile(self._file)
+                infos = self._zip.infolist()
         except UnicodeDecodeError:  # a name flagged as UTF-8 that is not
             raise ArchiveError(
                 f"{label} has a member name marked UTF-8 that is not UTF-8 text; {REPACK_UTF8}"
@@ -196,9 +205,11 @@ def _zip_consumed(member, whole: int) -> int:
     decompressor and keep the excess as ``unconsumed_tail``: that part is not counted. A reader
     without these fields is held to the member's whole compressed size ``whole``.
     """
-    total = getattr(member, "_orig_compress_left", None)
+    total = getattr(
+        member, "_orig_compress_left", whole
+    )  # the standard library's keeps no copy: unencrypted, it is ``whole``
     left = getattr(member, "_compress_left", None)
-    if total is None or left is None:
+    if left is None:
         return max(1, whole)
     tail = getattr(getattr(member, "_decompressor", None), "unconsumed_tail", b"")
     return total - left - len(tail)
