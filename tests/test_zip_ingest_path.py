@@ -15,10 +15,10 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+import archive_factory as af
 import pytest
 from PIL import Image
 
-import archive_factory as af
 from ferdata import fsutil
 from ferdata.archives import Limits, open_tree
 from ferdata.errors import ArchiveError, UnsafeArchiveError
