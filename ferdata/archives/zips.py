@@ -1,4 +1,4 @@
-"""Zip: stored, deflate, bzip2 or lzma; unencrypted, ZipCrypto or WinZip AES-256 (via pyzipper).
+"""Zip: stored, deflate, bzip2 or lzma (zipfile); unencrypted, ZipCrypto or WinZip AES-256 (pyzipper).
 
 ::
 
@@ -133,7 +133,7 @@ class ZipTree(Tree):
         check_link(self.label, name, target)
 
     def _open_raw(self, name: str):
-        """pyzipper's stream of one member, its guard, and how its read errors read."""
+        """The zip library's stream of one member, its guard, and how its read errors read."""
         info = self._infos[name]
         try:
             raw = self._zip.open(info)
@@ -166,7 +166,7 @@ class ZipTree(Tree):
                 yield name, stream
 
     def _iter_read(self, wanted: list[str]) -> Iterator[tuple[str, bytes]]:
-        """Whole members, read straight from pyzipper's stream in chunks of at most ``CHUNK``, each
+        """Whole members, read straight from the zip library's stream in chunks of at most ``CHUNK``, each
         counted by the member's guard before the next is read (what :class:`MemberStream` does, without
         its buffered reader: for thousands of small members that wrapper cost as much as inflating them)."""
         errors = library_errors()
