@@ -33,7 +33,15 @@ from .archives import Limits, Password, as_provider, open_tree
 from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError, shown
 from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
-from .schema import SPLITS, SYNTHETIC_SOURCE_PREFIX, Manifest, new_frame, write_manifest
+from .schema import (
+    SPLITS,
+    SYNTHETIC_SOURCE_PREFIX,
+    Manifest,
+    manifest_table,
+    new_frame,
+    write_manifest,
+    write_manifest_table,
+)
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
 from .workspace import Workspace, log
 
@@ -170,11 +178,13 @@ class _Staging:
         self.journal_path = folder / "journal.jsonl"
         self.done: dict[str, dict] = {}
         marker = folder / "source.json"
-        if marker.exists() and json.loads(marker.read_text()).get("key") != source_key:
-            shutil.rmtree(folder)  # staged from another archive: not ours to reuse
+        if os.path.lexists(folder) and not _staged_from(marker, source_key):
+            shutil.rmtree(folder)  # staged from another archive, or by a run that died before naming it: not ours
         folder.mkdir(parents=True, exist_ok=True)
         if not marker.exists():
-            atomic_write_bytes(marker, json.dumps({"key": source_key}).encode())
+            # Not flushed to disk: staging only ever saves work, and a marker lost with a power cut
+            # makes the next run start over (above), never reuse another source's files.
+            atomic_write_bytes(marker, json.dumps({"key": source_key}).encode(), durable=False)
         if self.journal_path.exists():
             for line in self.journal_path.read_text().splitlines():
                 try:
@@ -217,6 +227,14 @@ class _Staging:
     def close(self) -> None:
         with contextlib.suppress(OSError):  # a full disk: the journal's tail is lost, its files are staged again
             self._journal.close()
+
+
+def _staged_from(marker: Path, source_key: str) -> bool:
+    """Whether the staging folder's marker names ``source_key`` (a missing or damaged one names nothing)."""
+    try:
+        return json.loads(marker.read_text()).get("key") == source_key
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -553,7 +571,7 @@ def _ingest_tree(
     pruned_table = None
     if dropped is not None and not dropped.empty:
         pruned_table = _keep_dropped(ws, name, dropped, path, inside)
-    sync()
+    flushing = _Flush(ws.root)  # the originals reach the disk while the manifest is checked and converted
     provenance = dict(previous.provenance) if previous is not None else {}
     provenance["ingest"] = {
         "archive": path.name,
@@ -565,7 +583,11 @@ def _ingest_tree(
         "skipped_unparsed": len(unparsed),
     }
     manifest = Manifest(dataset=name, frame=frame, provenance=provenance)
-    ws.save(manifest)
+    try:
+        table = manifest_table(manifest)
+    finally:
+        flushing.wait()
+    write_manifest_table(ws.manifest_path(name), table)  # the commit (what ws.save does)
     shutil.rmtree(staging.folder, ignore_errors=True)
     if unparsed:
         _unparsed_report(ws, name, unparsed, folder=ws.tables_dir(name))
@@ -583,6 +605,30 @@ def _ingest_tree(
         side_files=sorted(side_data),
         pruned_table=pruned_table,
     )
+
+
+class _Flush:
+    """:func:`~ferdata.fsutil.sync` of the workspace's file system on a thread of its own, so that
+    the wait for the disk overlaps work that does not need it done (checking and converting the
+    manifest); :meth:`wait` returns once everything written before it started is on disk."""
+
+    def __init__(self, root: Path) -> None:
+        import threading
+
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(root,), name="ferdata-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self, root: Path) -> None:
+        try:
+            sync(root)
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _placements(staged: Path, final: Path, inside) -> list[tuple[Path, Path]]:

@@ -156,11 +156,11 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
                 series = pd.Series([_to_list(v) for v in series], index=out.index, dtype=object)
             out[col.name] = series
         elif col.type_name == "string":
-            series = series.astype(object)
-            series = series.where(series.notna(), None)
-            if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
-                series = series.map(lambda v: v if v is None else str(v))
-            out[col.name] = series
+            values = series.to_numpy(dtype=object, copy=True)
+            values[pd.isna(values)] = None  # NaN, NA and NaT alike (numpy indexing: cheaper than Series.where)
+            if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+                values = np.array([v if v is None else str(v) for v in values], dtype=object)
+            out[col.name] = pd.Series(values, index=out.index, dtype=object)
         else:
             out[col.name] = series.astype(_PANDAS[col.type_name])
     return out
@@ -169,8 +169,14 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
 def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """A manifest frame from row dicts; columns a row leaves out get the schema's defaults."""
     rows = rows or []
-    data = {col.name: [row[col.name] if col.name in row else _default(col) for row in rows] for col in COLUMNS}
-    extras = sorted({k for row in rows for k in row} - set(COLUMN_NAMES))
+    given = {k for row in rows for k in row}
+    data = {
+        col.name: [row[col.name] if col.name in row else _default(col) for row in rows]
+        if col.name in given
+        else [_default(col) for _ in rows]  # no row has it: defaults alone, without a lookup per row
+        for col in COLUMNS
+    }
+    extras = sorted(given - set(COLUMN_NAMES))
     for name in extras:
         data[name] = [row.get(name) for row in rows]
     return _coerce(pd.DataFrame(data, columns=[*COLUMN_NAMES, *extras]))
@@ -293,6 +299,13 @@ class Manifest:
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Validate and write atomically: a crash leaves the previous manifest intact. Renamed
     vocabulary values (:data:`RENAMED`) are written under their new names."""
+    write_manifest_table(path, manifest_table(manifest))
+
+
+def manifest_table(manifest: Manifest) -> pa.Table:
+    """The validated Arrow table :func:`write_manifest` writes, provenance included (raises
+    :class:`SchemaError` as it does). With :func:`write_manifest_table`, for a writer that has
+    other work to finish between checking a manifest and committing it."""
     frame = with_new_names(manifest.frame)
     validate(frame)
     table = to_arrow(frame)
@@ -301,7 +314,11 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
         {"schema_version": SCHEMA_VERSION, "dataset": manifest.dataset, "steps": manifest.provenance},
         sort_keys=True,
     ).encode()
-    table = table.replace_schema_metadata(meta)
+    return table.replace_schema_metadata(meta)
+
+
+def write_manifest_table(path: Path, table: pa.Table) -> None:
+    """Write a table made by :func:`manifest_table` atomically (and durably) to ``path``."""
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 

@@ -29,7 +29,7 @@ One module per job, the formats registered in :data:`FORMATS` (as the sources ar
 
     base.py        Tree (the protocol every format implements), Member, the shared context
     dispatch.py    open_tree: sniffing magic bytes, the FORMATS registry, nested expansion
-    zips.py        zip: stored/deflate/bzip2/lzma, ZipCrypto and AES (pyzipper)
+    zips.py        zip: stored/deflate/bzip2/lzma (zipfile), ZipCrypto and AES (pyzipper)
     sevenzip.py    7z (py7zr) and the thread that turns its extraction into streams
     tars.py        tar, plain or .gz/.bz2/.xz, through PEP 706's data_filter
     compressed.py  one .gz/.bz2/.xz file, or a bare .csv given directly; the decompression layer

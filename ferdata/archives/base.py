@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -54,25 +55,39 @@ class Member:
 # Errors from the archive libraries, as one line
 
 
-_LIBRARY_ERRORS: tuple[type[BaseException], ...] | None = None
+_BASE_ERRORS: tuple[type[BaseException], ...] | None = None
+_WITH_OPTIONAL: dict[tuple[bool, bool], tuple[type[BaseException], ...]] = {}
 
 
 def library_errors() -> tuple[type[BaseException], ...]:
-    """What the archive libraries raise for damaged input (not bugs such as TypeError)."""
-    global _LIBRARY_ERRORS
-    if _LIBRARY_ERRORS is None:
+    """What the archive libraries raise for damaged input (not bugs such as TypeError).
+
+    pyzipper's and py7zr's own errors are included once they are imported (the zip and 7z readers
+    import them before they read with them): importing them only for this tuple cost more than
+    reading a small zip."""
+    global _BASE_ERRORS
+    if _BASE_ERRORS is None:
         import lzma
         import zipfile
 
-        import py7zr.exceptions
-        import pyzipper
-
-        _LIBRARY_ERRORS = (
+        _BASE_ERRORS = (
             OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError, zipfile.BadZipFile,
-            pyzipper.BadZipFile, NotImplementedError, RuntimeError, py7zr.exceptions.ArchiveError,
-            py7zr.exceptions.PasswordRequired,
+            NotImplementedError, RuntimeError,
         )  # fmt: skip
-    return _LIBRARY_ERRORS
+    key = ("pyzipper" in sys.modules, "py7zr" in sys.modules)
+    errors = _WITH_OPTIONAL.get(key)
+    if errors is None:
+        errors = _BASE_ERRORS
+        if key[0]:
+            import pyzipper
+
+            errors = (*errors, pyzipper.BadZipFile)
+        if key[1]:
+            import py7zr.exceptions
+
+            errors = (*errors, py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired)
+        _WITH_OPTIONAL[key] = errors
+    return errors
 
 
 def damaged(label: str, member: str | None, exc: BaseException) -> ArchiveError:

@@ -125,19 +125,22 @@ class Guard:
         self.produced += n
         self._total.value += n
         limits = self._limits
-        what = f"member {self._member!r}" if self._member is not None else f"its content (at member {self.at!r})"
         if self._member is not None and self.produced > limits.max_member_bytes:
             raise UnsafeArchiveError(
-                f"{self._label}: {what} expands beyond {size(limits.max_member_bytes)}, like a decompression "
+                f"{self._label}: {self._what()} expands beyond {size(limits.max_member_bytes)}, like a decompression "
                 f"bomb; if you trust this archive, raise the limit with {raise_hint('max_member_bytes')}"
             )
         if self._total.value > limits.max_total_bytes:
             raise UnsafeArchiveError(
-                f"{self._label}: more than {limits.max_total_bytes / 2**30:.3g} GiB read in total (at {what}), like a "
+                f"{self._label}: more than {limits.max_total_bytes / 2**30:.3g} GiB read in total (at {self._what()}), like a "
                 f"decompression bomb; if you trust this archive, raise the limit with {raise_hint('max_total_bytes')}"
             )
         if self.produced >= limits.min_ratio_bytes and self.produced > limits.max_ratio * max(self._consumed(), 1):
             raise UnsafeArchiveError(
-                f"{self._label}: {what} expands more than {limits.max_ratio:g} times its compressed size, like a "
+                f"{self._label}: {self._what()} expands more than {limits.max_ratio:g} times its compressed size, like a "
                 f"decompression bomb; if you trust this archive, raise the limit with {raise_hint('max_ratio')}"
             )
+
+    def _what(self) -> str:
+        """How messages name what is being read (built only when one is raised: counting is per chunk)."""
+        return f"member {self._member!r}" if self._member is not None else f"its content (at member {self.at!r})"

@@ -1,4 +1,4 @@
-"""Zip: stored, deflate, bzip2 or lzma; unencrypted, ZipCrypto or WinZip AES-256 (via pyzipper).
+"""Zip: stored, deflate, bzip2 or lzma (zipfile); unencrypted, ZipCrypto or WinZip AES-256 (pyzipper).
 
 ::
 
@@ -45,13 +45,22 @@ class ZipTree(Tree):
     described = "zip (incl. ZipCrypto/AES)"
 
     def __init__(self, path: Path, label: str, ctx: Context) -> None:
-        import pyzipper
+        import zipfile
 
         super().__init__(path, label, ctx)
         self._file = CountingFile(path, ctx.raw_read)
         try:
-            self._zip = pyzipper.AESZipFile(self._file)
+            # The standard library's reader for a zip without encrypted entries (pyzipper is its fork,
+            # plus ZipCrypto and AES, and importing it costs more than listing a small zip); pyzipper
+            # for any other. Both read the same central directory, so the listing is the same.
+            self._zip = zipfile.ZipFile(self._file)
             infos = self._zip.infolist()
+            if any(info.flag_bits & 0x1 for info in infos):
+                import pyzipper
+
+                self._zip.close()  # leaves self._file open: it was handed in
+                self._zip = pyzipper.AESZipFile(self._file)
+                infos = self._zip.infolist()
         except UnicodeDecodeError:  # a name flagged as UTF-8 that is not
             raise ArchiveError(
                 f"{label} has a member name marked UTF-8 that is not UTF-8 text; {REPACK_UTF8}"
@@ -123,8 +132,8 @@ class ZipTree(Tree):
             raise damaged(self.label, name, exc) from None
         check_link(self.label, name, target)
 
-    @contextlib.contextmanager
-    def _open_one(self, name: str) -> Iterator[BinaryIO]:
+    def _open_raw(self, name: str):
+        """The zip library's stream of one member, its guard, and how its read errors read."""
         info = self._infos[name]
         try:
             raw = self._zip.open(info)
@@ -143,6 +152,11 @@ class ZipTree(Tree):
                 )
             return damaged(self.label, name, exc)
 
+        return raw, guard, on_error
+
+    @contextlib.contextmanager
+    def _open_one(self, name: str) -> Iterator[BinaryIO]:
+        raw, guard, on_error = self._open_raw(name)
         with buffered(MemberStream(raw, guard, on_error)) as stream:
             yield stream
 
@@ -150,6 +164,31 @@ class ZipTree(Tree):
         for name in sorted(names, key=lambda name: self._infos[name].header_offset):
             with self._open_one(name) as stream:
                 yield name, stream
+
+    def _iter_read(self, wanted: list[str]) -> Iterator[tuple[str, bytes]]:
+        """Whole members, read straight from the zip library's stream in chunks of at most ``CHUNK``, each
+        counted by the member's guard before the next is read (what :class:`MemberStream` does, without
+        its buffered reader: for thousands of small members that wrapper cost as much as inflating them)."""
+        errors = library_errors()
+        for name in sorted(wanted, key=lambda name: self._infos[name].header_offset):
+            raw, guard, on_error = self._open_raw(name)
+            parts = []
+            try:
+                while True:
+                    try:
+                        part = raw.read(CHUNK)
+                    except FerdataError:
+                        raise
+                    except errors as exc:
+                        raise on_error(exc) from None
+                    if not part:
+                        break
+                    guard.count(len(part))
+                    parts.append(part)
+            finally:
+                with contextlib.suppress(Exception):
+                    raw.close()
+            yield name, parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _release(self) -> None:
         if hasattr(self, "_zip"):
@@ -166,9 +205,11 @@ def _zip_consumed(member, whole: int) -> int:
     decompressor and keep the excess as ``unconsumed_tail``: that part is not counted. A reader
     without these fields is held to the member's whole compressed size ``whole``.
     """
-    total = getattr(member, "_orig_compress_left", None)
+    total = getattr(
+        member, "_orig_compress_left", whole
+    )  # the standard library's keeps no copy: unencrypted, it is ``whole``
     left = getattr(member, "_compress_left", None)
-    if total is None or left is None:
+    if left is None:
         return max(1, whole)
     tail = getattr(getattr(member, "_decompressor", None), "unconsumed_tail", b"")
     return total - left - len(tail)

@@ -16,9 +16,15 @@ from .base import Item, Notice, Source, SourceOptions, Unparsed, file_record, is
 
 class ImageFolder(Source):
     name = "imagefolder"
+    _synonym_map: dict[str, str] | None = None
 
     def _synonyms(self) -> dict[str, str]:
-        return {alias.lower(): label for label, aliases in self.facts["synonyms"].items() for alias in aliases}
+        """Alias (lower case) -> label; built once per source, not once per file."""
+        if self._synonym_map is None:
+            self._synonym_map = {
+                alias.lower(): label for label, aliases in self.facts["synonyms"].items() for alias in aliases
+            }
+        return self._synonym_map
 
     def _label(self, folder: str, options: SourceOptions) -> str | None:
         if options.label_map:

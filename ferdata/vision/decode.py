@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,8 +185,6 @@ def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
     JPEG (2,000 of 160x120: 0.26 s against 0.03 s). This reader accepts only headers that Pillow
     reads without complaint and to the same size, so the two never disagree.
     """
-    from PIL import Image
-
     if data[:3] != b"\xff\xd8\xff":
         return None
     size, at, end = None, 2, len(data)
@@ -218,9 +217,17 @@ def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
         return None  # no start of scan
     if size is None or 0 in size:
         return None
+    if "PIL.Image" not in sys.modules and size[0] * size[1] <= _UNDER_PILLOWS_LIMIT:
+        return size  # Pillow not loaded yet, so its limit is still its default, far above: no import needed
+    from PIL import Image
+
     if Image.MAX_IMAGE_PIXELS is not None and size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
         return None  # Pillow's decompression-bomb check has its say
     return size
+
+
+# Below Pillow's default MAX_IMAGE_PIXELS (about 89 million) in every version.
+_UNDER_PILLOWS_LIMIT = 2**24
 
 
 def _plain_tables(segment: bytes) -> bool:
@@ -233,10 +240,10 @@ def _plain_tables(segment: bytes) -> bool:
 
 def image_size(source: Path | bytes) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
+    if isinstance(source, (bytes, bytearray)) and (size := _plain_jpeg_size(source)) is not None:
+        return size  # Pillow is not even imported for plain JPEGs
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(source, (bytes, bytearray)) and (size := _plain_jpeg_size(source)) is not None:
-        return size
     label = "image" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
     try:
         with _open(source) as image:
