@@ -25,9 +25,9 @@ import skimage.data
 from face_crops import real_faces, registered_crop
 
 from ferdata.align import Attempt, _seen_from_both_sides, detect_attempt, find_faces
-from ferdata.vision.masks import builtin_textures, choose_style, draw_mask, load_textures
 from ferdata.vision.decode import decode
 from ferdata.vision.detectors import Face, load_detector
+from ferdata.vision.masks import builtin_textures, choose_style, draw_mask, load_textures
 
 DATA = Path(__file__).parent / "data"
 
@@ -92,8 +92,6 @@ def test_real_masked_photos_are_found(detector):
 
 
 def test_synthetic_masks_on_real_faces_at_every_size_are_found(detector):
-    import insightface
-
     textures = builtin_textures() + load_textures(sorted((Path(insightface.__file__).parent / "data" / "images").glob("mask_*.jpg")))
     results = {}
     for name, photo, points in real_faces():
