@@ -116,8 +116,8 @@ def attempts_for(long_side: int, det_size: int = 640) -> tuple[Attempt, ...]:
     both sides: small images get a try enlarged to 320 pixels at 0.3, one on the mirror image at
     320 pixels at 0.4, then one enlarged to ``det_size`` at 0.8 that keeps only faces the mirror
     image shows too (within half an eye distance); all three keep only faces of a possible
-    landmark order and a plausible size. They raise masked recall from 75-83 % to 94-98 % (chosen
-    on one half of ``benchmarks/masked_faces.py``'s sets, checked on the other;
+    landmark order and a plausible size. They raise masked recall from 75-83 % to 93.7-98.1 %
+    (chosen on one half of ``benchmarks/masked_faces.py``'s sets, checked on the other;
     docs/benchmarks.md). The 320 pixel try at 0.3 comes before the mirror one because, on a masked
     face turned aside, the mirror image's best face is often placed half an eye distance off, and
     the ladder stops at it. The last two tries, smaller and at lower thresholds, find most heavily
