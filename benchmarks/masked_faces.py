@@ -1,6 +1,9 @@
 """Masked faces found: recall of the detection pipeline on masked and unmasked faces, and false
 detections on images that hold no face, against the previous tries measured in the same run.
 
+Three sets of tries are compared: ferdata 0.1.0's ("previous tries"), those of issue 13's first
+round ("first round") and the current ones ("ferdata tries").
+
 The sets (``benchmarks/face_sets.py``; real photos only, nothing downloaded):
 
 - real masked photos: ``face-mask/with_mask`` (80 web photos: tight crops of 50-200 px, portraits,
@@ -44,6 +47,20 @@ def previous_attempts(long_side: int, det_size: int = 640) -> tuple[Attempt, ...
     return (Attempt(0.0, det_size, 0.8), Attempt(0.25, det_size // 2, 0.6), Attempt(0.5, 256, 0.4))
 
 
+def first_round_attempts(long_side: int, det_size: int = 640) -> tuple[Attempt, ...]:
+    """The tries of issue 13's first round (main before the 320 pixel try at 0.3 and the looser
+    mirror check at 640 pixels), kept to measure this change against."""
+    if long_side <= 256:
+        return (
+            Attempt(0.25, 192, 0.8),
+            Attempt(0.0, 320, 0.4, flip=True, checked=True, min_eyes=0.1),
+            Attempt(0.0, det_size, 0.8, checked=True, min_eyes=0.1, both_sides=True),
+            Attempt(0.5, 256, 0.6),
+            Attempt(0.0, 128, 0.4),
+        )
+    return attempts_for(long_side, det_size)
+
+
 def detect(detector, rgb, ladder) -> tuple[list, int]:
     """The faces the first successful try finds, and how many tries ran."""
     tries = ladder(max(rgb.shape[:2]))
@@ -64,7 +81,7 @@ def main() -> None:
         *fs.non_face_samples(),
     ]
     print(f"{len(samples)} images built in {time.perf_counter() - started:.0f} s")
-    ladders = {"previous tries": previous_attempts, "ferdata tries": attempts_for}
+    ladders = {"previous tries": previous_attempts, "first round": first_round_attempts, "ferdata tries": attempts_for}
     table: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     tries_run: dict[str, list[int]] = defaultdict(list)
     seconds: dict[str, float] = defaultdict(float)
@@ -86,8 +103,8 @@ def main() -> None:
             else:
                 continue
             cell[1] += 1
-    print("\n| set | half | previous tries | ferdata tries |")
-    print("|---|---|---|---|")
+    print(f"\n| set | half | {' | '.join(ladders)} |")
+    print("|---|---|" + "---|" * len(ladders))
     for group in ("real-mask", "synthetic-mask", "unmasked", "non-face"):
         for half in ("tune", "held", "all"):
             cells = []
@@ -103,7 +120,8 @@ def main() -> None:
         means = [f"{name}: {sum(tries_run[name, group]) / max(1, len(tries_run[name, group])):.2f}" for name in ladders]
         print(f"mean tries per image, {group}: {', '.join(means)}")
     print(f"detection time, all images: {', '.join(f'{k} {v:.1f} s' for k, v in seconds.items())}; "
-          f"ratio {seconds['ferdata tries'] / seconds['previous tries']:.2f}")
+          f"ratio to previous {seconds['ferdata tries'] / seconds['previous tries']:.2f}, "
+          f"to first round {seconds['ferdata tries'] / seconds['first round']:.2f}")
     for name, names in false_names.items():
         print(f"false detections with {name}: {names}")
 

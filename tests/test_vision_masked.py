@@ -24,10 +24,10 @@ import pytest
 import skimage.data
 from face_crops import real_faces, registered_crop
 
-from ferdata.align import Attempt, detect_attempt, find_faces
-from ferdata.vision.masks import builtin_textures, choose_style, draw_mask, load_textures
+from ferdata.align import Attempt, _seen_from_both_sides, detect_attempt, find_faces
 from ferdata.vision.decode import decode
-from ferdata.vision.detectors import load_detector
+from ferdata.vision.detectors import Face, load_detector
+from ferdata.vision.masks import builtin_textures, choose_style, draw_mask, load_textures
 
 DATA = Path(__file__).parent / "data"
 
@@ -86,13 +86,12 @@ def test_real_masked_photos_are_found(detector):
             results[f"{path.name}/{side}"] = found(detector, crop, crop_points(points, photo, side, framing))
     assert len(results) == 90
     missed = [name for name, ok in results.items() if not ok]
-    # Measured: 88 of 90 (the previous tries found 81).
+    # Measured: 87 of 90 (the first tries for masked faces found 88, on with_mask083 at 48 px the
+    # 320 pixel try at 0.3 now places the eyes 0.51 eye distances off; the previous tries: 81).
     assert len(missed) <= 4, missed  # at least 95 %
 
 
 def test_synthetic_masks_on_real_faces_at_every_size_are_found(detector):
-    import insightface
-
     textures = builtin_textures() + load_textures(sorted((Path(insightface.__file__).parent / "data" / "images").glob("mask_*.jpg")))
     results = {}
     for name, photo, points in real_faces():
@@ -108,7 +107,7 @@ def test_synthetic_masks_on_real_faces_at_every_size_are_found(detector):
             results[f"{name}/{side}"] = found(detector, image, big_points * side / 512)
     share = sum(results.values()) / len(results)
     missed = [name for name, ok in results.items() if not ok]
-    # Measured: 210 of 220, 95.5 % (the previous tries: 80 %).
+    # Measured: 211 of 220, 95.9 % (the first tries for masked faces: 210; the previous tries: 80 %).
     assert share >= 0.95, (share, missed)
 
 
@@ -147,3 +146,17 @@ def test_no_face_is_invented_on_images_without_one(detector):
     # look like faces, keep only faces of a plausible shape and size (and, at 640 pixels, seen
     # on the mirror image too).
     assert invented == ["lfw-non-face25"]
+
+
+def test_mirror_agreement_keeps_a_twin_within_the_tolerance_and_averages_it():
+    points = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.0, 80.0]])
+    face = Face(box=np.array([10.0, 10.0, 90.0, 100.0]), score=0.9, landmarks=points)
+    # The mirror image's face: the hidden mouth placed 0.4 eye distances (16 px) lower.
+    shifted = points + np.array([[0, 0], [0, 0], [0, 0], [0, 16], [0, 16]])
+    twin = Face(box=np.array([12.0, 10.0, 92.0, 104.0]), score=0.85, landmarks=shifted)
+    far = Face(box=face.box + 40, score=0.95, landmarks=points + 40)  # another place: never a twin
+    assert _seen_from_both_sides([face], [far, twin], tolerance=0.35) == []
+    [kept] = _seen_from_both_sides([face], [far, twin], tolerance=0.5)
+    assert kept.score == 0.85
+    np.testing.assert_allclose(kept.landmarks, (points + shifted) / 2)
+    np.testing.assert_allclose(kept.box, [11.0, 10.0, 91.0, 102.0])
