@@ -126,3 +126,10 @@ def test_library_messages_reach_the_user_with_the_flags_to_pass(tmp_path: Path) 
     assert result.exit_code == 1 and "--k 3 is larger than the number of identity groups (1)" in result.output
     result = runner.invoke(app, ["pairs", "-w", str(ws), "--dataset", "msd-e"])
     assert result.exit_code == 1 and "run ferdata ingest ... --dataset msd-e first" in result.output
+
+
+def test_the_trainers_messages_name_the_folds_command_on_the_command_line() -> None:
+    from ferdata.cli.train import _with_flags
+
+    library = "folds=5: the data's fold column holds folds 0,1; make those folds first: make_folds(ws, 5)"
+    assert _with_flags(library) == "--folds 5: the data's fold column holds folds 0,1; make those folds first: ferdata folds --k 5"

@@ -102,6 +102,7 @@ _FLAGS = {
 
 
 def _with_flags(message: str) -> str:
+    message = re.sub(r"\bmake_folds\(ws, (\d+)\)", r"ferdata folds --k \1", message)
     return re.sub(
         r"\b(" + "|".join(_FLAGS) + r")=(\S*)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}".rstrip(), message
     )

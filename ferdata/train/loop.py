@@ -503,10 +503,12 @@ def plan_rounds(data: FaceData, config: TrainConfig) -> Plan:
         if config.folds is not None and available != list(range(config.folds)):
             raise UsageError(
                 f"folds={config.folds}: the data's fold column holds folds {','.join(map(str, available)) or 'none'}; "
-                f"run ferdata folds --k {config.folds} first"
+                f"make those folds first: make_folds(ws, {config.folds})"
             )
         if len(available) < 2:
-            raise UsageError(f"subset {config.subset} has {len(available)} fold: run ferdata folds --k 10 first")
+            raise UsageError(
+                f"subset {config.subset} has {len(available)} fold: make folds first, e.g. make_folds(ws, 10)"
+            )
         if config.fold is not None and config.fold not in available:
             raise UsageError(f"fold={config.fold} is not one of the data's folds ({','.join(map(str, available))})")
         pairs = pe_pairs(data, rows=rows) if paired else None
