@@ -283,8 +283,9 @@ def writes_workspace(
     argument becomes a :class:`Workspace` (a str or path-like is accepted) and the workspace's lock
     is held while the function runs, named ``command`` in the lock file. A ``ws`` of None (where the
     function accepts none) takes no lock, and neither does a call for which ``when`` (given the
-    call's arguments by name, defaults included) is false: a dry run writes nothing. The step's start and end are logged (``ferdata`` logger,
-    DEBUG and INFO), and so are the warnings its result carries."""
+    call's arguments by name, defaults included) is false: a dry run writes nothing. The step's
+    start and end are logged (``ferdata`` logger, DEBUG and INFO), and so are the warnings its
+    result carries."""
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(function)
