@@ -7,9 +7,14 @@ fast: heavy dependencies (pandas, pyarrow, onnxruntime, torch) load only when a 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import types
 from typing import Any
+
+# A library configures no logging: its records go where the application sends them (the CLI's -v),
+# and nowhere, not even Python's last-resort stderr handler, when it sends them nowhere.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
