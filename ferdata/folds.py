@@ -434,7 +434,6 @@ def make_folds(
     from . import leakage
     from .fsutil import atomic_path
 
-    threshold = identity_threshold
     manifest = ws.load(dataset)
     frame = manifest.frame.reset_index(drop=True)
     # cheap checks first: duplicate clusters can only lower the number of groups
@@ -448,7 +447,7 @@ def make_folds(
         neighbours=neighbours,
         similarity=similarity,
         identity_model=model,
-        identity_threshold=threshold,
+        identity_threshold=identity_threshold,
         workers=workers,
         progress=progress,
     )
@@ -467,7 +466,7 @@ def make_folds(
         neighbours=neighbours,
         similarity=similarity,
         identity_model=model,
-        identity_threshold=threshold,
+        identity_threshold=identity_threshold,
     )
     balance = balance_table(frame)
     usable = usable_rows(frame.loc[groups.index]).to_numpy()
@@ -491,7 +490,7 @@ def make_folds(
         "neighbours": neighbours,
         "similarity": similarity,
         "identity_model": str(model) if model is not None else None,
-        "identity_threshold": threshold if model is not None else None,
+        "identity_threshold": identity_threshold if model is not None else None,
         "max_deviation": round(max_deviation(balance), 6),
         "leakage": report.summary(),
     }

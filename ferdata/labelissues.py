@@ -131,7 +131,6 @@ def run_origin(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()).get("data", {}) if path.exists() else {}
 
 
-@writes_workspace("label-issues", when=lambda call: call["tag"])
 def label_issues(
     run_dir: Path | str,
     *,
@@ -172,7 +171,7 @@ def label_issues(
         origin = run_origin(run_dir)
         if ws is None:
             if origin.get("kind") != "workspace":
-                raise UsageError(f"{run_dir} was trained on a published folder: name the workspace to tag with -w")
+                raise UsageError(f"{run_dir} was trained on a published folder: name the workspace to tag with ws=")
             ws = Workspace.resolve(origin["path"])
         dataset = dataset or (origin.get("dataset") if origin.get("kind") == "workspace" else None)
         result.tagged = tag_label_issues(ws, issues["image_id"].tolist(), dataset=dataset, run=str(run_dir))

@@ -173,7 +173,7 @@ class Workspace:
         ``aligned/*/*/*/`` are removed.
 
         Re-entrant within a thread: every library function that writes takes the lock, and one
-        that calls another (``ingest`` aligning, ``label_issues`` tagging) holds it once.
+        that calls another (``ingest`` aligning, a step saving its manifest) holds it once.
         """
         key = self.root.resolve()
         depths = _depths()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +100,22 @@ def _print_pairs(title: str, table, *, reason: bool = False) -> None:
     for row in rows:
         grid.add_row(*row)
     out.print(grid)
+
+
+@contextlib.contextmanager
+def _leak_report_on_failure(as_json: bool) -> Iterator[None]:
+    """With ``strict``, a leak raises :class:`LeakageFound`: show its report (JSON or tables) first;
+    the error line on stderr and exit 1 follow from the command's handler."""
+    from ..errors import LeakageFound
+
+    try:
+        yield
+    except LeakageFound as exc:
+        if as_json:
+            print_json(exc.report)
+        else:
+            _print_leaks(exc.report)
+        raise
 
 
 def _print_leaks(report) -> None:
@@ -202,34 +220,26 @@ def folds(
 
     Example: ferdata folds --k 10 --seed 0 -w ws
     """
-    from ..errors import LeakageFound
     from ..folds import make_folds
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with progress_bar() as progress:
-        try:
-            result = make_folds(
-                ws,
-                k,
-                dataset=dataset,
-                seed=seed,
-                within_split=within_split,
-                hamming=hamming,
-                neighbours=neighbours,
-                similarity=similarity,
-                identity_model=identity_model,
-                identity_threshold=identity_threshold,
-                strict=strict,
-                workers=workers,
-                progress=progress,
-            )
-        except LeakageFound as exc:
-            if as_json:
-                print_json(exc.report)  # the report, then the error line on stderr and exit 1
-            else:
-                _print_leaks(exc.report)
-            raise
+    with progress_bar() as progress, _leak_report_on_failure(as_json):
+        result = make_folds(
+            ws,
+            k,
+            dataset=dataset,
+            seed=seed,
+            within_split=within_split,
+            hamming=hamming,
+            neighbours=neighbours,
+            similarity=similarity,
+            identity_model=identity_model,
+            identity_threshold=identity_threshold,
+            strict=strict,
+            workers=workers,
+            progress=progress,
+        )
     if as_json:
         print_json(result)
         return
@@ -261,31 +271,23 @@ def check_leakage(
 
     Example: ferdata check-leakage --strict -w ws
     """
-    from ..errors import LeakageFound
     from ..leakage import check_leakage as run_check
     from ..workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    with progress_bar() as progress:
-        try:
-            report = run_check(
-                ws,
-                dataset=dataset,
-                hamming=hamming,
-                neighbours=neighbours,
-                similarity=similarity,
-                identity_model=identity_model,
-                identity_threshold=identity_threshold,
-                strict=strict,
-                workers=workers,
-                progress=progress,
-            )
-        except LeakageFound as exc:
-            if as_json:
-                print_json(exc.report)  # the report, then the error line on stderr and exit 1
-            else:
-                _print_leaks(exc.report)
-            raise
+    with progress_bar() as progress, _leak_report_on_failure(as_json):
+        report = run_check(
+            ws,
+            dataset=dataset,
+            hamming=hamming,
+            neighbours=neighbours,
+            similarity=similarity,
+            identity_model=identity_model,
+            identity_threshold=identity_threshold,
+            strict=strict,
+            workers=workers,
+            progress=progress,
+        )
     if as_json:
         print_json(report)
         return

@@ -414,7 +414,7 @@ def _print_split(summary: dict[str, Any]) -> None:
     out.print(table)
 
 
-@command("label-issues", flags={r"\bfilter_by=": "--filter "})
+@command("label-issues", flags={r"\bfilter_by=": "--filter ", r"\bws=": "-w"})
 def label_issues_command(
     run_dir: Annotated[
         Path, typer.Argument(help="A train-baseline run folder (holds oof.parquet).", exists=True, file_okay=False)
