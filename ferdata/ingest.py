@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from . import __version__
 from .archives import Limits, Password, as_provider, open_tree
 from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError, shown
@@ -38,7 +36,7 @@ from .schema import (
     SYNTHETIC_SOURCE_PREFIX,
     Manifest,
     manifest_table,
-    new_frame,
+    new_table,
     write_manifest,
     write_manifest_table,
 )
@@ -46,6 +44,9 @@ from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_s
 from .workspace import Workspace, log
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from .vision.detectors import Detector
 
 # Columns that describe the image as the source gave it; everything else was written by later
@@ -125,6 +126,8 @@ def _check_lost_work(previous: pd.DataFrame, kept_ids: set[str], path: Path, dat
         return dropped
     work = work_held(dropped)
     held = {kind: int(rows.sum()) for kind, rows in work.items()}
+    import pandas as pd
+
     holding = int(pd.concat(list(work.values()), axis=1).any(axis=1).sum())
     if not holding:
         return dropped
@@ -458,7 +461,7 @@ def _ingest_tree(
     previous = ws.load(name) if name in ws.datasets() else None
     old_rows = {}
     if previous is not None:
-        old_rows = {row["image_id"]: row for row in previous.frame.to_dict("records")}
+        old_rows = {row["image_id"]: row for row in previous.table().to_pylist()}
 
     inside = _InsideWorkspace(ws.root)
     for folder in (ws.manifest_path(name).parent, ws.tables_dir(name), ws.originals_dir(name)):
@@ -557,9 +560,11 @@ def _ingest_tree(
         staging.close()
 
     # Commit: move the staged files into place, flush them to disk, then replace the manifest.
-    frame, kept = _build_frame(name, records, facts, old_rows, ws)
+    table, kept = _build_table(name, records, facts, old_rows, ws)
     dropped = (
-        _check_lost_work(previous.frame, set(frame["image_id"]), path, name, prune) if previous is not None else None
+        _check_lost_work(previous.frame, set(table.column("image_id").to_pylist()), path, name, prune)
+        if previous is not None
+        else None
     )
     moves = _placements(staging.files, originals, inside) if staging.files.exists() else []
     for staged, final in moves:  # every destination was checked before the first move
@@ -578,11 +583,11 @@ def _ingest_tree(
         "archive_bytes": path.stat().st_size if path.is_file() else None,
         "adapter": name,
         "ferdata_version": __version__,
-        "rows": len(frame),
+        "rows": table.num_rows,
         "side_files": sorted(side_data),
         "skipped_unparsed": len(unparsed),
     }
-    manifest = Manifest(dataset=name, frame=frame, provenance=provenance)
+    manifest = Manifest(name, provenance=provenance, table=table)  # its frame is made if asked for
     try:
         table = manifest_table(manifest)
     finally:
@@ -594,7 +599,7 @@ def _ingest_tree(
     return IngestResult(
         dataset=name,
         manifest=manifest,
-        rows=len(frame),
+        rows=table.num_rows,
         written=written,
         kept=kept,
         dropped=0 if dropped is None else len(dropped),
@@ -721,8 +726,11 @@ def _check_unique(records: list[Record], dataset: str) -> None:
         )
 
 
-def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_rows: dict, ws: Workspace):
-    """The new manifest's rows; curated columns come from ``old_rows`` where the bytes are unchanged.
+def _build_table(
+    name: str, records: list[Record], facts: dict[str, dict], old_rows: dict, ws: Workspace
+) -> tuple[pa.Table, int]:
+    """The new manifest (checked) and how many rows kept their curated columns: those come from
+    ``old_rows`` (the previous manifest's rows, plain values) where the bytes are unchanged.
 
     Rows ferdata made itself (``mask-synth``) are not in the source: they are kept as long as the
     image they were made from is kept unchanged.
@@ -746,7 +754,7 @@ def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_r
         if old is not None and old["sha256"] == row["sha256"] and old["label_original"] == row["label_original"]:
             row.update({k: v for k, v in old.items() if k not in SOURCE_COLUMNS})
             for column in FILLED_WHERE_SOURCE_IS_SILENT:
-                if row[column] is None and old[column] is not None and old[column] is not pd.NA:
+                if row[column] is None and old[column] is not None:
                     row[column] = old[column]
             kept_ids.add(record.image_id)
         rows.append(row)
@@ -758,7 +766,7 @@ def _build_frame(name: str, records: list[Record], facts: dict[str, dict], old_r
     ]
     rows.extend(synthetic)
     rows.sort(key=lambda r: r["image_id"])
-    return new_frame(rows), len(kept_ids) + len(synthetic)
+    return new_table(rows), len(kept_ids) + len(synthetic)
 
 
 def _unparsed_report(ws: Workspace, dataset: str, unparsed: list[Unparsed], folder: Path | None = None) -> Path:
@@ -779,14 +787,15 @@ def check_expected_counts(manifest: Manifest) -> list[str]:
     from .resources import load_toml
 
     expected = load_toml(manifest.dataset).get("expected", {})
-    frame = manifest.frame
+    table = manifest.table()
+    masked, splits = table.column("masked").to_pylist(), table.column("split").to_pylist()
     observed = {
-        "images": len(frame),
-        "subjects": frame["subject_id"].nunique(),
-        "masked": int((frame["masked"] == True).sum()),  # noqa: E712 (nullable boolean)
-        "nonmasked": int((frame["masked"] == False).sum()),  # noqa: E712
-        "clips": frame["clip_id"].nunique(),
-        **{split: int((frame["split"] == split).sum()) for split in ("train", "val", "test")},
+        "images": table.num_rows,
+        "subjects": len(set(table.column("subject_id").to_pylist()) - {None}),
+        "masked": sum(v is True for v in masked),
+        "nonmasked": sum(v is False for v in masked),
+        "clips": len(set(table.column("clip_id").to_pylist()) - {None}),
+        **{split: splits.count(split) for split in ("train", "val", "test")},
     }
     differences = [
         f"{observed[key]:,} {key} (published {want:,})"

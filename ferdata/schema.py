@@ -8,7 +8,10 @@ that lacks one.
 
 In memory a manifest is a pandas DataFrame with nullable dtypes: strings are ``object`` columns of
 ``str``/``None``, ``bool`` columns are ``boolean``, ``int64`` columns are ``Int64``, lists are
-Python lists (or ``None``).
+Python lists (or ``None``). The rules are checked on the Arrow table that is written
+(:func:`validate_table`), so a writer that builds its rows as Arrow (a first ingest:
+:func:`new_table`) never needs pandas; :class:`Manifest` makes its frame on first use. pandas is
+imported where a frame is made, not with this module (it takes a third of a second).
 """
 
 from __future__ import annotations
@@ -16,18 +19,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .arrowvalues import bool_array, python_array, scalar
 from .errors import SchemaError
 from .fsutil import atomic_path
 from .resources import load_toml
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SPEC = load_toml("schema")
 
@@ -146,6 +153,8 @@ def _to_list(value: Any) -> list | None:
 
 def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
     """Schema dtypes for the schema's columns; extra columns are left as they are."""
+    import pandas as pd
+
     out = frame.copy()
     for col in COLUMNS:
         if col.name not in out.columns:
@@ -166,9 +175,9 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
-    """A manifest frame from row dicts; columns a row leaves out get the schema's defaults."""
-    rows = rows or []
+def _columns_of(rows: list[dict[str, Any]]) -> tuple[dict[str, list], list[str]]:
+    """Column name -> values of ``rows`` (the schema's defaults where a row leaves one out), and
+    the names of extra columns some row gives."""
     given = {k for row in rows for k in row}
     data = {
         col.name: [row[col.name] if col.name in row else _default(col) for row in rows]
@@ -179,11 +188,53 @@ def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     extras = sorted(given - set(COLUMN_NAMES))
     for name in extras:
         data[name] = [row.get(name) for row in rows]
+    return data, extras
+
+
+def new_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """A manifest frame from row dicts; columns a row leaves out get the schema's defaults."""
+    import pandas as pd
+
+    data, extras = _columns_of(rows or [])
     return _coerce(pd.DataFrame(data, columns=[*COLUMN_NAMES, *extras]))
 
 
-def to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """The frame as an Arrow table: schema columns first and exactly typed, extras after."""
+def _loose_type(col: Column) -> pa.DataType:
+    """The column's Arrow type, with a fixed-size list as a list of any length: a row of the wrong
+    length converts, and :func:`validate_table` names it."""
+    return pa.list_(col.arrow_type.value_type) if col.list_size else col.arrow_type
+
+
+def _array(col: Column, values: list) -> pa.Array:
+    """``values`` as the column's Arrow array (:func:`_loose_type`); one of the wrong type raises
+    :class:`SchemaError` naming the column."""
+    try:
+        return python_array(values, _loose_type(col))
+    except (TypeError, OverflowError) as exc:
+        raise SchemaError(f"invalid manifest: {col.name} holds a value that is not {col.type_name} ({exc})") from None
+
+
+def new_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """A checked manifest table from row dicts of plain Python values (``str``, ``int``,
+    ``float``, ``bool``, lists, ``None``), without pandas: what :func:`to_arrow` makes of
+    :func:`new_frame`'s frame of the same rows. Raises :class:`SchemaError` as
+    :func:`validate_table` does, or naming the column of a value of the wrong type."""
+    data, extras = _columns_of(rows)
+    arrays, fields = [], []
+    for col in COLUMNS:
+        arrays.append(_array(col, data[col.name]))
+        fields.append(pa.field(col.name, arrays[-1].type, nullable=col.nullable))
+    for name in extras:  # columns the schema does not know: pyarrow infers their type (and imports pandas)
+        arrays.append(pa.array(data[name]))
+        fields.append(pa.field(name, arrays[-1].type))
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    validate_table(table)
+    return _exact(table)
+
+
+def _loose_arrow(frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table for :func:`validate_table`: schema columns first and typed (a
+    fixed-size list as a list of any length), extras after."""
     missing = [c for c in COLUMN_NAMES if c not in frame.columns]
     if missing:
         raise SchemaError(f"manifest lacks the columns {', '.join(missing)}")
@@ -193,8 +244,8 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
         values = frame[col.name]
         if col.type_name in ("bool", "int64", "float64"):
             values = values.astype(object).where(values.notna(), None)
-        arrays.append(pa.array(values.tolist(), type=col.arrow_type))
-        fields.append(col.field())
+        arrays.append(_array(col, values.tolist()))
+        fields.append(pa.field(col.name, arrays[-1].type, nullable=col.nullable))
     for name in frame.columns:
         if name not in _BY_NAME:
             arrays.append(pa.array(frame[name].astype(object).where(frame[name].notna(), None).tolist()))
@@ -202,9 +253,22 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _exact(table: pa.Table) -> pa.Table:
+    """A table that :func:`validate_table` accepted, with the schema's exact types (fixed-size lists)."""
+    fields = [_BY_NAME[f.name].field() if f.name in _BY_NAME else f for f in table.schema]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table: schema columns first and exactly typed, extras after."""
+    return _exact(_loose_arrow(frame))
+
+
 def with_new_names(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the vocabulary values of :data:`RENAMED` under their new names (the same
     frame when it holds none): manifests, and code, written before a rename stay readable."""
+    import pandas as pd
+
     out = frame
     for name, renames in RENAMED.items():
         if name not in frame.columns:
@@ -226,6 +290,8 @@ def with_new_names(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def from_arrow(table: pa.Table) -> pd.DataFrame:
+    import pandas as pd
+
     frame = table.to_pandas(
         types_mapper={pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}.get,
     )
@@ -235,47 +301,79 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- validation
 
 
-def _offenders(mask: pd.Series, frame: pd.DataFrame, limit: int = 5) -> str:
-    ids = frame.loc[mask, "image_id"].astype(str).head(limit).tolist() if "image_id" in frame else []
-    more = int(mask.sum()) - len(ids)
-    return ", ".join(ids) + (f" and {more} more" if more > 0 else "")
-
-
 def validate(frame: pd.DataFrame) -> None:
-    """Raise :class:`SchemaError` naming the first offending rows if ``frame`` breaks the schema."""
-    missing = [c for c in COLUMN_NAMES if c not in frame.columns]
+    """Raise :class:`SchemaError` naming the first offending rows if ``frame`` breaks the schema
+    (the rules are :func:`validate_table`'s, checked on the frame as it would be written)."""
+    validate_table(_loose_arrow(frame))
+
+
+def _flat_rows(values: pa.Array, bad_items: pa.Array) -> pa.Array:
+    """Rows of the list array ``values`` that hold an item flagged in ``bad_items`` (its flattened items)."""
+    rows = np.zeros(len(values), dtype=bool)
+    rows[pc.filter(pc.list_parent_indices(values), bad_items).to_pylist()] = True
+    return bool_array(rows)
+
+
+def _vocabulary(col: Column) -> pa.Array:
+    return python_array(list(col.vocabulary or ()), pa.string())
+
+
+# Scalars for compute functions (a Python value passed to one makes pyarrow import pandas)
+_FALSE = scalar(False, pa.bool_())
+
+
+def validate_table(table: pa.Table) -> None:
+    """Raise :class:`SchemaError` naming the first offending rows if ``table`` breaks the schema:
+    a missing column or one of another type, a duplicate ``image_id``, an empty value where the
+    column allows none, a value outside its vocabulary, a list of the wrong length, a label that
+    disagrees with ``label_status``, a negative fold. This is the one place the rules live."""
+    missing = [c for c in COLUMN_NAMES if c not in table.column_names]
     if missing:
         raise SchemaError(f"manifest lacks the columns {', '.join(missing)}")
-    problems: list[str] = []
-    dup = frame["image_id"].duplicated(keep=False)
-    if dup.any():
-        problems.append(f"duplicate image_id: {_offenders(dup, frame)}")
+    columns = {name: table.column(name).combine_chunks() for name in COLUMN_NAMES}
     for col in COLUMNS:
-        series = frame[col.name]
-        isnull = series.isna() if not col.is_list else series.map(lambda v: v is None)
-        if not col.nullable and isnull.any():
-            problems.append(f"{col.name} is empty for {_offenders(isnull, frame)}")
+        if columns[col.name].type not in (col.arrow_type, _loose_type(col)):
+            raise SchemaError(
+                f"invalid manifest: {col.name} is {columns[col.name].type}, the schema says {col.type_name}"
+            )
+    ids = columns["image_id"]
+
+    def offenders(mask: pa.Array, limit: int = 5) -> str:
+        picked = pc.filter(ids, mask)
+        shown = [str(v) for v in picked.slice(0, limit).to_pylist()]
+        more = len(picked) - len(shown)
+        return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+    problems: list[str] = []
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), scalar(1, pa.int64())))
+    if len(repeated):
+        problems.append(f"duplicate image_id: {offenders(pc.is_in(ids, value_set=repeated))}")
+    for col in COLUMNS:
+        values = columns[col.name]
+        isnull = values.is_null()
+        if not col.nullable and pc.any(isnull).as_py():
+            problems.append(f"{col.name} is empty for {offenders(isnull)}")
         if col.vocabulary and col.is_list:
-            bad = series.map(lambda v, vocabulary=col.vocabulary: v is not None and any(t not in vocabulary for t in v))
-            if bad.any():
-                problems.append(
-                    f"{col.name} holds tags outside {{{', '.join(col.vocabulary)}}} for {_offenders(bad, frame)}"
-                )
+            items = pc.list_flatten(values)
+            bad = _flat_rows(values, pc.invert(pc.is_in(items, value_set=_vocabulary(col))))
+            if pc.any(bad).as_py():
+                problems.append(f"{col.name} holds tags outside {{{', '.join(col.vocabulary)}}} for {offenders(bad)}")
         elif col.vocabulary:
-            bad = ~isnull & ~series.isin(col.vocabulary)
-            if bad.any():
-                problems.append(
-                    f"{col.name} holds values outside {{{', '.join(col.vocabulary)}}} for {_offenders(bad, frame)}"
-                )
+            bad = pc.and_(values.is_valid(), pc.invert(pc.is_in(values, value_set=_vocabulary(col))))
+            if pc.any(bad).as_py():
+                problems.append(f"{col.name} holds values outside {{{', '.join(col.vocabulary)}}} for {offenders(bad)}")
         if col.list_size:
-            bad = series.map(lambda v, size=col.list_size: v is not None and len(v) != size)
-            if bad.any():
-                problems.append(f"{col.name} must hold {col.list_size} numbers: {_offenders(bad, frame)}")
-    removed = frame["label_status"] == "removed"
-    incoherent = (removed & frame["label"].notna()) | (~removed & frame["label"].isna())
-    if incoherent.any():
-        problems.append(f"label must be empty exactly when label_status is removed: {_offenders(incoherent, frame)}")
-    if frame["fold"].notna().any() and (frame["fold"].dropna() < 0).any():
+            lengths = pc.list_value_length(values)
+            bad = pc.fill_null(pc.not_equal(lengths, scalar(col.list_size, pa.int64()).cast(lengths.type)), _FALSE)
+            if pc.any(bad).as_py():
+                problems.append(f"{col.name} must hold {col.list_size} numbers: {offenders(bad)}")
+    removed = pc.fill_null(pc.equal(columns["label_status"], scalar("removed", pa.string())), _FALSE)
+    has_label = columns["label"].is_valid()
+    incoherent = pc.or_(pc.and_(removed, has_label), pc.and_(pc.invert(removed), pc.invert(has_label)))
+    if pc.any(incoherent).as_py():
+        problems.append(f"label must be empty exactly when label_status is removed: {offenders(incoherent)}")
+    if pc.any(pc.fill_null(pc.less(columns["fold"], scalar(0, pa.int64())), _FALSE)).as_py():
         problems.append("fold must be 0 or more")
     if problems:
         raise SchemaError("invalid manifest: " + "; ".join(problems))
@@ -284,16 +382,52 @@ def validate(frame: pd.DataFrame) -> None:
 # ----------------------------------------------------------------------------- files
 
 
-@dataclass
 class Manifest:
-    """A dataset's manifest: the frame plus the provenance of every step that shaped it."""
+    """A dataset's manifest: the frame plus the provenance of every step that shaped it.
 
-    dataset: str
-    frame: pd.DataFrame
-    provenance: dict[str, Any] = field(default_factory=dict)
+    Made from a frame, or from a checked Arrow table (``table=``: a first ingest, a manifest
+    read from disk), whose frame is made on first use; from then on the frame is the manifest
+    (change it freely, as any frame)."""
+
+    def __init__(
+        self,
+        dataset: str,
+        frame: pd.DataFrame | None = None,
+        provenance: dict[str, Any] | None = None,
+        *,
+        table: pa.Table | None = None,
+    ) -> None:
+        if (frame is None) == (table is None):
+            raise TypeError("Manifest takes a frame or a table=, one of the two")
+        self.dataset = dataset
+        self.provenance: dict[str, Any] = {} if provenance is None else provenance
+        self._frame = frame
+        self._table = table
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            assert self._table is not None
+            self._frame, self._table = from_arrow(self._table), None
+        return self._frame
+
+    @frame.setter
+    def frame(self, frame: pd.DataFrame) -> None:
+        self._frame, self._table = frame, None
+
+    def table(self) -> pa.Table:
+        """The manifest as the Arrow table that is written (schema types, no provenance), checked."""
+        if self._table is not None:
+            return self._table
+        table = _loose_arrow(with_new_names(self.frame))
+        validate_table(table)
+        return _exact(table)
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self._frame) if self._frame is not None else self._table.num_rows  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"Manifest(dataset={self.dataset!r}, rows={len(self)}, steps={sorted(self.provenance)})"
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
@@ -306,9 +440,7 @@ def manifest_table(manifest: Manifest) -> pa.Table:
     """The validated Arrow table :func:`write_manifest` writes, provenance included (raises
     :class:`SchemaError` as it does). With :func:`write_manifest_table`, for a writer that has
     other work to finish between checking a manifest and committing it."""
-    frame = with_new_names(manifest.frame)
-    validate(frame)
-    table = to_arrow(frame)
+    table = manifest.table()
     meta = dict(table.schema.metadata or {})
     meta[PROVENANCE_KEY] = json.dumps(
         {"schema_version": SCHEMA_VERSION, "dataset": manifest.dataset, "steps": manifest.provenance},
@@ -323,6 +455,23 @@ def write_manifest_table(path: Path, table: pa.Table) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
+def _as_written(table: pa.Table) -> bool:
+    """Whether ``table`` has the schema's columns, types and current vocabulary names, as this
+    version writes them (then it is checked and kept as Arrow; otherwise it goes through a frame)."""
+    names = table.column_names
+    if names[: len(COLUMN_NAMES)] != list(COLUMN_NAMES):
+        return False
+    if any(table.schema.field(c.name).type != c.arrow_type for c in COLUMNS):
+        return False
+    for name, renames in RENAMED.items():
+        values = table.column(name)
+        if column(name).is_list:
+            values = pc.list_flatten(values)
+        if pc.any(pc.is_in(values, value_set=python_array(list(renames), pa.string()))).as_py():
+            return False
+    return True
+
+
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     """The manifest stored at ``path`` (a ``manifests/<dataset>.parquet``), checked against the
     schema; a file that is not one raises :class:`~ferdata.errors.SchemaError`."""
@@ -333,7 +482,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise SchemaError(f"cannot read manifest {path}: {exc}") from None
     meta = json.loads((table.schema.metadata or {}).get(PROVENANCE_KEY, b"{}"))
     dataset = meta.get("dataset") or path.stem
-    frame = from_arrow(table.replace_schema_metadata(None))
+    table = table.replace_schema_metadata(None)
+    if _as_written(table):
+        validate_table(table)
+        return Manifest(dataset, provenance=meta.get("steps", {}), table=table)
+    frame = from_arrow(table)  # an older manifest: types and vocabulary names brought up to date
     validate(frame)
     return Manifest(dataset=dataset, frame=frame, provenance=meta.get("steps", {}))
 

@@ -63,6 +63,57 @@ def test_validation_names_the_problem_and_the_rows(bad, message):
     with pytest.raises(SchemaError, match=message) as info:
         schema.validate(schema.new_frame(bad))
     assert "img0" in str(info.value)
+    with pytest.raises(SchemaError, match=message) as built:  # the same rules, built as Arrow (a first ingest)
+        schema.new_table(bad)
+    assert str(built.value) == str(info.value)
+
+
+def test_a_table_built_from_rows_is_the_frames_table():
+    rows = [
+        row(0, masked=True, occlusion=["mask"], bbox=[1, 2, 3, 4], landmarks=list(range(10)), fold=3, n_faces=1),
+        row(1, label=None, label_status="removed", det_score=0.5, subject_id="s1", in_pe=True),
+        row(2, split="test", tag_origin=["source"], masked_origin="source", width=2**40),
+    ]
+    table = schema.new_table(rows)
+    assert table.schema == schema.ARROW_SCHEMA
+    assert table.equals(schema.to_arrow(schema.new_frame(rows)))
+
+
+@pytest.mark.parametrize(
+    "bad, column",
+    [(row(0, width=1.5), "width"), (row(0, masked="yes"), "masked"), (row(0, occlusion="mask"), "occlusion"),
+     (row(0, image_id=7), "image_id")],
+)
+def test_a_value_of_the_wrong_type_names_its_column(bad, column):
+    with pytest.raises(SchemaError, match=f"invalid manifest: {column} holds a value that is not"):
+        schema.new_table([bad])
+
+
+def test_a_manifest_read_from_disk_makes_its_frame_when_asked(tmp_path):
+    path = tmp_path / "m.parquet"
+    schema.write_manifest(path, schema.Manifest("msd-e", schema.new_frame([row(0), row(1)])))
+    read = schema.read_manifest(path)
+    assert len(read) == 2 and "rows=2" in repr(read)
+    assert read.table().equals(pq.read_table(path).replace_schema_metadata(None))
+    frame = read.frame
+    frame.loc[0, "label"] = "sad"  # the frame is the manifest from now on: changes show in what is written
+    assert read.table().column("label").to_pylist() == ["sad", "happy"]
+    read.frame = frame.iloc[:1]
+    assert len(read) == 1
+
+
+def test_a_manifest_of_older_types_is_read_through_a_frame(tmp_path):
+    import pyarrow as pa
+
+    table = schema.to_arrow(schema.new_frame([row(0, fold=2)]))
+    table = table.set_column(table.column_names.index("fold"), "fold", table.column("fold").cast(pa.int32()))
+    pq.write_table(table, tmp_path / "old.parquet")
+    read = schema.read_manifest(tmp_path / "old.parquet")
+    assert read.frame["fold"].tolist() == [2] and read.table().schema == schema.ARROW_SCHEMA
+    broken = table.set_column(table.column_names.index("label"), "label", pa.array(["joy"]))
+    pq.write_table(broken, tmp_path / "bad.parquet")
+    with pytest.raises(SchemaError, match="label holds values outside"):
+        schema.read_manifest(tmp_path / "bad.parquet")
 
 
 def test_a_failed_write_leaves_the_previous_manifest_intact(tmp_path):
