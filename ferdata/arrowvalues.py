@@ -41,8 +41,10 @@ def _offsets(lengths: list[int]) -> pa.Buffer:
 
 
 def _check(present: list, kinds: tuple[type, ...], type_: pa.DataType, refuse: tuple[type, ...] = ()) -> None:
-    for value in present:
-        if not isinstance(value, kinds) or isinstance(value, refuse):
+    """Refuse a value that is not one of ``kinds`` (or is one of ``refuse``); each type is checked once."""
+    for kind in set(map(type, present)):
+        if not issubclass(kind, kinds) or issubclass(kind, refuse):
+            value = next(v for v in present if type(v) is kind)
             raise TypeError(f"{value!r} is not {type_}")
 
 

@@ -124,10 +124,10 @@ def _check_lost_work(previous: pd.DataFrame, kept_ids: set[str], path: Path, dat
     dropped = previous[~previous["image_id"].isin(kept_ids)]
     if prune or dropped.empty:
         return dropped
+    import pandas as pd  # a re-ingest: the previous manifest is a frame here
+
     work = work_held(dropped)
     held = {kind: int(rows.sum()) for kind, rows in work.items()}
-    import pandas as pd
-
     holding = int(pd.concat(list(work.values()), axis=1).any(axis=1).sum())
     if not holding:
         return dropped
@@ -589,10 +589,10 @@ def _ingest_tree(
     }
     manifest = Manifest(name, provenance=provenance, table=table)  # its frame is made if asked for
     try:
-        table = manifest_table(manifest)
+        stored = manifest_table(manifest)
     finally:
         flushing.wait()
-    write_manifest_table(ws.manifest_path(name), table)  # the commit (what ws.save does)
+    write_manifest_table(ws.manifest_path(name), stored)  # the commit (what ws.save does)
     shutil.rmtree(staging.folder, ignore_errors=True)
     if unparsed:
         _unparsed_report(ws, name, unparsed, folder=ws.tables_dir(name))

@@ -141,10 +141,6 @@ def column(name: str) -> Column:
 # ----------------------------------------------------------------------------- frames
 
 
-def _default(col: Column) -> Any:
-    return list(col.default) if isinstance(col.default, list) else col.default
-
-
 def _to_list(value: Any) -> list | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -175,16 +171,23 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _column_values(col: Column, rows: list[dict[str, Any]], given: set[str]) -> list:
+    """The column's value in every row; the schema's default where a row leaves it out (a list
+    default is copied for each row: a frame's cells must not share one list)."""
+    if isinstance(col.default, list):
+        if col.name not in given:
+            return [list(col.default) for _ in rows]
+        return [row[col.name] if col.name in row else list(col.default) for row in rows]
+    if col.name not in given:
+        return [col.default] * len(rows)
+    return [row.get(col.name, col.default) for row in rows]
+
+
 def _columns_of(rows: list[dict[str, Any]]) -> tuple[dict[str, list], list[str]]:
     """Column name -> values of ``rows`` (the schema's defaults where a row leaves one out), and
     the names of extra columns some row gives."""
     given = {k for row in rows for k in row}
-    data = {
-        col.name: [row[col.name] if col.name in row else _default(col) for row in rows]
-        if col.name in given
-        else [_default(col) for _ in rows]  # no row has it: defaults alone, without a lookup per row
-        for col in COLUMNS
-    }
+    data = {col.name: _column_values(col, rows, given) for col in COLUMNS}
     extras = sorted(given - set(COLUMN_NAMES))
     for name in extras:
         data[name] = [row.get(name) for row in rows]
@@ -205,12 +208,15 @@ def _loose_type(col: Column) -> pa.DataType:
     return pa.list_(col.arrow_type.value_type) if col.list_size else col.arrow_type
 
 
-def _array(col: Column, values: list) -> pa.Array:
+def _array(col: Column, values: list, *, of_frame: bool = False) -> pa.Array:
     """``values`` as the column's Arrow array (:func:`_loose_type`); one of the wrong type raises
-    :class:`SchemaError` naming the column."""
+    :class:`SchemaError` naming the column. Values ``of_frame`` were typed by :func:`_coerce`, and
+    pandas is loaded: ``pa.array`` converts them in C, faster than :func:`python_array`."""
     try:
+        if of_frame:
+            return pa.array(values, type=_loose_type(col))
         return python_array(values, _loose_type(col))
-    except (TypeError, OverflowError) as exc:
+    except (TypeError, OverflowError, pa.ArrowInvalid) as exc:
         raise SchemaError(f"invalid manifest: {col.name} holds a value that is not {col.type_name} ({exc})") from None
 
 
@@ -244,7 +250,7 @@ def _loose_arrow(frame: pd.DataFrame) -> pa.Table:
         values = frame[col.name]
         if col.type_name in ("bool", "int64", "float64"):
             values = values.astype(object).where(values.notna(), None)
-        arrays.append(_array(col, values.tolist()))
+        arrays.append(_array(col, values.tolist(), of_frame=True))
         fields.append(pa.field(col.name, arrays[-1].type, nullable=col.nullable))
     for name in frame.columns:
         if name not in _BY_NAME:
