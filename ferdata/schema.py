@@ -11,7 +11,7 @@ In memory a manifest is a pandas DataFrame with nullable dtypes: strings are ``o
 Python lists (or ``None``). The rules are checked on the Arrow table that is written
 (:func:`validate_table`), so a writer that builds its rows as Arrow (a first ingest:
 :func:`new_table`) never needs pandas; :class:`Manifest` makes its frame on first use. pandas is
-imported where a frame is made, not with this module (it takes a third of a second).
+imported where a frame is made, not with this module (about 0.17 s beyond numpy and pyarrow).
 """
 
 from __future__ import annotations
