@@ -220,43 +220,49 @@ def _array(col: Column, values: list, *, of_frame: bool = False) -> pa.Array:
         raise SchemaError(f"invalid manifest: {col.name} holds a value that is not {col.type_name} ({exc})") from None
 
 
+def _loose_table(data: dict[str, list], extras: list[str], *, of_frame: bool = False) -> pa.Table:
+    """Column values as an Arrow table for :func:`validate_table`: the schema's columns first and
+    typed (a fixed-size list as a list of any length), then ``extras``, whose type pyarrow infers
+    (it imports pandas to do so: only columns the schema does not know take that way)."""
+    arrays, fields = [], []
+    for col in COLUMNS:
+        arrays.append(_array(col, data[col.name], of_frame=of_frame))
+        fields.append(pa.field(col.name, arrays[-1].type, nullable=col.nullable))
+    for name in extras:
+        arrays.append(pa.array(data[name]))
+        fields.append(pa.field(name, arrays[-1].type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
 def new_table(rows: list[dict[str, Any]]) -> pa.Table:
     """A checked manifest table from row dicts of plain Python values (``str``, ``int``,
     ``float``, ``bool``, lists, ``None``), without pandas: what :func:`to_arrow` makes of
     :func:`new_frame`'s frame of the same rows. Raises :class:`SchemaError` as
     :func:`validate_table` does, or naming the column of a value of the wrong type."""
-    data, extras = _columns_of(rows)
-    arrays, fields = [], []
-    for col in COLUMNS:
-        arrays.append(_array(col, data[col.name]))
-        fields.append(pa.field(col.name, arrays[-1].type, nullable=col.nullable))
-    for name in extras:  # columns the schema does not know: pyarrow infers their type (and imports pandas)
-        arrays.append(pa.array(data[name]))
-        fields.append(pa.field(name, arrays[-1].type))
-    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    table = _loose_table(*_columns_of(rows))
     validate_table(table)
     return _exact(table)
 
 
 def _loose_arrow(frame: pd.DataFrame) -> pa.Table:
-    """The frame as an Arrow table for :func:`validate_table`: schema columns first and typed (a
-    fixed-size list as a list of any length), extras after."""
+    """The frame as :func:`_loose_table` makes it (extras after the schema's columns)."""
     missing = [c for c in COLUMN_NAMES if c not in frame.columns]
     if missing:
         raise SchemaError(f"manifest lacks the columns {', '.join(missing)}")
     frame = _coerce(frame)
-    arrays, fields = [], []
-    for col in COLUMNS:
-        values = frame[col.name]
-        if col.type_name in ("bool", "int64", "float64"):
-            values = values.astype(object).where(values.notna(), None)
-        arrays.append(_array(col, values.tolist(), of_frame=True))
-        fields.append(pa.field(col.name, arrays[-1].type, nullable=col.nullable))
-    for name in frame.columns:
-        if name not in _BY_NAME:
-            arrays.append(pa.array(frame[name].astype(object).where(frame[name].notna(), None).tolist()))
-            fields.append(pa.field(name, arrays[-1].type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def with_none(series: pd.Series) -> list:  # missing values (NA, NaN) as None
+        return series.astype(object).where(series.notna(), None).tolist()
+
+    data = {
+        col.name: with_none(frame[col.name])
+        if col.type_name in ("bool", "int64", "float64")
+        else frame[col.name].tolist()
+        for col in COLUMNS
+    }
+    extras = [name for name in frame.columns if name not in _BY_NAME]
+    data.update({name: with_none(frame[name]) for name in extras})
+    return _loose_table(data, extras, of_frame=True)
 
 
 def _exact(table: pa.Table) -> pa.Table:

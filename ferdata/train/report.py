@@ -692,32 +692,24 @@ def write_reports(
     fmt, dpi = config.figure_format, config.dpi
     evaluated = "all folds, out-of-fold" if protocol == "folds" else "evaluated split"
     total = np.asarray(summary["confusion_total"])
-    files.append(
-        plot_confusion(
-            total,
-            list(classes),
-            run_dir / f"confusion.{fmt}",
-            figure_title(experiment, evaluated, total),
-            figure_format=fmt,
-            dpi=dpi,
-        )
-    )
+    matrices = [("", total, evaluated)]  # file suffix, confusion matrix, what it counts
     masked = predictions["masked"].astype("boolean")
     if (masked == True).any() and (masked == False).any():
         for kind, rows in (("nm", masked == False), ("m", masked == True)):
             part = predictions[rows.fillna(False).to_numpy(bool)]
             matrix = confusion(*_codes(part, classes), len(classes))
-            what = f"{'non-masked' if kind == 'nm' else 'masked'} images, {evaluated}"
-            files.append(
-                plot_confusion(
-                    matrix,
-                    list(classes),
-                    run_dir / f"confusion-{kind}.{fmt}",
-                    figure_title(experiment, what, matrix),
-                    figure_format=fmt,
-                    dpi=dpi,
-                )
+            matrices.append((f"-{kind}", matrix, f"{'non-masked' if kind == 'nm' else 'masked'} images, {evaluated}"))
+    for suffix, matrix, what in matrices:
+        files.append(
+            plot_confusion(
+                matrix,
+                list(classes),
+                run_dir / f"confusion{suffix}.{fmt}",
+                figure_title(experiment, what, matrix),
+                figure_format=fmt,
+                dpi=dpi,
             )
+        )
     if tsne and rounds:
         panels = []
         for name, logged in rounds.items():
