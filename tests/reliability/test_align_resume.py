@@ -5,7 +5,7 @@ shifted; tests/face_crops.py), as a registered source so that the run also has i
 (the mean-shape crops). Each test compares the resumed workspace with an uninterrupted run's:
 the manifest (rows, values, provenance) and every crop file, byte for byte.
 
-- kill -9 at 60% of an uninterrupted ``ferdata align``'s (CPU) time: the re-run takes at most 65%
+- kill -9 at 60% of an uninterrupted ``ferdata align``'s (user CPU) time: the re-run takes at most 65%
   of that time (it detects only the rows the killed run had not journalled);
 - Ctrl-C (SIGINT) during the alignment step of ``ferdata ingest``: exit 130 with one line, a
   journal whose every line reads back, and a re-run of the same command that resumes.
@@ -70,28 +70,32 @@ def run_timed(args: list[str]) -> tuple[float, str]:
     return time.monotonic() - start, out
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a running process has used so far."""
+def user_seconds(pid: int) -> float:
+    """User CPU time (all threads) a running process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_measured(args: list[str], out: Path) -> tuple[float, float]:
-    """Run to the end with stdout in ``out``; the command's wall time and CPU time."""
+    """Run to the end with stdout in ``out``; the command's wall time and user CPU time."""
     start = time.monotonic()
     with out.open("w") as stdout:
         process = subprocess.Popen(ferdata_argv(*args), stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=clean_env())
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     assert process.returncode == 0, out.read_text()
-    return time.monotonic() - start, usage.ru_utime + usage.ru_stime
+    return time.monotonic() - start, usage.ru_utime
 
 
 @pytest.mark.slow
 def test_align_killed_at_60_percent_resumes_in_at_most_65_percent_of_the_time(tmp_path: Path) -> None:
-    """"Time" is the command's CPU time (user + system): on a machine shared with other jobs
-    their load stretches wall times at random, CPU time much less. The kill comes when the run
-    has used 60% of the uninterrupted run's CPU time; benchmarks/align_resume.py gives the same
+    """"Time" is the command's user CPU time. On a machine shared with other jobs their load
+    stretches wall times at random, user CPU time much less. System time is left out too: on
+    these machines the kernel's cost of creating a file swings several-fold from one minute to
+    the next (seen: about 6x), so a run that meets such a spell counts seconds that are not
+    ferdata's (a CI run killed at 60% of the reference's user + system time found 320 rows
+    journalled instead of about 440, and its re-run measured 0.80). The kill comes when the run
+    has used 60% of the uninterrupted run's user time; benchmarks/align_resume.py gives the same
     ratio in wall time."""
     base = tmp_path / "base"
     ingest(Workspace(base), fer_like_folder(tmp_path / "src", 800), dataset="imagefolder", align=False)
@@ -100,7 +104,7 @@ def test_align_killed_at_60_percent_resumes_in_at_most_65_percent_of_the_time(tm
     _, full = run_measured(args(reference), tmp_path / "reference.out")
 
     process = subprocess.Popen(ferdata_argv(*args(ws)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=clean_env())
-    assert wait_for(lambda: process.poll() is not None or cpu_seconds(process.pid) >= 0.6 * full, timeout=600, every=0.01)
+    assert wait_for(lambda: process.poll() is not None or user_seconds(process.pid) >= 0.6 * full, timeout=600, every=0.01)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
@@ -109,8 +113,8 @@ def test_align_killed_at_60_percent_resumes_in_at_most_65_percent_of_the_time(tm
 
     _, rerun = run_measured(args(ws), tmp_path / "rerun.out")
     assert f"{done:,} rows resumed" in (tmp_path / "rerun.out").read_text()
-    # Measured 0.52 of the full run's CPU time (the re-run pays Python's start and the
-    # model's load again).
+    # Measured 0.44-0.51 of the full run's user time (the re-run pays Python's start and the
+    # model's load again, about 0.8 s of CPU, and the few batches in flight at the kill).
     assert rerun <= 0.65 * full, (rerun, full, done)
     assert not journal_path(Workspace(ws), "imagefolder").exists()  # gone once the manifest is saved
     assert_nothing_half_written(ws)
