@@ -94,10 +94,10 @@ def run_measured(code: str, args: list[str], env: dict | None = None) -> Run:
                peak_mib=peak_kib / 1024, load=load, output=out)
 
 
-def take_turns(contenders: list[Contender], rounds: int, prepare=None, pause: float = 0.0) -> None:
+def take_turns(contenders: list[Contender], rounds: int, prepare=None) -> None:
     """``rounds`` rounds; in each, every contender runs once, the order reversed every other round.
     ``prepare(contender, round)`` returns the extra arguments of that run (e.g. a fresh output
-    folder). ``pause`` seconds between runs let the file system settle (see docs/benchmarks.md)."""
+    folder)."""
     for k in range(rounds):
         order = contenders if k % 2 == 0 else list(reversed(contenders))
         for contender in order:
@@ -107,8 +107,6 @@ def take_turns(contenders: list[Contender], rounds: int, prepare=None, pause: fl
             print(f"  round {k + 1}, {contender.name}: {run.wall:.2f} s wall, {run.cpu:.2f} s CPU "
                   f"(user {run.user:.2f}, system {run.system:.2f}), peak {run.peak_mib:.0f} MiB, load {run.load:.1f}",
                   flush=True)
-            if pause:
-                time.sleep(pause)
 
 
 def summary(ours: Contender, base: Contender, unit_rows: int | None = None) -> dict:
