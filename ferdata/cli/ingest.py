@@ -249,14 +249,11 @@ def ingest_command(
         )
     if result.pruned_table:
         warn(f"{result.dropped:,} rows the source no longer has were dropped; they are kept in {result.pruned_table}")
+    # result.warnings reach stderr once, through the library's log (as every command's do).
     if as_json:
-        for message in result.warnings:
-            warn(message)
         print_json(result)
         return
     print_tables(summary(result.manifest))
-    for message in result.warnings:
-        warn(message)
     if result.align_report is not None:
         report = result.align_report
         if report.resumed:
