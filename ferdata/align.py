@@ -39,7 +39,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -493,6 +493,13 @@ def _model_digest(model_file: str) -> str:
     return hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
 
 
+def load_run_detector(detector: str, model_dir: Path | None, device: str, engine: str) -> Detector:
+    """The detector :func:`align_manifest` loads in this process for ``detector`` given by name
+    (what its ``preloaded`` stands for). The Ray engine's driver needs only the model's name and
+    hash, its actors run the detector: there it is loaded on the CPU."""
+    return load_detector(detector, model_dir, "cpu" if engine == "ray" else device)
+
+
 # ----------------------------------------------------------------------------- the journal
 
 
@@ -625,8 +632,8 @@ def align_manifest(
     comes from. ``only_missing`` processes only rows not yet run and aligned rows whose crop file
     is gone. ``detector`` may also be a loaded detector (from
     :func:`ferdata.vision.detectors.load_detector`), to share one across several calls;
-    ``preloaded`` is the detector that the name ``detector`` (with ``model_dir`` and ``device``)
-    loads, already loaded (ingest loads it while it extracts, off the critical path).
+    ``preloaded`` is :func:`load_run_detector`'s detector for these arguments, already loaded
+    (ingest loads it while it extracts, off the critical path).
 
     ``registered`` says whether the source is delivered as registered face crops (None: as its
     ``manifests/<dataset>.toml`` says); see the module's docstring. ``resume`` (the default)
@@ -660,28 +667,15 @@ def align_manifest(
     registered_from = "argument" if registered is not None else f"manifests/{manifest.dataset}.toml"
     if registered is None:
         registered = registered_by_default(manifest.dataset)
-    # The Ray engine's driver needs only the model's name and hash: its actors run the detector.
     if preloaded is not None:
         model = preloaded
     elif isinstance(detector, str):
-        model = load_detector(detector, model_dir, "cpu" if engine == "ray" else device)
+        model = load_run_detector(detector, model_dir, device, engine)
     else:
         model = detector
     provider = model.provider
     model_sha256 = _model_digest(model.model_file)
-    tries = [
-        {
-            "pad": a.pad,
-            "canvas": a.canvas,
-            "threshold": a.threshold,
-            "flip": a.flip,
-            "checked": a.checked,
-            "min_eyes": a.min_eyes,
-            "both_sides": a.both_sides,
-            "mirror_tolerance": a.mirror_tolerance,
-        }
-        for a in (*attempts_for(det_size + 1, det_size), *attempts_for(48, det_size))
-    ]
+    tries = [asdict(a) for a in (*attempts_for(det_size + 1, det_size), *attempts_for(48, det_size))]
     frame = manifest.frame
     todo = _rows_to_do(ws, frame, only_missing)
     out_dir = ws.aligned_dir(manifest.dataset) / f"{size}px"

@@ -435,15 +435,20 @@ class _DetectorLoad:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if self.wanted:
-            args = (options.get("detector", "retinaface"), options.get("model_dir"), options.get("device", "auto"))
+            args = (
+                options.get("detector", "retinaface"),
+                options.get("model_dir"),
+                options.get("device", "auto"),
+                options.get("engine", "local"),
+            )
             self._thread = threading.Thread(target=self._load, args=args, name="ferdata-detector", daemon=True)
             self._thread.start()
 
-    def _load(self, name: str, model_dir, device: str) -> None:
-        from .vision.detectors import load_detector
+    def _load(self, name: str, model_dir, device: str, engine: str) -> None:
+        from .align import load_run_detector
 
         try:
-            self._detector = load_detector(name, model_dir, device)
+            self._detector = load_run_detector(name, model_dir, device, engine)
         except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread by result()
             self._error = exc
 
