@@ -41,6 +41,7 @@ from .schema import (
     write_manifest_table,
 )
 from .sources import Notice, Record, SideFile, SourceOptions, Unparsed, detect_source, get_source
+from .vision.encode import encode_png
 from .workspace import Workspace, log
 
 if TYPE_CHECKING:
@@ -148,26 +149,6 @@ def _image_facts(data: bytes) -> tuple[int, int, str | None]:
         return (*image_size(data), None)
     except ImageUnreadable as exc:
         return 0, 0, str(exc)
-
-
-def _png_bytes(pixels) -> bytes:
-    """Lossless PNG of uint8 pixels (grayscale or RGB), encoded by OpenCV, which holds no GIL while
-    it works (so the pipeline's threads encode in parallel). Huffman coding alone: on photographs'
-    filtered rows string matching finds little, and without it the encoder is faster than Pillow's
-    at ``compress_level=1`` and its files smaller (48x48 faces: 46 against 120 µs, 1,415 against
-    1,514 bytes; docs/benchmarks.md)."""
-    import cv2
-
-    if pixels.ndim == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(
-        ".png",
-        pixels,
-        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY],
-    )
-    if not ok:  # pragma: no cover - OpenCV fails only on arrays it cannot hold as an image
-        raise ValueError(f"cannot encode pixels of shape {pixels.shape} as PNG")
-    return data.tobytes()
 
 
 class _Staging:
@@ -498,7 +479,12 @@ def _ingest_tree(
             return put(record, hashlib.sha256(payload).hexdigest(), *_image_facts(payload), lambda: payload)
         height, width = payload.shape[:2]
         return put(
-            record, hashlib.sha256(payload.tobytes()).hexdigest(), width, height, None, lambda: _png_bytes(payload)
+            record,
+            hashlib.sha256(payload.tobytes()).hexdigest(),
+            width,
+            height,
+            None,
+            lambda: encode_png(payload, 1, huffman_only=True),
         )
 
     def done(entry: dict) -> None:
