@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TagError, UsageError
-from .schema import OCCLUSION_TAGS, RENAMED, TAG_ORIGINS
+from .schema import OCCLUSION_TAGS, TAG_ORIGINS, with_new_names
 from .workspace import Workspace, WorkspaceLike, writes_workspace
 
 TAG_ORIGIN_COLUMN = "tag_origin"
@@ -48,7 +48,6 @@ SOURCE, MANUAL, AUTO, LABEL_ISSUES, REVIEW = "source", "manual", "auto_mask", "l
 ORIGINS = TAG_ORIGINS
 # origins whose tags ferdata or a person added: removed without force, kept by a re-ingest's check
 ADDED_ORIGINS = tuple(o for o in ORIGINS if o != SOURCE)
-_RENAMED_ORIGINS = RENAMED.get(TAG_ORIGIN_COLUMN, {})
 # Tags that mean "a mask covers the lower face": adding one fills an unknown ``masked``.
 MASK_TAGS = ("mask", "synthetic_mask")
 
@@ -72,7 +71,8 @@ def _as_list(value: Any) -> list:
 
 
 def _origin_maps(frame: pd.DataFrame) -> list[dict[str, str]]:
-    """Per row, tag -> origin (tags whose origin is not recorded count as ``source``)."""
+    """Per row, tag -> origin (tags whose origin is not recorded count as ``source``), for a
+    frame whose origins have their current names (:func:`ferdata.schema.with_new_names`)."""
     tags = frame["occlusion"].tolist()
     recorded = frame[TAG_ORIGIN_COLUMN].tolist() if TAG_ORIGIN_COLUMN in frame.columns else [None] * len(frame)
     maps = []
@@ -80,7 +80,6 @@ def _origin_maps(frame: pd.DataFrame) -> list[dict[str, str]]:
         row_tags, row_origins = _as_list(row_tags), _as_list(row_origins)
         if len(row_origins) != len(row_tags):  # written by a step that knew nothing of origins
             row_origins = [SOURCE] * len(row_tags)
-        row_origins = [_RENAMED_ORIGINS.get(o, o) for o in row_origins]
         maps.append({t: (o if o in ORIGINS else SOURCE) for t, o in zip(row_tags, row_origins, strict=True)})
     return maps
 
@@ -97,25 +96,31 @@ def _set_tags(frame: pd.DataFrame, maps: list[dict[str, str]]) -> pd.DataFrame:
     return out
 
 
-def with_origins(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with consistent ``tag_origin`` and ``masked_origin`` columns (see the module doc)."""
-    out = _set_tags(frame, _origin_maps(frame))
+def _normalised(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """:func:`with_origins`, and the per-row origin maps it was built from."""
+    frame = with_new_names(frame)
+    maps = _origin_maps(frame)
+    out = _set_tags(frame, maps)
     masked = out["masked"].astype("boolean")
     if MASKED_ORIGIN_COLUMN in out.columns:
         origin = out[MASKED_ORIGIN_COLUMN].astype(object).where(out[MASKED_ORIGIN_COLUMN].notna(), None)
-        origin = origin.replace(_RENAMED_ORIGINS)
         origin = origin.where(origin.isin(ORIGINS) | origin.isna(), SOURCE)
     else:
         origin = pd.Series(None, index=out.index, dtype=object)
     origin = origin.where(masked.notna(), None)
     origin = origin.where(~(masked.notna() & origin.isna()), SOURCE).astype(object)
     out[MASKED_ORIGIN_COLUMN] = origin
-    return out
+    return out, maps
+
+
+def with_origins(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with consistent ``tag_origin`` and ``masked_origin`` columns (see the module doc)."""
+    return _normalised(frame)[0]
 
 
 def tag_origins(frame: pd.DataFrame) -> list[dict[str, str]]:
     """Per row, each tag with its origin (one of :data:`ORIGINS`)."""
-    return _origin_maps(frame)
+    return _origin_maps(with_new_names(frame))
 
 
 # ----------------------------------------------------------------------------- selections
@@ -248,8 +253,7 @@ def add_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, origin: str = MA
     check_tag(tag)
     if origin not in ORIGINS:
         raise UsageError(f"origin={origin!r} is not one of {', '.join(ORIGINS)}")
-    frame = with_origins(frame)
-    maps = _origin_maps(frame)
+    frame, maps = _normalised(frame)
     positions = np.flatnonzero(selected.to_numpy(dtype=bool))
     changed = 0
     for i in positions:
@@ -271,8 +275,7 @@ def remove_tag(frame: pd.DataFrame, tag: str, selected: pd.Series, force: bool =
     ``masked`` returns to unknown.
     """
     check_tag(tag)
-    frame = with_origins(frame)
-    maps = _origin_maps(frame)
+    frame, maps = _normalised(frame)
     positions = np.flatnonzero(selected.to_numpy(dtype=bool))
     changed = kept = 0
     unset = np.zeros(len(frame), dtype=bool)
@@ -315,8 +318,7 @@ def apply_auto_mask(frame: pd.DataFrame, scores: pd.Series, threshold: float) ->
     """
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold={threshold} must be between 0 and 1")
-    frame = with_origins(frame)
-    maps = _origin_maps(frame)
+    frame, maps = _normalised(frame)
     old_scores = (
         frame[MASK_SCORE_COLUMN] if MASK_SCORE_COLUMN in frame.columns else pd.Series(np.nan, index=frame.index)
     )
@@ -447,14 +449,14 @@ def import_tag_rows(frame: pd.DataFrame, rows: list[tuple[str, str]], origin: st
 def tag_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Images per tag and origin (columns ``tag``, one per origin of :data:`ORIGINS`, ``total``),
     every vocabulary tag listed, plus rows ``masked=true``/``false``/``unknown``."""
-    maps = _origin_maps(frame)
+    normal, maps = _normalised(frame)
     counts = {tag: dict.fromkeys(ORIGINS, 0) for tag in OCCLUSION_TAGS}
     for m in maps:
         for tag, origin in m.items():
             counts.setdefault(tag, dict.fromkeys(ORIGINS, 0))[origin] += 1
     rows = [{"tag": tag, **c, "total": sum(c.values())} for tag, c in counts.items()]
     masked = frame["masked"].astype("boolean")
-    origin = with_origins(frame)[MASKED_ORIGIN_COLUMN]
+    origin = normal[MASKED_ORIGIN_COLUMN]
     for label, chosen in (("masked=true", masked == True), ("masked=false", masked == False)):
         chosen = chosen.fillna(False).astype(bool)
         by_origin = origin[chosen].value_counts()
