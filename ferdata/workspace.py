@@ -80,9 +80,7 @@ class Workspace:
     @classmethod
     def of(cls, ws: Workspace | str | os.PathLike[str]) -> Workspace:
         """``ws`` itself, or the workspace at that path (made absolute)."""
-        if isinstance(ws, Workspace):
-            return ws
-        return cls(Path(os.fspath(ws)).expanduser().resolve())
+        return ws if isinstance(ws, Workspace) else cls.resolve(ws)
 
     @classmethod
     def resolve(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
