@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .archives import Limits, Password, as_provider, open_tree
+from .background import Background
 from .errors import FerdataError, LayoutError, UnsafeArchiveError, UsageError, WorkspaceError, shown
 from .fsutil import atomic_path, atomic_write_bytes, disk_errors, sync
 from .progress import ProgressFn, null_progress
@@ -368,7 +369,7 @@ def ingest(
     progress = progress or null_progress
     start = time.perf_counter()
     with ws.lock("ingest"):
-        detector = _DetectorLoad(align_options or {}) if align else None  # loads while the originals are extracted
+        detector = _preload_detector(align_options or {}) if align else None  # loads while the originals are extracted
         scratch = ws.internal / "tmp"
         with disk_errors(scratch):
             scratch.mkdir(parents=True, exist_ok=True)
@@ -389,7 +390,7 @@ def ingest(
             from .align import align_manifest, discard_journal
 
             align_kwargs = dict(align_options or {})
-            if detector is not None and detector.wanted:
+            if detector is not None:
                 align_kwargs["preloaded"] = detector.result()  # a loading error is raised here, as align_manifest would
             manifest, report = align_manifest(ws, result.manifest, only_missing=True, progress=progress, **align_kwargs)
             ws.save(manifest)
@@ -402,42 +403,22 @@ def ingest(
     return result
 
 
-class _DetectorLoad:
+def _preload_detector(options: dict[str, Any]) -> Background[Detector] | None:
     """The detector that ``align_options`` name, loaded on a thread of its own while ingest reads
     and stages the originals (importing onnxruntime and building the session take about half a
-    second, which would otherwise wait until the manifest is committed). Errors are kept and
-    raised by :meth:`result`, at the point where the aligner would have met them."""
+    second, which would otherwise wait until the manifest is committed); its errors are raised
+    where the aligner would have met them. None when the options hold a loaded detector."""
+    name = options.get("detector", "retinaface")
+    if not isinstance(name, str):
+        return None
+    args = (name, options.get("model_dir"), options.get("device", "auto"), options.get("engine", "local"))
+    return Background("ferdata-detector", _load_run_detector, *args)
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        import threading
 
-        self.wanted = isinstance(options.get("detector", "retinaface"), str)
-        self._detector: Detector | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if self.wanted:
-            args = (
-                options.get("detector", "retinaface"),
-                options.get("model_dir"),
-                options.get("device", "auto"),
-                options.get("engine", "local"),
-            )
-            self._thread = threading.Thread(target=self._load, args=args, name="ferdata-detector", daemon=True)
-            self._thread.start()
+def _load_run_detector(name: str, model_dir, device: str, engine: str) -> Detector:
+    from .align import load_run_detector  # imported on the loading thread too
 
-    def _load(self, name: str, model_dir, device: str, engine: str) -> None:
-        from .align import load_run_detector
-
-        try:
-            self._detector = load_run_detector(name, model_dir, device, engine)
-        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread by result()
-            self._error = exc
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._detector
+    return load_run_detector(name, model_dir, device, engine)
 
 
 def _ingest_tree(
@@ -567,7 +548,7 @@ def _ingest_tree(
     pruned_table = None
     if dropped is not None and not dropped.empty:
         pruned_table = _keep_dropped(ws, name, dropped, path, inside)
-    flushing = _Flush(ws.root)  # the originals reach the disk while the manifest is checked and converted
+    flushing = Background("ferdata-sync", sync, ws.root)  # the originals reach the disk while the manifest is checked
     provenance = dict(previous.provenance) if previous is not None else {}
     provenance["ingest"] = {
         "archive": path.name,
@@ -582,7 +563,7 @@ def _ingest_tree(
     try:
         stored = manifest_table(manifest)
     finally:
-        flushing.wait()
+        flushing.result()
     write_manifest_table(ws.manifest_path(name), stored)  # the commit (what ws.save does)
     shutil.rmtree(staging.folder, ignore_errors=True)
     if unparsed:
@@ -601,30 +582,6 @@ def _ingest_tree(
         side_files=sorted(side_data),
         pruned_table=pruned_table,
     )
-
-
-class _Flush:
-    """:func:`~ferdata.fsutil.sync` of the workspace's file system on a thread of its own, so that
-    the wait for the disk overlaps work that does not need it done (checking and converting the
-    manifest); :meth:`wait` returns once everything written before it started is on disk."""
-
-    def __init__(self, root: Path) -> None:
-        import threading
-
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(root,), name="ferdata-sync", daemon=True)
-        self._thread.start()
-
-    def _run(self, root: Path) -> None:
-        try:
-            sync(root)
-        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread by wait()
-            self._error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 def _placements(staged: Path, final: Path, inside) -> list[tuple[Path, Path]]:

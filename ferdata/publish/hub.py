@@ -9,12 +9,12 @@ read unless the caller says so with ``public=True``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..background import Background
 from ..errors import FerdataError, PublishError
 from . import layout
 
@@ -39,24 +39,12 @@ def check_push_allowed(dataset: str, terms: dict[str, Any], *, public: bool, rep
 
 def _within(seconds: float, call: Callable[[], Any], what: str) -> Any:
     """``call()`` in a helper thread, abandoned after ``seconds``: an unreachable Hub must not hang."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread below)
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True, name="ferdata-push-probe")
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
+    work = Background("ferdata-push-probe", call)
+    if not work.wait(seconds):
         raise PublishError(
             f"no answer from {what} within {seconds:g} s: check the network (or HF_ENDPOINT) and push again"
         )
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    return work.result()
 
 
 def _hub_failure(exc: BaseException, endpoint: str, step: str) -> PublishError:
