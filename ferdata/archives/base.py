@@ -133,17 +133,26 @@ class MemberStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def read(self, size: int | None = -1, /) -> bytes:
+        """At most ``size`` bytes, counted before they are handed on. Read without a buffer, in
+        chunks of ``CHUNK`` (:func:`read_all`), for thousands of small members: a buffered reader
+        around this stream cost as much as inflating them."""
+        if size is None or size < 0:
+            return self.readall()  # in chunks, each counted
         try:
-            data = self._raw.read(len(buffer))
+            data = self._raw.read(size)
         except FerdataError:
             raise
         except library_errors() as exc:
             raise self._on_error(exc) from None
+        if self._guard is not None:
+            self._guard.count(len(data))
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
         n = len(data)
         buffer[:n] = data
-        if self._guard is not None:
-            self._guard.count(n)
         return n
 
     def close(self) -> None:
@@ -157,12 +166,13 @@ def buffered(stream: io.RawIOBase) -> BinaryIO:
     return io.BufferedReader(stream, buffer_size=CHUNK)
 
 
-def read_all(stream: BinaryIO) -> bytes:
+def read_all(stream: BinaryIO | MemberStream) -> bytes:
+    """The rest of ``stream``, read in chunks of ``CHUNK`` (a guarded stream counts each)."""
     parts: list[bytes] = []
     while True:
         part = stream.read(CHUNK)
         if not part:
-            return b"".join(parts)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         parts.append(part)
 
 

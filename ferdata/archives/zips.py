@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from ferdata.errors import ArchiveError, FerdataError, PasswordError
 
-from .base import CHUNK, Context, Member, MemberStream, Tree, buffered, damaged, library_errors, not_complete
+from .base import CHUNK, Context, Member, MemberStream, Tree, buffered, damaged, library_errors, not_complete, read_all
 from .limits import CountingFile
 from .names import REPACK_UTF8, SPECIAL, NameBook, check_link, is_junk, normalise, unsafe
 from .passwords import wrong_password
@@ -166,29 +166,11 @@ class ZipTree(Tree):
                 yield name, stream
 
     def _iter_read(self, wanted: list[str]) -> Iterator[tuple[str, bytes]]:
-        """Whole members, read straight from the zip library's stream in chunks of at most ``CHUNK``, each
-        counted by the member's guard before the next is read (what :class:`MemberStream` does, without
-        its buffered reader: for thousands of small members that wrapper cost as much as inflating them)."""
-        errors = library_errors()
+        """Whole members, in the archive's order, read through an unbuffered guarded stream."""
         for name in sorted(wanted, key=lambda name: self._infos[name].header_offset):
-            raw, guard, on_error = self._open_raw(name)
-            parts = []
-            try:
-                while True:
-                    try:
-                        part = raw.read(CHUNK)
-                    except FerdataError:
-                        raise
-                    except errors as exc:
-                        raise on_error(exc) from None
-                    if not part:
-                        break
-                    guard.count(len(part))
-                    parts.append(part)
-            finally:
-                with contextlib.suppress(Exception):
-                    raw.close()
-            yield name, parts[0] if len(parts) == 1 else b"".join(parts)
+            with MemberStream(*self._open_raw(name)) as stream:
+                data = read_all(stream)
+            yield name, data
 
     def _release(self) -> None:
         if hasattr(self, "_zip"):
